@@ -1,0 +1,152 @@
+/* pv_store.h -- the typed storage interface (accounts, roster, offline queue, per-user
+ * key/value data, durable session state for stream management).
+ *
+ * One storage thread owns the database connection.  Every operation is queued to it in
+ * FIFO order, so a read always sees every write queued before it.
+ *  - Writes are asynchronous: they return at once; the storage thread runs all queued
+ *    writes in one transaction with one fsync (group commit) and then calls each `done`
+ *    callback ON THE LOOP THREAD given to pv_store_open (via uv_async).  `done` may be
+ *    NULL.  rc is 0 or a negative PV_E*.  A stanza is acknowledged only from `done`.
+ *  - Reads are synchronous: the caller blocks until the storage thread answered.
+ *    (TODO: async reads for login-storm throughput; today they are rare and short.)
+ * With loop == NULL (tools working on a stopped server's data dir) writes complete
+ * before returning and `done` runs inline.
+ * An fsync/commit error is fatal: the store logs it and aborts the process (never retry
+ * a failed fsync on the same state; restart recovers from the WAL). */
+#ifndef PV_STORE_H
+#define PV_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pv_util.h"
+
+struct uv_loop_s;
+typedef struct pv_store pv_store;
+typedef void (*pv_store_done_fn)(void *ud, int rc);
+
+/* Opens (creating and migrating as needed) <datadir>/peyvand.sqlite.  NULL on failure
+ * (logged). */
+pv_store *pv_store_open(const char *datadir, struct uv_loop_s *loop);
+/* Commits everything queued, stops the thread, closes the db.  Pending `done`
+ * callbacks are run before it returns. */
+void pv_store_close(pv_store *st);
+/* Blocks until every write queued so far is committed (done callbacks may still be
+ * pending on the loop). */
+void pv_store_flush(pv_store *st);
+
+/* ---- accounts (synchronous; rare) ---- */
+typedef struct pv_scram_cred {
+	char mech[24];               /* "SCRAM-SHA-1" or "SCRAM-SHA-256" */
+	unsigned char salt[32];
+	size_t salt_len;
+	uint32_t iterations;
+	unsigned char stored_key[64];
+	unsigned char server_key[64];
+	size_t key_len;              /* 20 for SHA-1, 32 for SHA-256 */
+} pv_scram_cred;
+
+int pv_store_user_create(pv_store *st, const char *host, const char *user,
+	const pv_scram_cred *creds, size_t ncreds);          /* PV_EEXIST if taken */
+int pv_store_user_set_creds(pv_store *st, const char *host, const char *user,
+	const pv_scram_cred *creds, size_t ncreds);          /* PV_ENOENT if absent */
+int pv_store_user_get_cred(pv_store *st, const char *host, const char *user,
+	const char *mech, pv_scram_cred *out);              /* PV_ENOENT */
+int pv_store_user_exists(pv_store *st, const char *host, const char *user); /* 1, 0 or <0 */
+int pv_store_user_delete(pv_store *st, const char *host, const char *user); /* all data */
+/* Calls cb for each user of host, sorted.  Returns count or <0. */
+int pv_store_user_list(pv_store *st, const char *host,
+	void (*cb)(void *ud, const char *user), void *ud);
+
+/* ---- roster (RFC 6121) ---- */
+typedef enum { PV_SUB_NONE = 0, PV_SUB_TO, PV_SUB_FROM, PV_SUB_BOTH } pv_sub;
+
+typedef struct pv_roster_item {
+	char *jid;          /* bare, normalised */
+	char *name;         /* may be NULL */
+	pv_sub sub;
+	bool ask;           /* pending-out: we sent subscribe, no answer yet */
+	bool approved;      /* pre-approved inbound subscription */
+	bool in_roster;     /* false: only a stored pending-in request, not a roster item */
+	char *pending_in;   /* serialised stored subscribe presence, or NULL */
+	char **groups;
+	size_t ngroups;
+} pv_roster_item;
+
+/* Loads every item (in_roster or not) and the roster version.  Caller frees with
+ * pv_roster_items_free. */
+int pv_store_roster_get(pv_store *st, const char *host, const char *user,
+	pv_roster_item **items, size_t *n, uint64_t *ver);
+void pv_roster_items_free(pv_roster_item *items, size_t n);
+/* Insert or replace the item for it->jid and set the roster version. */
+void pv_store_roster_put(pv_store *st, const char *host, const char *user,
+	const pv_roster_item *it, uint64_t ver, pv_store_done_fn done, void *ud);
+void pv_store_roster_del(pv_store *st, const char *host, const char *user,
+	const char *jid, uint64_t ver, pv_store_done_fn done, void *ud);
+
+/* ---- offline messages (XEP-0160), in arrival order ---- */
+void pv_store_offline_push(pv_store *st, const char *host, const char *user,
+	const char *xml, size_t len, pv_store_done_fn done, void *ud);
+/* Calls cb for each stored message in order (id increasing).  Returns count or <0. */
+int pv_store_offline_list(pv_store *st, const char *host, const char *user,
+	void (*cb)(void *ud, int64_t id, int64_t stamp, const char *xml, size_t len), void *ud);
+/* Deletes messages with id <= upto. */
+void pv_store_offline_delete(pv_store *st, const char *host, const char *user,
+	int64_t upto, pv_store_done_fn done, void *ud);
+int pv_store_offline_count(pv_store *st, const char *host, const char *user);
+
+/* ---- per-user key/value data: private XML (XEP-0049), vcard-temp (XEP-0054) ----
+ * kind names the feature ("private", "vcard"); key is feature-defined. */
+int pv_store_kv_get(pv_store *st, const char *host, const char *user,
+	const char *kind, const char *key, char **val, size_t *len); /* PV_ENOENT; caller frees */
+/* val NULL deletes. */
+void pv_store_kv_put(pv_store *st, const char *host, const char *user,
+	const char *kind, const char *key, const char *val, size_t len,
+	pv_store_done_fn done, void *ud);
+
+/* ---- durable session state (XEP-0198 resumption and the outbound queue) ----
+ * Every stanza that must not be lost is appended to its session's outbound queue
+ * before it is written to the socket; rows leave the queue when the client acked them
+ * (SM) or the socket write completed (no SM).  `seq` counts stanzas sent to the client
+ * (64-bit, never wraps; XEP-0198's h is seq mod 2^32).  `h_in` counts stanzas received
+ * from the client whose handling is committed. */
+typedef struct pv_store_sess {
+	char *sid;          /* SM resumption id (or an internal id when SM is off) */
+	char *host, *user, *resource;
+	bool sm;            /* resumable */
+	uint64_t h_in;
+	/* XEP-0198 counts from <enable/>: the client's h = (seq - out_base) mod 2^32 and
+	 * ours = (h_in - in_base) mod 2^32.  Set by pv_store_sess_put. */
+	uint64_t in_base, out_base;
+	int64_t expires;    /* wall-clock seconds; 0 while the session is connected */
+} pv_store_sess;
+
+void pv_store_sess_put(pv_store *st, const pv_store_sess *s, pv_store_done_fn done, void *ud);
+void pv_store_sess_set_h(pv_store *st, const char *sid, uint64_t h_in,
+	pv_store_done_fn done, void *ud);
+void pv_store_sess_set_expiry(pv_store *st, const char *sid, int64_t expires,
+	pv_store_done_fn done, void *ud);
+/* Deletes the session and its queue. */
+void pv_store_sess_del(pv_store *st, const char *sid, pv_store_done_fn done, void *ud);
+/* Loads one session (PV_ENOENT); caller frees with pv_store_sess_fini. */
+int pv_store_sess_get(pv_store *st, const char *sid, pv_store_sess *out);
+void pv_store_sess_fini(pv_store_sess *s);
+/* Calls cb for every stored session. */
+int pv_store_sess_list(pv_store *st, void (*cb)(void *ud, const pv_store_sess *s), void *ud);
+
+void pv_store_outq_append(pv_store *st, const char *sid, uint64_t seq,
+	const char *xml, size_t len, pv_store_done_fn done, void *ud);
+/* Deletes queued rows with seq <= upto. */
+void pv_store_outq_ack(pv_store *st, const char *sid, uint64_t upto,
+	pv_store_done_fn done, void *ud);
+/* Calls cb for rows with seq > after, in order. Returns count or <0. */
+int pv_store_outq_list(pv_store *st, const char *sid, uint64_t after,
+	void (*cb)(void *ud, uint64_t seq, const char *xml, size_t len), void *ud);
+
+/* Counters for stats/metrics. */
+typedef struct pv_store_stats {
+	uint64_t commits, writes, reads, fsync_us_total;
+} pv_store_stats;
+void pv_store_get_stats(pv_store *st, pv_store_stats *out);
+
+#endif

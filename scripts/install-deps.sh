@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs the Debian 12 packages peyvand needs to build, run and test.
+# Idempotent: does nothing (and needs no network) when everything is present.
+set -eu
+PKGS="build-essential cmake pkg-config libuv1-dev libssl-dev libexpat1-dev libyaml-dev
+libsqlite3-dev libidn2-dev libicu-dev libcmocka-dev python3 python3-slixmpp python3-pytest
+openssl"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing"
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing

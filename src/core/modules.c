@@ -1,0 +1,32 @@
+/* modules.c -- the table of compiled-in modules.  Adding a module: write
+ * src/modules/mod_<name>.c defining `const pv_module pv_mod_<name>`, list it here,
+ * document its keys in docs/config.md. */
+#include <string.h>
+
+#include "core/core.h"
+
+extern const pv_module pv_mod_roster, pv_mod_presence, pv_mod_offline, pv_mod_disco,
+	pv_mod_ping, pv_mod_version, pv_mod_private, pv_mod_vcard, pv_mod_register;
+
+static const pv_module *const all[] = {
+	&pv_mod_roster, &pv_mod_presence, &pv_mod_offline, &pv_mod_disco, &pv_mod_ping,
+	&pv_mod_version, &pv_mod_private, &pv_mod_vcard, &pv_mod_register,
+};
+
+static const char *const names[] = {
+	"roster", "presence", "offline", "disco", "ping", "version", "private", "vcard",
+	"register", NULL,
+};
+
+const pv_module *pv_module_find(const char *name)
+{
+	for (size_t i = 0; i < PV_ARRAY_LEN(all); i++)
+		if (strcmp(all[i]->name, name) == 0)
+			return all[i];
+	return NULL;
+}
+
+const char *const *pv_module_names(void)
+{
+	return names;
+}

@@ -1,0 +1,317 @@
+/* router.c -- where a stanza goes (RFC 6120 10, RFC 6121 8).
+ *
+ * from a local client:  pv_router_from_client -> module events ("pre-presence") ->
+ *                       pv_route
+ * pv_route:             local domain -> pv_router_dispatch (events for the recipient,
+ *                       then the default rules below); other domains -> remote (s2s is a
+ *                       later stage: today remote-server-not-found)
+ * default rules:        message/presence/iq to host, bare JID and full JID, exactly as
+ *                       RFC 6121 8.5.1 (no such user), 8.5.2 (bare, by priority),
+ *                       8.5.3 (full JID, resource present or not) say.
+ * Threading: the worker loop only.  Stanzas are borrowed; recipients take refs. */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "peyvand/pv_log.h"
+
+#define MAX_RES 64
+
+static bool type_is(const pv_stanza *st, const char *t)
+{
+	const char *v = st->type;
+	if (!v)
+		v = st->kind == PV_ST_MESSAGE ? "normal" : st->kind == PV_ST_PRESENCE ? "available" : "";
+	return strcmp(v, t) == 0;
+}
+
+static bool is_subscription(const pv_stanza *st)
+{
+	return type_is(st, "subscribe") || type_is(st, "subscribed") || type_is(st, "unsubscribe") ||
+	       type_is(st, "unsubscribed");
+}
+
+static void bounce(pv_host *h, pv_session *origin, pv_stanza *st, const char *etype, const char *cond)
+{
+	pv_stanza *e = pv_stanza_error(st, etype, cond, NULL);
+	if (!e)
+		return;
+	pv_stanza_set_from(e, st->has_to ? st->to.full : h->name);
+	if (origin && !origin->closing && st->has_from && origin->bound &&
+	    strcmp(st->from.full, origin->jid.full) == 0)
+		pv_session_send(origin, e);
+	else if (e->has_to)
+		pv_route(h, e);
+	pv_stanza_unref(e);
+}
+
+void pv_reply(pv_event *ev, pv_stanza *reply)
+{
+	if (!reply)
+		return;
+	if (ev->origin && !ev->origin->closing)
+		pv_session_send(ev->origin, reply);
+	else if (reply->has_to)
+		pv_route(ev->host, reply);
+	pv_stanza_unref(reply);
+}
+
+void pv_reply_error(pv_event *ev, const char *etype, const char *cond)
+{
+	pv_stanza *e = pv_stanza_error(ev->stanza, etype, cond, NULL);
+	if (!e)
+		return;
+	if (ev->stanza->has_to)
+		pv_stanza_set_from(e, ev->stanza->to.full);
+	else
+		pv_stanza_set_from(e, NULL);
+	pv_reply(ev, e);
+}
+
+/* Available resources of a user with non-negative priority, highest priority first
+ * group only (RFC 6121 8.5.2.1.1). */
+static size_t top_resources(pv_host *h, const char *user, pv_session **out)
+{
+	pv_session *all[MAX_RES];
+	size_t n = pv_host_user_sessions(h, user, all, MAX_RES);
+	if (n > MAX_RES)
+		n = MAX_RES;
+	int best = -1;
+	for (size_t i = 0; i < n; i++)
+		if (all[i]->available && all[i]->priority >= 0 && all[i]->priority > best)
+			best = all[i]->priority;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (all[i]->available && all[i]->priority == best && best >= 0)
+			out[k++] = all[i];
+	return k;
+}
+
+static size_t available_resources(pv_host *h, const char *user, pv_session **out, bool nonneg)
+{
+	pv_session *all[MAX_RES];
+	size_t n = pv_host_user_sessions(h, user, all, MAX_RES);
+	if (n > MAX_RES)
+		n = MAX_RES;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (all[i]->available && (!nonneg || all[i]->priority >= 0))
+			out[k++] = all[i];
+	return k;
+}
+
+static bool user_exists(pv_host *h, const char *user)
+{
+	pv_session *one[1];
+	if (pv_host_user_sessions(h, user, one, 1) > 0)
+		return true;
+	return pv_store_user_exists(h->srv->store, h->name, user) == 1;
+}
+
+/* RFC 6121 8.5.2 for messages to a bare JID of an existing account. */
+static void message_to_bare(pv_host *h, pv_session *origin, pv_stanza *st)
+{
+	pv_session *rs[MAX_RES];
+	size_t n;
+	if (type_is(st, "groupchat")) {
+		bounce(h, origin, st, "cancel", "service-unavailable");
+	} else if (type_is(st, "error")) {
+		return; /* 8.5.2.1.1: silently ignore */
+	} else if (type_is(st, "headline")) {
+		n = available_resources(h, st->to.local, rs, true);
+		for (size_t i = 0; i < n; i++)
+			pv_session_send(rs[i], st);
+	} else {
+		/* normal / chat: the highest-priority available resources, else offline. */
+		n = top_resources(h, st->to.local, rs);
+		if (n) {
+			for (size_t i = 0; i < n; i++)
+				pv_session_send(rs[i], st);
+			return;
+		}
+		pv_event ev = {.host = h, .origin = origin, .stanza = st};
+		if (pv_fire(h, "message/offline", &ev) != PV_HANDLED)
+			bounce(h, origin, st, "cancel", "service-unavailable");
+		else
+			h->srv->stats.offline_stored++;
+	}
+}
+
+void pv_deliver_bare(pv_host *h, pv_stanza *st)
+{
+	if (!st->has_to || !st->to.local)
+		return;
+	if (!user_exists(h, st->to.local))
+		return;
+	message_to_bare(h, NULL, st);
+}
+
+static void iq_event(pv_host *h, pv_session *origin, pv_stanza *st, const char *scope)
+{
+	pv_xml *q = pv_xml_first_element(st->xml);
+	if (!(type_is(st, "get") || type_is(st, "set"))) {
+		return; /* results and errors addressed to us end here */
+	}
+	if (!q || pv_xml_next_element(q)) {
+		/* RFC 6120 8.2.3: exactly one payload element in get/set. */
+		bounce(h, origin, st, "modify", "bad-request");
+		return;
+	}
+	char name[512];
+	snprintf(name, sizeof(name), "iq-%s/%s/%s", st->type, scope, q->ns ? q->ns : "");
+	pv_event ev = {.host = h, .origin = origin, .stanza = st};
+	if (pv_fire(h, name, &ev) != PV_HANDLED)
+		bounce(h, origin, st, "cancel", "service-unavailable");
+}
+
+void pv_router_dispatch(pv_host *h, pv_session *origin, pv_stanza *st)
+{
+	pv_event ev = {.host = h, .origin = origin, .stanza = st};
+	const char *kind = st->kind == PV_ST_MESSAGE ? "message" : st->kind == PV_ST_PRESENCE ? "presence" : "iq";
+
+	/* To the server itself. */
+	if (!st->to.local && !st->to.resource) {
+		if (st->kind == PV_ST_IQ) {
+			iq_event(h, origin, st, "host");
+			return;
+		}
+		char name[32];
+		snprintf(name, sizeof(name), "%s/host", kind);
+		if (pv_fire(h, name, &ev) == PV_HANDLED)
+			return;
+		if (st->kind == PV_ST_MESSAGE && !type_is(st, "error") && !type_is(st, "headline") &&
+		    !type_is(st, "groupchat"))
+			bounce(h, origin, st, "cancel", "service-unavailable");
+		return;
+	}
+	if (!st->to.local) {
+		/* domain/resource: nothing lives there. */
+		if (st->kind != PV_ST_PRESENCE && !type_is(st, "error") && !type_is(st, "result"))
+			bounce(h, origin, st, "cancel", "service-unavailable");
+		return;
+	}
+	const char *user = st->to.local;
+	if (!st->to.resource) {
+		/* Bare JID (RFC 6121 8.5.2). */
+		if (st->kind == PV_ST_IQ) {
+			if (!user_exists(h, user)) {
+				if (type_is(st, "get") || type_is(st, "set"))
+					bounce(h, origin, st, "cancel", "service-unavailable");
+				return;
+			}
+			iq_event(h, origin, st, "bare");
+			return;
+		}
+		char name[32];
+		snprintf(name, sizeof(name), "%s/bare", kind);
+		if (pv_fire(h, name, &ev) == PV_HANDLED)
+			return;
+		if (!user_exists(h, user)) {
+			/* 8.5.1: no such account.  Subscription requests are answered by the
+			 * presence module; others are errors or ignored. */
+			if (st->kind == PV_ST_MESSAGE && (type_is(st, "normal") || type_is(st, "chat")))
+				bounce(h, origin, st, "cancel", "service-unavailable");
+			return;
+		}
+		if (st->kind == PV_ST_MESSAGE) {
+			message_to_bare(h, origin, st);
+		} else {
+			/* Presence to the bare JID: every available resource. */
+			pv_session *rs[MAX_RES];
+			size_t n = available_resources(h, user, rs, false);
+			for (size_t i = 0; i < n; i++)
+				pv_session_send(rs[i], st);
+		}
+		return;
+	}
+	/* Full JID (RFC 6121 8.5.3). */
+	char name[32];
+	snprintf(name, sizeof(name), "%s/full", kind);
+	if (pv_fire(h, name, &ev) == PV_HANDLED)
+		return;
+	pv_session *target = pv_host_find_resource(h, user, st->to.resource);
+	if (target) {
+		if (st->kind == PV_ST_PRESENCE && is_subscription(st)) {
+			/* 8.5.3.1: subscription stanzas are for the bare JID. */
+			pv_stanza *cp = pv_stanza_copy(st);
+			pv_stanza_set_to(cp, st->to.bare);
+			pv_router_dispatch(h, origin, cp);
+			pv_stanza_unref(cp);
+			return;
+		}
+		pv_session_send(target, st);
+		return;
+	}
+	/* 8.5.3.2: no such resource. */
+	if (st->kind == PV_ST_MESSAGE) {
+		if (type_is(st, "normal") || type_is(st, "chat")) {
+			if (user_exists(h, user))
+				message_to_bare(h, origin, st);
+			else
+				bounce(h, origin, st, "cancel", "service-unavailable");
+		} else if (type_is(st, "groupchat")) {
+			bounce(h, origin, st, "cancel", "service-unavailable");
+		}
+	} else if (st->kind == PV_ST_PRESENCE) {
+		if (is_subscription(st)) {
+			pv_stanza *cp = pv_stanza_copy(st);
+			pv_stanza_set_to(cp, st->to.bare);
+			pv_router_dispatch(h, origin, cp);
+			pv_stanza_unref(cp);
+		}
+	} else if (type_is(st, "get") || type_is(st, "set")) {
+		bounce(h, origin, st, "cancel", "service-unavailable");
+	}
+}
+
+void pv_route(pv_host *h, pv_stanza *st)
+{
+	if (!st->has_to) {
+		pv_warn("router", "stanza without 'to' dropped");
+		return;
+	}
+	pv_host *target = pv_server_host(h->srv, st->to.domain);
+	if (target) {
+		pv_router_dispatch(target, NULL, st);
+		return;
+	}
+	/* Remote domains arrive with the s2s stage. */
+	if (!type_is(st, "error") && !type_is(st, "result"))
+		bounce(h, NULL, st, "cancel", "remote-server-not-found");
+}
+
+void pv_router_from_client(pv_session *origin, pv_stanza *st)
+{
+	pv_host *h = origin->host;
+	pv_event ev = {.host = h, .origin = origin, .stanza = st};
+	if (st->kind == PV_ST_PRESENCE) {
+		if (pv_fire(h, "pre-presence", &ev) == PV_HANDLED)
+			return;
+		if (!st->has_to)
+			return; /* broadcast without a presence module: nothing to do */
+	}
+	if (st->kind == PV_ST_IQ && !st->has_to) {
+		/* RFC 6120 10.3.3: handled by the server on behalf of the account. */
+		pv_stanza *cp = pv_stanza_copy(st);
+		pv_stanza_set_to(cp, origin->jid.bare);
+		if (type_is(cp, "get") || type_is(cp, "set"))
+			iq_event(h, origin, cp, "bare");
+		pv_stanza_unref(cp);
+		return;
+	}
+	if (!st->has_to) {
+		/* A message without 'to' is for the sender's own bare JID (RFC 6120 10.3.1). */
+		pv_stanza *cp = pv_stanza_copy(st);
+		pv_stanza_set_to(cp, origin->jid.bare);
+		pv_router_dispatch(h, origin, cp);
+		pv_stanza_unref(cp);
+		return;
+	}
+	pv_host *target = pv_server_host(h->srv, st->to.domain);
+	if (target) {
+		pv_router_dispatch(target, origin, st);
+		return;
+	}
+	if (!type_is(st, "error") && !type_is(st, "result"))
+		bounce(h, origin, st, "cancel", "remote-server-not-found");
+}

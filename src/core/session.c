@@ -1,0 +1,599 @@
+/* session.c -- bound client sessions: what modules see (pv_session_* of pv_module.h),
+ * delivery to the client, and the XEP-0198 bookkeeping that carries the durability
+ * promise:
+ *  - inbound: every stanza from the client gets a pv_inrec with one hold for its
+ *    dispatch; handlers take more holds for storage writes.  in_done is the prefix of
+ *    stanzas whose holds are all released; for resumable sessions it is written to
+ *    storage (sess.h_in) and only the committed value (in_durable) is ever sent as h.
+ *  - outbound: every stanza gets a sequence number; messages are appended to the
+ *    session's stored queue before they reach the socket and leave it when the client
+ *    acked them (XEP-0198) or, without XEP-0198, when the kernel took the bytes.
+ *  - a session that ends hands its unacknowledged messages to the user's other
+ *    resources or to offline storage (RFC 6121 8.5.3.2.1 rules), never to the void.
+ * Threading: the worker loop only. */
+#include <string.h>
+
+#include "core/core.h"
+#include "peyvand/pv_log.h"
+
+pv_server *pv_the_server;
+
+pv_session *pv_session_new(pv_server *srv, pv_host *host)
+{
+	pv_session *s = pv_calloc(1, sizeof(*s));
+	s->srv = srv;
+	s->host = host;
+	s->created = pv_wall_s();
+	return s;
+}
+
+static void hib_close_cb(uv_handle_t *h)
+{
+	pv_free(h);
+}
+
+void pv_session_free(pv_session *s)
+{
+	if (!s)
+		return;
+	if (s->sid && pv_map_get(s->srv->worker.by_sid, s->sid) == s)
+		pv_map_del(s->srv->worker.by_sid, s->sid);
+	if (s->c2s) {
+		/* The connection outlives us only while it is being closed. */
+		s->c2s = NULL;
+	}
+	for (pv_outrec *o = s->unacked, *nx; o; o = nx) {
+		nx = o->next;
+		pv_stanza_unref(o->st);
+		pv_free(o);
+	}
+	for (pv_inrec *r = s->in_head, *nx; r; r = nx) {
+		nx = r->next;
+		r->next = NULL;
+		if (r->holds > 0)
+			r->sess = NULL; /* freed by its last pv_hold_release */
+		else
+			pv_free(r);
+	}
+	for (pv_sdata *d = s->data, *nx; d; d = nx) {
+		nx = d->next;
+		if (d->free_fn)
+			d->free_fn(d->data);
+		pv_free(d);
+	}
+	for (size_t i = 0; i < s->ndirected; i++)
+		pv_free(s->directed[i]);
+	pv_free(s->directed);
+	if (s->presence)
+		pv_stanza_unref(s->presence);
+	if (s->hib_timer) {
+		uv_timer_stop(s->hib_timer);
+		uv_close((uv_handle_t *)s->hib_timer, hib_close_cb);
+	}
+	pv_jid_fini(&s->jid);
+	pv_free(s->user);
+	pv_free(s->sid);
+	pv_free(s);
+}
+
+/* ---- module API ---- */
+
+const pv_jid *pv_session_jid(const pv_session *s)
+{
+	return s->bound ? &s->jid : NULL;
+}
+
+pv_host *pv_session_host(const pv_session *s)
+{
+	return s->host;
+}
+
+bool pv_session_is_available(const pv_session *s)
+{
+	return s->available;
+}
+
+int pv_session_priority(const pv_session *s)
+{
+	return s->priority;
+}
+
+pv_stanza *pv_session_presence(const pv_session *s)
+{
+	return s->presence;
+}
+
+void pv_session_set_presence(pv_session *s, pv_stanza *p)
+{
+	bool was = s->available;
+	if (s->presence)
+		pv_stanza_unref(s->presence);
+	s->presence = NULL;
+	s->available = false;
+	s->priority = 0;
+	if (p && !(p->type && strcmp(p->type, "unavailable") == 0)) {
+		s->presence = pv_stanza_ref(p);
+		s->available = true;
+		char *prio = pv_xml_child_text(p->xml, "priority", NULL);
+		if (prio) {
+			long v = strtol(prio, NULL, 10);
+			s->priority = v < -128 ? -128 : v > 127 ? 127 : (int)v;
+			pv_free(prio);
+		}
+	}
+	if (!was && s->available) {
+		pv_event ev = {.host = s->host, .origin = s};
+		pv_fire(s->host, "session-available", &ev);
+	}
+}
+
+bool pv_session_is_interested(const pv_session *s)
+{
+	return s->interested;
+}
+
+void pv_session_set_interested(pv_session *s, bool on)
+{
+	s->interested = on;
+}
+
+bool pv_session_is_secure(const pv_session *s)
+{
+	return s->c2s && pv_c2s_is_secure(s->c2s);
+}
+
+const char *pv_session_peer_ip(const pv_session *s)
+{
+	return s->c2s ? pv_c2s_peer_ip(s->c2s) : "";
+}
+
+void *pv_session_get_data(const pv_session *s, const void *key)
+{
+	for (pv_sdata *d = s->data; d; d = d->next)
+		if (d->key == key)
+			return d->data;
+	return NULL;
+}
+
+void pv_session_set_data(pv_session *s, const void *key, void *data, void (*free_fn)(void *))
+{
+	for (pv_sdata *d = s->data; d; d = d->next) {
+		if (d->key == key) {
+			if (d->free_fn && d->data != data)
+				d->free_fn(d->data);
+			d->data = data;
+			d->free_fn = free_fn;
+			return;
+		}
+	}
+	pv_sdata *d = pv_calloc(1, sizeof(*d));
+	d->key = key;
+	d->data = data;
+	d->free_fn = free_fn;
+	d->next = s->data;
+	s->data = d;
+}
+
+void pv_session_add_directed(pv_session *s, const char *full_jid)
+{
+	for (size_t i = 0; i < s->ndirected; i++)
+		if (strcmp(s->directed[i], full_jid) == 0)
+			return;
+	if (s->ndirected >= 1000)
+		return; /* bounded: a client cannot grow this without limit */
+	s->directed = pv_realloc(s->directed, (s->ndirected + 1) * sizeof(char *));
+	s->directed[s->ndirected++] = pv_strdup(full_jid);
+}
+
+void pv_session_del_directed(pv_session *s, const char *full_jid)
+{
+	for (size_t i = 0; i < s->ndirected; i++) {
+		if (strcmp(s->directed[i], full_jid) == 0) {
+			pv_free(s->directed[i]);
+			s->directed[i] = s->directed[--s->ndirected];
+			return;
+		}
+	}
+}
+
+/* ---- delivery to the client ---- */
+
+void pv_session_send(pv_session *s, pv_stanza *st)
+{
+	if (s->closing)
+		return;
+	if (!s->bound) {
+		/* Pre-bind answers (registration, bind errors) go straight out. */
+		if (s->c2s)
+			pv_c2s_write_stanza(s->c2s, st, false, NULL, 0);
+		return;
+	}
+	uint64_t seq = ++s->out_seq;
+	bool durable = st->kind == PV_ST_MESSAGE;
+	if (durable) {
+		const pv_buf *w = pv_stanza_wire(st);
+		pv_hold *h = pv_hold_take();
+		pv_store_outq_append(s->srv->store, s->sid, seq, w->data, w->len,
+			h ? pv_hold_store_done : NULL, h);
+	}
+	if (s->sm) {
+		pv_outrec *o = pv_calloc(1, sizeof(*o));
+		o->seq = seq;
+		o->st = pv_stanza_ref(st);
+		o->durable = durable;
+		if (s->unacked_tail)
+			s->unacked_tail->next = o;
+		else
+			s->unacked = o;
+		s->unacked_tail = o;
+	}
+	if (s->c2s)
+		pv_c2s_write_stanza(s->c2s, st, durable && !s->sm, s, seq);
+}
+
+int pv_session_ack_check(const pv_session *s, uint32_t h, uint64_t *out)
+{
+	uint32_t cur = (uint32_t)(s->out_acked - s->out_base);
+	uint64_t acked = s->out_acked + (uint32_t)(h - cur);
+	if (s->restored) {
+		/* After a restart we do not know how many non-durable stanzas went out before
+		 * the crash; trust the client's count. */
+		*out = s->out_base + h;
+		return 0;
+	}
+	if (acked > s->out_seq)
+		return PV_EINVAL;
+	*out = acked;
+	return 0;
+}
+
+void pv_session_ack_in(pv_session *s, uint32_t h)
+{
+	uint64_t acked;
+	if (pv_session_ack_check(s, h, &acked) != 0)
+		return;
+	if (s->restored) {
+		s->restored = false;
+		if (acked > s->out_seq)
+			s->out_seq = acked;
+	}
+	if (acked <= s->out_acked && !(s->unacked && s->unacked->seq <= acked))
+		return;
+	bool any_durable = false;
+	while (s->unacked && s->unacked->seq <= acked) {
+		pv_outrec *o = s->unacked;
+		s->unacked = o->next;
+		any_durable |= o->durable;
+		pv_stanza_unref(o->st);
+		pv_free(o);
+	}
+	if (!s->unacked)
+		s->unacked_tail = NULL;
+	if (any_durable)
+		pv_store_outq_ack(s->srv->store, s->sid, acked, NULL, NULL);
+	if (acked > s->out_acked)
+		s->out_acked = acked;
+}
+
+void pv_session_resend_unacked(pv_session *s)
+{
+	for (pv_outrec *o = s->unacked; o; o = o->next)
+		if (s->c2s)
+			pv_c2s_write_stanza(s->c2s, o->st, false, s, o->seq);
+}
+
+/* ---- inbound holds ---- */
+
+typedef struct hsave {
+	pv_server *srv;
+	char *sid;
+	uint64_t value;
+} hsave;
+
+static void maybe_answer(pv_session *s)
+{
+	if (s->ack_wanted && s->in_durable >= s->ack_wanted) {
+		s->ack_wanted = 0;
+		if (s->c2s)
+			pv_c2s_answer_ack(s->c2s, s->in_durable - s->in_base);
+	}
+}
+
+static void h_saved(void *ud, int rc)
+{
+	hsave *hs = ud;
+	pv_session *s = pv_map_get(hs->srv->worker.by_sid, hs->sid);
+	if (s && rc == 0 && hs->value > s->in_durable) {
+		s->in_durable = hs->value;
+		maybe_answer(s);
+	}
+	pv_free(hs->sid);
+	pv_free(hs);
+}
+
+static void advance(pv_session *s)
+{
+	uint64_t before = s->in_done;
+	while (s->in_head && s->in_head->holds == 0) {
+		pv_inrec *r = s->in_head;
+		s->in_head = r->next;
+		s->in_done = r->seq;
+		pv_free(r);
+	}
+	if (!s->in_head)
+		s->in_tail = NULL;
+	if (s->in_done == before)
+		return;
+	if (!s->sm) {
+		s->in_durable = s->in_done;
+		return;
+	}
+	if (s->in_saving < s->in_done) {
+		s->in_saving = s->in_done;
+		hsave *hs = pv_malloc(sizeof(*hs));
+		hs->srv = s->srv;
+		hs->sid = pv_strdup(s->sid);
+		hs->value = s->in_done;
+		pv_store_sess_set_h(s->srv->store, s->sid, s->in_done, h_saved, hs);
+	}
+}
+
+pv_inrec *pv_session_in_begin(pv_session *s)
+{
+	pv_inrec *r = pv_calloc(1, sizeof(*r));
+	r->sess = s;
+	r->seq = ++s->in_count;
+	r->holds = 1;
+	if (s->in_tail)
+		s->in_tail->next = r;
+	else
+		s->in_head = r;
+	s->in_tail = r;
+	s->srv->worker.cur_hold = r;
+	return r;
+}
+
+void pv_session_in_end(pv_inrec *r)
+{
+	pv_the_server->worker.cur_hold = NULL;
+	pv_hold_release((pv_hold *)r);
+}
+
+pv_hold *pv_hold_take(void)
+{
+	pv_inrec *r = pv_the_server ? pv_the_server->worker.cur_hold : NULL;
+	if (!r)
+		return NULL;
+	r->holds++;
+	return (pv_hold *)r;
+}
+
+void pv_hold_release(pv_hold *h)
+{
+	pv_inrec *r = (pv_inrec *)h;
+	if (!r)
+		return;
+	PV_ASSERT(r->holds > 0);
+	if (--r->holds > 0)
+		return;
+	if (!r->sess) {
+		pv_free(r);
+		return;
+	}
+	advance(r->sess);
+}
+
+void pv_hold_store_done(void *ud, int rc)
+{
+	if (rc != 0)
+		pv_error("store", "a write a stanza's acknowledgement rests on failed: rc=%d", rc);
+	pv_hold_release(ud);
+}
+
+/* ---- end of a session ---- */
+
+typedef struct reroute_ctx {
+	pv_host *h;
+	uint64_t after;
+	size_t n;
+} reroute_ctx;
+
+/* RFC 6121 8.5.3.2.1: a message for a resource that is gone -- normal and chat go to the
+ * bare JID (other resources or offline storage), the rest is dropped. */
+static void reroute_one(pv_host *h, pv_stanza *st)
+{
+	if (st->kind != PV_ST_MESSAGE)
+		return;
+	const char *t = st->type ? st->type : "normal";
+	if (strcmp(t, "normal") != 0 && strcmp(t, "chat") != 0)
+		return;
+	pv_deliver_bare(h, st);
+}
+
+static void reroute_row(void *ud, uint64_t seq, const char *xml, size_t len)
+{
+	reroute_ctx *rc = ud;
+	if (seq <= rc->after)
+		return;
+	pv_xml *x = pv_xml_parse(xml, len);
+	if (!x) {
+		pv_error("session", "unparsable queued stanza seq=%llu dropped", (unsigned long long)seq);
+		return;
+	}
+	const char *bad = NULL;
+	pv_stanza *st = pv_stanza_new(x, &bad);
+	if (!st) {
+		pv_xml_free(x);
+		return;
+	}
+	reroute_one(rc->h, st);
+	pv_stanza_unref(st);
+	rc->n++;
+}
+
+void pv_session_reroute_unacked(pv_session *s)
+{
+	reroute_ctx rc = {.h = s->host, .after = s->sm ? s->out_acked : 0};
+	pv_store_flush(s->srv->store); /* pending write acks first: reroute only what is left */
+	pv_store_outq_list(s->srv->store, s->sid, rc.after, reroute_row, &rc);
+	if (rc.n)
+		pv_info("session", "%s: %zu unacknowledged message(s) rerouted", s->jid.full, rc.n);
+}
+
+void pv_session_unbind(pv_session *s, const char *why)
+{
+	if (s->closing)
+		return;
+	s->closing = true;
+	if (s->c2s) {
+		pv_c2s *c = s->c2s;
+		s->c2s = NULL;
+		pv_c2s_close(c, why);
+	}
+	if (s->bound) {
+		pv_info("session", "%s ended: %s", s->jid.full, why);
+		s->closing = false; /* modules may still address it during unbind */
+		pv_event ev = {.host = s->host, .origin = s};
+		pv_fire(s->host, "resource-unbind", &ev);
+		s->closing = true;
+		pv_host_unregister(s->host, s);
+		pv_map_del(s->srv->worker.by_sid, s->sid);
+		pv_session_reroute_unacked(s);
+		pv_store_sess_del(s->srv->store, s->sid, NULL, NULL);
+	}
+	pv_session_free(s);
+}
+
+static void hib_expired(uv_timer_t *t)
+{
+	pv_session *s = t->data;
+	pv_session_unbind(s, "resumption timeout");
+}
+
+void pv_session_hibernate(pv_session *s)
+{
+	pv_info("session", "%s waiting for resumption (%llus)", s->jid.full,
+		(unsigned long long)(s->srv->lim.resume_timeout_ms / 1000));
+	if (!s->hib_timer) {
+		s->hib_timer = pv_calloc(1, sizeof(uv_timer_t));
+		uv_timer_init(s->srv->loop, s->hib_timer);
+		s->hib_timer->data = s;
+	}
+	uv_timer_start(s->hib_timer, hib_expired, s->srv->lim.resume_timeout_ms, 0);
+	pv_store_sess_set_expiry(s->srv->store, s->sid,
+		pv_wall_s() + (int64_t)(s->srv->lim.resume_timeout_ms / 1000), NULL, NULL);
+}
+
+/* ---- start-up: sessions that were alive when the server stopped ---- */
+
+typedef struct restore_ctx {
+	pv_server *srv;
+	pv_store_sess *list;
+	size_t n;
+} restore_ctx;
+
+static void collect(void *ud, const pv_store_sess *ss)
+{
+	restore_ctx *rc = ud;
+	rc->list = pv_realloc(rc->list, (rc->n + 1) * sizeof(pv_store_sess));
+	pv_store_sess *d = &rc->list[rc->n++];
+	*d = *ss;
+	d->sid = pv_strdup(ss->sid);
+	d->host = pv_strdup(ss->host);
+	d->user = pv_strdup(ss->user);
+	d->resource = pv_strdup(ss->resource);
+}
+
+typedef struct lastseq {
+	uint64_t first, last;
+	size_t n;
+} lastseq;
+
+static void seq_row(void *ud, uint64_t seq, const char *xml, size_t len)
+{
+	lastseq *l = ud;
+	if (!l->n++)
+		l->first = seq;
+	l->last = seq;
+}
+
+static void load_row(void *ud, uint64_t seq, const char *xml, size_t len)
+{
+	pv_session *s = ud;
+	pv_xml *x = pv_xml_parse(xml, len);
+	const char *bad = NULL;
+	pv_stanza *st = x ? pv_stanza_new(x, &bad) : NULL;
+	if (!st) {
+		pv_xml_free(x);
+		return;
+	}
+	pv_outrec *o = pv_calloc(1, sizeof(*o));
+	o->seq = seq;
+	o->st = st;
+	o->durable = true;
+	if (s->unacked_tail)
+		s->unacked_tail->next = o;
+	else
+		s->unacked = o;
+	s->unacked_tail = o;
+}
+
+int pv_sessions_restore(pv_server *srv)
+{
+	restore_ctx rc = {.srv = srv};
+	int rv = pv_store_sess_list(srv->store, collect, &rc);
+	if (rv < 0)
+		return rv;
+	int64_t now = pv_wall_s();
+	size_t kept = 0, ended = 0;
+	for (size_t i = 0; i < rc.n; i++) {
+		pv_store_sess *ss = &rc.list[i];
+		pv_host *h = pv_server_host(srv, ss->host);
+		pv_session *s = pv_session_new(srv, h);
+		s->user = pv_strdup(ss->user);
+		s->sid = pv_strdup(ss->sid);
+		bool ok_jid = h && pv_jid_make(&s->jid, ss->user, ss->host, ss->resource) == 0;
+		s->sm = ss->sm;
+		s->resumable = ss->sm;
+		s->in_base = ss->in_base;
+		s->out_base = ss->out_base;
+		s->in_count = s->in_done = s->in_durable = s->in_saving = ss->h_in;
+		lastseq l = {0};
+		pv_store_outq_list(srv->store, ss->sid, 0, seq_row, &l);
+		s->out_acked = l.n ? l.first - 1 : s->out_base;
+		if (s->out_acked < s->out_base)
+			s->out_acked = s->out_base;
+		s->out_seq = l.n ? l.last : s->out_acked;
+		bool alive = ok_jid && ss->sm && (ss->expires == 0 || ss->expires > now);
+		if (!alive) {
+			if (h && ok_jid) {
+				reroute_ctx r = {.h = h, .after = s->sm ? s->out_acked : 0};
+				pv_store_outq_list(srv->store, ss->sid, r.after, reroute_row, &r);
+			}
+			pv_store_sess_del(srv->store, ss->sid, NULL, NULL);
+			pv_session_free(s);
+			ended++;
+			continue;
+		}
+		/* Rebuild the queue in memory so a resume re-sends it. */
+		s->bound = true;
+		s->restored = true;
+		pv_host_register(h, s);
+		pv_map_put(srv->worker.by_sid, s->sid, s);
+		pv_store_outq_list(srv->store, ss->sid, 0, load_row, s);
+		kept++;
+		int64_t left = ss->expires ? ss->expires - now : (int64_t)(srv->lim.resume_timeout_ms / 1000);
+		s->hib_timer = pv_calloc(1, sizeof(uv_timer_t));
+		uv_timer_init(srv->loop, s->hib_timer);
+		s->hib_timer->data = s;
+		uv_timer_start(s->hib_timer, hib_expired, (uint64_t)(left > 0 ? left : 1) * 1000, 0);
+		if (!ss->expires)
+			pv_store_sess_set_expiry(srv->store, ss->sid, now + left, NULL, NULL);
+	}
+	for (size_t i = 0; i < rc.n; i++)
+		pv_store_sess_fini(&rc.list[i]);
+	pv_free(rc.list);
+	if (kept || ended)
+		pv_info("session", "restored %zu resumable session(s), ended %zu", kept, ended);
+	return 0;
+}

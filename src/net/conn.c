@@ -1,0 +1,922 @@
+/* conn.c -- pv_conn: a byte stream over a libuv TCP handle, optionally TLS through
+ * OpenSSL with two memory BIOs (the socket never touches OpenSSL directly).
+ *
+ * Specs: STARTTLS switch-over as RFC 6120 section 5.4.3.3 needs it (every byte after
+ * the switch is TLS; nothing of the plaintext phase may reach the TLS engine);
+ * channel bindings "tls-exporter" (RFC 9266 section 2: EKM with label
+ * "EXPORTER-Channel-Binding", empty context, 32 bytes; TLS 1.3 only here) and
+ * "tls-unique" (RFC 5929 section 3.1: the first Finished message of the most recent
+ * handshake; TLS <= 1.2 only).
+ *
+ * Threading: a conn belongs to one loop; every function must be called on that
+ * loop's thread.  The shared read buffer is per thread (one loop per thread), which
+ * is as good as per loop: data is consumed synchronously in the read callback.
+ *
+ * Lifetime: states CONNECTING -> OPEN -> CLOSING (flush, close_notify, FIN, read and
+ * discard until the peer's FIN) -> CLOSED (uv_close issued).  When both handles have
+ * closed, pending write callbacks get UV_ECANCELED, on_close runs once, then the conn
+ * is freed.  Nothing is freed inside a callback that the conn is still running. */
+#include "net/conn.h"
+
+#include "peyvand/pv_log.h"
+#include "peyvand/pv_util.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/buffer.h>
+#include <openssl/err.h>
+#include <string.h>
+
+#define RBUF_SIZE 65536
+/* A graceful close that cannot flush within this time (peer stopped reading) turns
+ * into an abort, so a stuck peer cannot hold a conn forever. */
+#define CLOSE_TIMEOUT_MS 10000
+/* After our FIN, how long we keep reading (and discarding) for the peer's FIN.
+ * Closing a socket with unread input makes Linux send RST, which can destroy the
+ * last bytes we sent before the peer read them. */
+#define LINGER_MS 2000
+/* Memory BIOs keep their largest allocation; above this we swap in a fresh one
+ * once it is empty, so an idle conn does not hold the buffer of its largest burst. */
+#define MEM_BIO_KEEP 16384
+#define TLS_RECORD_MAX 16384
+/* Largest single uv_write / SSL_write: lengths there are unsigned / int. */
+#define WRITE_CHUNK (1 << 30)
+
+#define EXPORTER_LABEL "EXPORTER-Channel-Binding"
+#define EXPORTER_LEN 32
+
+enum conn_state { ST_CONNECTING, ST_OPEN, ST_CLOSING, ST_CLOSED };
+
+/* One uv_write: carries its own copy of the bytes and at most one owner callback. */
+typedef struct wreq {
+	uv_write_t req;
+	pv_conn *c;
+	size_t n;
+	pv_conn_write_fn cb;
+	void *ud;
+	char data[];
+} wreq;
+
+/* Plaintext written before the TLS handshake finished, or (n == 0, no data) a
+ * callback that will be told UV_ECANCELED when the conn is gone. */
+typedef struct qent {
+	struct qent *next;
+	size_t n;
+	pv_conn_write_fn cb;
+	void *ud;
+	char data[];
+} qent;
+
+typedef struct qlist {
+	qent *head;
+	qent **tail;
+} qlist;
+
+struct pv_conn {
+	uv_tcp_t tcp;
+	uv_timer_t timer; /* OPEN: deferred TLS drain after resume; CLOSING: deadlines */
+	uv_connect_t connect_req;
+	uv_shutdown_t shutdown_req;
+	uv_loop_t *loop;
+	pv_conn_cb cb;
+	void *owner;
+	void (*connected)(pv_conn *c, int status);
+	SSL *ssl;
+	enum conn_state state;
+	bool tls_done;
+	bool reading;
+	bool paused;
+	bool eof;
+	bool shutdown_done;
+	bool notify_close; /* false for a conn that never reached the owner */
+	int handles_open;
+	size_t out_pending;
+	qlist tls_q;     /* plaintext waiting for the handshake */
+	qlist cancelled; /* callbacks to fail before on_close */
+	const char *why;
+	char peer_ip[INET6_ADDRSTRLEN];
+};
+
+/* ---- shared read buffer ---- */
+
+static _Thread_local struct {
+	bool busy;
+	char buf[RBUF_SIZE];
+} t_rbuf;
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	/* busy only if a read callback re-entered the loop; never expected, but a
+	 * private buffer keeps that case correct instead of corrupting data. */
+	if (!t_rbuf.busy) {
+		t_rbuf.busy = true;
+		*buf = uv_buf_init(t_rbuf.buf, RBUF_SIZE);
+	} else {
+		*buf = uv_buf_init(pv_malloc(RBUF_SIZE), RBUF_SIZE);
+	}
+}
+
+static void rbuf_release(const uv_buf_t *buf)
+{
+	if (!buf || !buf->base)
+		return;
+	if (buf->base == t_rbuf.buf)
+		t_rbuf.busy = false;
+	else
+		pv_free(buf->base);
+}
+
+/* ---- logging of peer misbehaviour, rate limited per thread ---- */
+
+static bool log_allowed(void)
+{
+	static _Thread_local uint64_t window;
+	static _Thread_local unsigned count;
+	uint64_t now = pv_now_ms() / 1000;
+
+	if (now != window) {
+		window = now;
+		count = 0;
+	}
+	return ++count <= 20;
+}
+
+static void log_tls_error(pv_conn *c, const char *what)
+{
+	unsigned long e = ERR_peek_last_error();
+	char msg[256];
+
+	if (!log_allowed()) {
+		ERR_clear_error();
+		return;
+	}
+	if (e)
+		ERR_error_string_n(e, msg, sizeof msg);
+	else
+		snprintf(msg, sizeof msg, "none");
+	pv_info("net", "tls %s failed peer=%s err=\"%s\"", what, c->peer_ip, msg);
+	ERR_clear_error();
+}
+
+/* ---- small queue helpers ---- */
+
+static void q_init(qlist *q)
+{
+	q->head = NULL;
+	q->tail = &q->head;
+}
+
+static void q_push(qlist *q, qent *e)
+{
+	e->next = NULL;
+	*q->tail = e;
+	q->tail = &e->next;
+}
+
+static qent *q_pop(qlist *q)
+{
+	qent *e = q->head;
+
+	if (e) {
+		q->head = e->next;
+		if (!q->head)
+			q->tail = &q->head;
+	}
+	return e;
+}
+
+static void cancel_cb(pv_conn *c, pv_conn_write_fn cb, void *ud)
+{
+	qent *e;
+
+	if (!cb)
+		return;
+	e = pv_calloc(1, sizeof *e);
+	e->cb = cb;
+	e->ud = ud;
+	q_push(&c->cancelled, e);
+}
+
+/* Queued plaintext can never be sent once the conn is closing. */
+static void cancel_tls_queue(pv_conn *c)
+{
+	qent *e;
+
+	while ((e = q_pop(&c->tls_q))) {
+		c->out_pending -= e->n;
+		cancel_cb(c, e->cb, e->ud);
+		pv_free(e);
+	}
+}
+
+/* ---- lifecycle ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	pv_conn *c = h->data;
+	qent *e;
+
+	if (--c->handles_open > 0)
+		return;
+	/* A write callback may write again; such writes land in `cancelled` too. */
+	while ((e = q_pop(&c->cancelled))) {
+		e->cb(e->ud, UV_ECANCELED);
+		pv_free(e);
+	}
+	if (c->notify_close && c->cb.on_close)
+		c->cb.on_close(c, c->why ? c->why : "closed");
+	while ((e = q_pop(&c->cancelled))) {
+		e->cb(e->ud, UV_ECANCELED);
+		pv_free(e);
+	}
+	if (c->ssl)
+		SSL_free(c->ssl);
+	pv_free(c);
+}
+
+static void hard_close(pv_conn *c, const char *why)
+{
+	if (c->state == ST_CLOSED)
+		return;
+	if (!c->why)
+		c->why = why;
+	c->state = ST_CLOSED;
+	cancel_tls_queue(c);
+	uv_timer_stop(&c->timer);
+	/* libuv fails in-flight writes (UV_ECANCELED) before the close callbacks. */
+	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void read_start(pv_conn *c)
+{
+	if (c->reading)
+		return;
+	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+		c->reading = true;
+}
+
+static void read_stop(pv_conn *c)
+{
+	if (!c->reading)
+		return;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	c->reading = false;
+}
+
+static void on_timer(uv_timer_t *t);
+static void flush_wbio(pv_conn *c, pv_conn_write_fn cb, void *ud);
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+	pv_conn *c = req->data;
+
+	if (c->state != ST_CLOSING)
+		return;
+	c->shutdown_done = true;
+	if (status < 0 || c->eof) {
+		hard_close(c, NULL);
+		return;
+	}
+	/* Output is out and our FIN sent; give the peer a moment to close its side. */
+	uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
+}
+
+static void begin_close(pv_conn *c, const char *why)
+{
+	int r;
+
+	if (c->state >= ST_CLOSING)
+		return;
+	if (c->state == ST_CONNECTING) {
+		hard_close(c, why);
+		return;
+	}
+	c->why = why;
+	c->state = ST_CLOSING;
+	cancel_tls_queue(c);
+	if (c->ssl) {
+		if (c->tls_done) {
+			ERR_clear_error();
+			SSL_shutdown(c->ssl); /* queues close_notify; we do not wait for the peer's */
+			ERR_clear_error();
+		}
+		flush_wbio(c, NULL, NULL); /* close_notify, or a handshake alert */
+		if (c->state != ST_CLOSING)
+			return;
+	}
+	uv_timer_stop(&c->timer);
+	uv_timer_start(&c->timer, on_timer, CLOSE_TIMEOUT_MS, 0);
+	c->shutdown_req.data = c;
+	r = uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown);
+	if (r < 0) {
+		hard_close(c, NULL);
+		return;
+	}
+	/* Keep reading (and discarding) so we notice the peer's FIN or reset. */
+	if (!c->eof)
+		read_start(c);
+}
+
+/* ---- output ---- */
+
+static void on_write_done(uv_write_t *req, int status)
+{
+	wreq *w = req->data;
+	pv_conn *c = w->c;
+
+	c->out_pending -= w->n;
+	if (w->cb)
+		w->cb(w->ud, status);
+	pv_free(w);
+	if (status < 0 && status != UV_ECANCELED) {
+		if (log_allowed())
+			pv_debug("net", "write failed peer=%s err=%s", c->peer_ip, uv_strerror(status));
+		hard_close(c, "write error");
+	}
+}
+
+/* Hands a filled wreq to libuv; on failure the callback is failed at close. */
+static void submit(pv_conn *c, wreq *w)
+{
+	uv_buf_t b = uv_buf_init(w->data, (unsigned)w->n);
+	int r;
+
+	w->c = c;
+	w->req.data = w;
+	r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write_done);
+	if (r < 0) {
+		cancel_cb(c, w->cb, w->ud);
+		pv_free(w);
+		hard_close(c, "write error");
+		return;
+	}
+	c->out_pending += w->n;
+}
+
+static wreq *wreq_new(size_t n, pv_conn_write_fn cb, void *ud)
+{
+	wreq *w = pv_malloc(sizeof *w + n);
+
+	w->n = n;
+	w->cb = cb;
+	w->ud = ud;
+	return w;
+}
+
+/* A memory BIO that is empty but holds a large allocation is replaced. */
+static BIO *fresh_bio_if_big(BIO *b)
+{
+	BUF_MEM *m = NULL;
+	BIO *nb;
+
+	if (BIO_ctrl_pending(b) != 0)
+		return NULL;
+	BIO_get_mem_ptr(b, &m);
+	if (!m || m->max <= MEM_BIO_KEEP)
+		return NULL;
+	nb = BIO_new(BIO_s_mem());
+	if (nb)
+		BIO_set_mem_eof_return(nb, -1);
+	return nb;
+}
+
+/* Moves all ciphertext the TLS engine produced into uv_writes (one, unless it is
+ * over WRITE_CHUNK).  cb, the owner's callback for the plaintext just encrypted,
+ * rides on the last of them, so it fires when all of that plaintext is out. */
+static void flush_wbio(pv_conn *c, pv_conn_write_fn cb, void *ud)
+{
+	BIO *wb = SSL_get_wbio(c->ssl);
+	size_t n = BIO_ctrl_pending(wb);
+	wreq *w;
+	BIO *nb;
+
+	if (n == 0 && !cb)
+		return;
+	do {
+		size_t chunk = n > WRITE_CHUNK ? WRITE_CHUNK : n;
+		bool last = chunk == n;
+
+		w = wreq_new(chunk, last ? cb : NULL, last ? ud : NULL);
+		if (chunk > 0 && BIO_read(wb, w->data, (int)chunk) != (int)chunk)
+			PV_ASSERT(!"memory BIO short read");
+		n -= chunk;
+		submit(c, w);
+		if (c->state == ST_CLOSED) {
+			if (!last)
+				cancel_cb(c, cb, ud);
+			return;
+		}
+	} while (n > 0);
+	if ((nb = fresh_bio_if_big(wb)))
+		SSL_set0_wbio(c->ssl, nb);
+}
+
+static void tls_write(pv_conn *c, const char *p, size_t n, pv_conn_write_fn cb, void *ud)
+{
+	/* Memory BIOs never block, so SSL_write takes every byte it is given; the
+	 * chunking keeps each call's length inside an int. */
+	while (n > 0) {
+		int chunk = n > WRITE_CHUNK ? WRITE_CHUNK : (int)n;
+		int r;
+
+		ERR_clear_error();
+		r = SSL_write(c->ssl, p, chunk);
+		if (r <= 0) {
+			log_tls_error(c, "write");
+			cancel_cb(c, cb, ud);
+			hard_close(c, "tls error");
+			return;
+		}
+		p += r;
+		n -= (size_t)r;
+	}
+	flush_wbio(c, cb, ud);
+}
+
+static void plain_write(pv_conn *c, const char *p, size_t n, pv_conn_write_fn cb, void *ud)
+{
+	do {
+		size_t chunk = n > WRITE_CHUNK ? WRITE_CHUNK : n;
+		bool last = chunk == n;
+		wreq *w = wreq_new(chunk, last ? cb : NULL, last ? ud : NULL);
+
+		if (chunk)
+			memcpy(w->data, p, chunk);
+		p += chunk;
+		n -= chunk;
+		submit(c, w);
+		if (c->state == ST_CLOSED) {
+			if (!last)
+				cancel_cb(c, cb, ud);
+			return;
+		}
+	} while (n > 0);
+}
+
+void pv_conn_write(pv_conn *c, const void *data, size_t n, pv_conn_write_fn cb, void *ud)
+{
+	qent *e;
+
+	if (c->state >= ST_CLOSING) {
+		cancel_cb(c, cb, ud);
+		return;
+	}
+	if (!c->ssl) {
+		plain_write(c, data, n, cb, ud);
+		return;
+	}
+	if (!c->tls_done) {
+		e = pv_malloc(sizeof *e + n);
+		e->n = n;
+		e->cb = cb;
+		e->ud = ud;
+		if (n)
+			memcpy(e->data, data, n);
+		q_push(&c->tls_q, e);
+		c->out_pending += n;
+		return;
+	}
+	tls_write(c, data, n, cb, ud);
+}
+
+size_t pv_conn_out_pending(const pv_conn *c)
+{
+	return c->out_pending;
+}
+
+/* ---- input ---- */
+
+static void trim_rbio(pv_conn *c)
+{
+	BIO *nb = fresh_bio_if_big(SSL_get_rbio(c->ssl));
+
+	if (nb)
+		SSL_set0_rbio(c->ssl, nb);
+}
+
+/* Advances the handshake and decrypts whatever the rbio holds, as far as the
+ * owner lets us (pause, close). */
+static void tls_pump(pv_conn *c)
+{
+	char buf[TLS_RECORD_MAX];
+	qent *e;
+	int r, err;
+
+	if (!c->tls_done) {
+		ERR_clear_error();
+		r = SSL_do_handshake(c->ssl);
+		if (r != 1) {
+			err = SSL_get_error(c->ssl, r);
+			flush_wbio(c, NULL, NULL);
+			if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+				return;
+			log_tls_error(c, "handshake");
+			begin_close(c, "tls handshake failed");
+			return;
+		}
+		c->tls_done = true;
+		flush_wbio(c, NULL, NULL);
+		/* Plaintext written during the handshake goes first, in order. */
+		while (c->state == ST_OPEN && (e = q_pop(&c->tls_q))) {
+			c->out_pending -= e->n;
+			tls_write(c, e->data, e->n, e->cb, e->ud);
+			pv_free(e);
+		}
+		if (c->state != ST_OPEN)
+			return;
+		if (c->cb.on_tls)
+			c->cb.on_tls(c);
+	}
+	while (c->state == ST_OPEN && !c->paused) {
+		ERR_clear_error();
+		r = SSL_read(c->ssl, buf, sizeof buf);
+		if (r > 0) {
+			c->cb.on_data(c, buf, (size_t)r);
+			continue;
+		}
+		err = SSL_get_error(c->ssl, r);
+		if (err == SSL_ERROR_WANT_READ)
+			break;
+		flush_wbio(c, NULL, NULL);
+		if (err == SSL_ERROR_ZERO_RETURN) {
+			begin_close(c, "tls closed by peer");
+		} else {
+			log_tls_error(c, "read");
+			begin_close(c, "tls error");
+		}
+		return;
+	}
+	if (c->state == ST_OPEN) {
+		/* TLS 1.3 tickets, KeyUpdate answers */
+		flush_wbio(c, NULL, NULL);
+		trim_rbio(c);
+	}
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	pv_conn *c = s->data;
+
+	if (nread > 0 && c->state == ST_OPEN) {
+		if (!c->ssl) {
+			c->cb.on_data(c, buf->base, (size_t)nread);
+		} else {
+			/* All of it: a memory BIO grows as needed.  If this read arrived after
+			 * pv_conn_starttls(), it is the peer's TLS, as it must be. */
+			if (BIO_write(SSL_get_rbio(c->ssl), buf->base, (int)nread) != (int)nread)
+				PV_ASSERT(!"memory BIO short write");
+			tls_pump(c);
+		}
+	} else if (nread < 0) {
+		if (nread == UV_EOF) {
+			c->eof = true;
+			read_stop(c);
+			if (c->state == ST_OPEN)
+				begin_close(c, "peer closed");
+			else if (c->state == ST_CLOSING && c->shutdown_done)
+				hard_close(c, NULL);
+		} else {
+			if (log_allowed())
+				pv_debug("net", "read failed peer=%s err=%s", c->peer_ip,
+					uv_strerror((int)nread));
+			hard_close(c, "read error");
+		}
+	}
+	/* nread > 0 while CLOSING: discarded on purpose. */
+	rbuf_release(buf);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	pv_conn *c = t->data;
+
+	if (c->state == ST_OPEN) {
+		/* Deferred drain after pv_conn_read_resume(). */
+		if (c->ssl && !c->paused)
+			tls_pump(c);
+	} else if (c->state == ST_CLOSING) {
+		pv_debug("net", "close deadline passed peer=%s flushed=%d", c->peer_ip,
+			c->shutdown_done);
+		hard_close(c, NULL);
+	}
+}
+
+/* ---- creation ---- */
+
+static pv_conn *conn_new(uv_loop_t *loop, const pv_conn_cb *cb, void *owner)
+{
+	pv_conn *c = pv_calloc(1, sizeof *c);
+
+	c->loop = loop;
+	if (cb)
+		c->cb = *cb;
+	c->owner = owner;
+	q_init(&c->tls_q);
+	q_init(&c->cancelled);
+	PV_ASSERT(uv_tcp_init(loop, &c->tcp) == 0);
+	PV_ASSERT(uv_timer_init(loop, &c->timer) == 0);
+	c->tcp.data = c;
+	c->timer.data = c;
+	c->connect_req.data = c;
+	c->handles_open = 2;
+	return c;
+}
+
+/* Frees a conn that the owner never saw: no on_close. */
+static void conn_discard(pv_conn *c)
+{
+	c->notify_close = false;
+	hard_close(c, NULL);
+}
+
+static void set_peer_ip(pv_conn *c, const struct sockaddr *sa)
+{
+	const struct sockaddr_in6 *s6;
+	struct in_addr v4;
+
+	c->peer_ip[0] = '\0';
+	if (sa->sa_family == AF_INET) {
+		uv_ip4_name((const struct sockaddr_in *)sa, c->peer_ip, sizeof c->peer_ip);
+	} else if (sa->sa_family == AF_INET6) {
+		s6 = (const struct sockaddr_in6 *)sa;
+		/* A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; logs and
+		 * limits should see the IPv4 address. */
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+			memcpy(&v4, &s6->sin6_addr.s6_addr[12], 4);
+			inet_ntop(AF_INET, &v4, c->peer_ip, sizeof c->peer_ip);
+		} else {
+			uv_ip6_name(s6, c->peer_ip, sizeof c->peer_ip);
+		}
+	}
+}
+
+static int tls_setup(pv_conn *c, SSL_CTX *ctx, bool server)
+{
+	SSL *ssl = SSL_new(ctx);
+	BIO *rb, *wb;
+
+	if (!ssl) {
+		log_tls_error(c, "setup");
+		return PV_EIO;
+	}
+	rb = BIO_new(BIO_s_mem());
+	wb = BIO_new(BIO_s_mem());
+	if (!rb || !wb) {
+		BIO_free(rb);
+		BIO_free(wb);
+		SSL_free(ssl);
+		return PV_EIO;
+	}
+	/* An empty BIO means "wait for more", not end of file. */
+	BIO_set_mem_eof_return(rb, -1);
+	BIO_set_mem_eof_return(wb, -1);
+	SSL_set_bio(ssl, rb, wb);
+	SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+	if (server)
+		SSL_set_accept_state(ssl);
+	else
+		SSL_set_connect_state(ssl);
+	c->ssl = ssl;
+	c->tls_done = false;
+	return 0;
+}
+
+pv_conn *pv_conn_accept(uv_stream_t *server, const pv_conn_cb *cb, void *owner, SSL_CTX *tls_ctx)
+{
+	pv_conn *c = conn_new(server->loop, cb, owner);
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+	int r;
+
+	r = uv_accept(server, (uv_stream_t *)&c->tcp);
+	if (r < 0) {
+		pv_warn("net", "accept failed err=%s", uv_strerror(r));
+		goto fail;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+		set_peer_ip(c, (struct sockaddr *)&ss);
+	if (tls_ctx && tls_setup(c, tls_ctx, true) < 0)
+		goto fail;
+	c->state = ST_OPEN;
+	c->notify_close = true;
+	read_start(c);
+	if (!c->reading)
+		goto fail;
+	return c;
+fail:
+	conn_discard(c);
+	return NULL;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+	pv_conn *c = req->data;
+
+	if (c->state != ST_CONNECTING)
+		return; /* closed by the owner meanwhile */
+	if (status < 0) {
+		if (c->connected)
+			c->connected(c, status);
+		hard_close(c, "connect failed");
+		return;
+	}
+	c->state = ST_OPEN;
+	uv_tcp_nodelay(&c->tcp, 1);
+	if (!c->paused)
+		read_start(c);
+	if (c->connected)
+		c->connected(c, 0);
+}
+
+pv_conn *pv_conn_connect(uv_loop_t *loop, const struct sockaddr *addr, const pv_conn_cb *cb,
+	void *owner, void (*connected)(pv_conn *c, int status))
+{
+	pv_conn *c = conn_new(loop, cb, owner);
+	int r;
+
+	c->connected = connected;
+	c->state = ST_CONNECTING;
+	set_peer_ip(c, addr);
+	r = uv_tcp_connect(&c->connect_req, &c->tcp, addr, on_connect);
+	if (r < 0) {
+		pv_info("net", "connect failed peer=%s err=%s", c->peer_ip, uv_strerror(r));
+		conn_discard(c);
+		return NULL;
+	}
+	c->notify_close = true;
+	return c;
+}
+
+/* ---- accessors and control ---- */
+
+void *pv_conn_owner(pv_conn *c)
+{
+	return c->owner;
+}
+
+void pv_conn_set_owner(pv_conn *c, void *owner)
+{
+	c->owner = owner;
+}
+
+uv_loop_t *pv_conn_loop(pv_conn *c)
+{
+	return c->loop;
+}
+
+int pv_conn_starttls(pv_conn *c, SSL_CTX *ctx)
+{
+	if (!ctx || c->ssl || c->state != ST_OPEN)
+		return PV_EINVAL;
+	/* Nothing is buffered here from the plaintext phase (reads are handed over
+	 * whole), so from now on every byte read goes to the TLS engine. */
+	return tls_setup(c, ctx, true);
+}
+
+int pv_conn_client_tls(pv_conn *c, SSL_CTX *ctx, const char *sni)
+{
+	int r;
+
+	if (!ctx || c->ssl || c->state > ST_OPEN)
+		return PV_EINVAL;
+	r = tls_setup(c, ctx, false);
+	if (r < 0)
+		return r;
+	if (sni && *sni) {
+		SSL_set_tlsext_host_name(c->ssl, sni);
+		/* Lets SSL_get_verify_result() cover the name as well as the chain. */
+		SSL_set1_host(c->ssl, sni);
+	}
+	if (c->state == ST_OPEN) {
+		tls_pump(c); /* sends the ClientHello */
+	} else {
+		/* Still connecting: libuv holds the ClientHello until connected. */
+		ERR_clear_error();
+		SSL_do_handshake(c->ssl);
+		ERR_clear_error();
+		flush_wbio(c, NULL, NULL);
+	}
+	return 0;
+}
+
+bool pv_conn_is_tls(const pv_conn *c)
+{
+	return c->ssl != NULL;
+}
+
+bool pv_conn_tls_done(const pv_conn *c)
+{
+	return c->ssl != NULL && c->tls_done;
+}
+
+SSL *pv_conn_ssl(const pv_conn *c)
+{
+	return c->ssl;
+}
+
+const char *pv_conn_tls_version(const pv_conn *c)
+{
+	if (!c->ssl || !c->tls_done)
+		return NULL;
+	return SSL_get_version(c->ssl);
+}
+
+const char *pv_conn_tls_sni(const pv_conn *c)
+{
+	if (!c->ssl)
+		return NULL;
+	return SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+}
+
+int pv_conn_tls_cb(const pv_conn *c, const char *type, unsigned char *out, size_t cap)
+{
+	unsigned char fin[EVP_MAX_MD_SIZE];
+	size_t n;
+	bool ours_first;
+	int ver;
+
+	if (!c->ssl || !c->tls_done || !type)
+		return PV_ENOENT;
+	ver = SSL_version(c->ssl);
+	if (strcmp(type, "tls-exporter") == 0) {
+		/* RFC 9266 defines it for TLS 1.3; on 1.2 it is only safe with extended
+		 * master secret, and tls-unique is what 1.2 peers expect. */
+		if (ver != TLS1_3_VERSION)
+			return PV_ENOENT;
+		if (cap < EXPORTER_LEN)
+			return PV_EINVAL;
+		if (SSL_export_keying_material(c->ssl, out, EXPORTER_LEN, EXPORTER_LABEL,
+			    strlen(EXPORTER_LABEL), NULL, 0, 0) != 1) {
+			ERR_clear_error();
+			return PV_EIO;
+		}
+		return EXPORTER_LEN;
+	}
+	if (strcmp(type, "tls-unique") == 0) {
+		/* RFC 8446 section 7.5 leaves tls-unique undefined for TLS 1.3. */
+		if (ver >= TLS1_3_VERSION)
+			return PV_ENOENT;
+		/* RFC 5929 3.1: the FIRST Finished of the handshake.  A full handshake
+		 * starts with the client's Finished; an abbreviated (resumed) one with
+		 * the server's.  Renegotiation is off, so there is one handshake. */
+		if (SSL_is_server(c->ssl))
+			ours_first = SSL_session_reused(c->ssl);
+		else
+			ours_first = !SSL_session_reused(c->ssl);
+		n = ours_first ? SSL_get_finished(c->ssl, fin, sizeof fin)
+			       : SSL_get_peer_finished(c->ssl, fin, sizeof fin);
+		if (n == 0 || n > sizeof fin)
+			return PV_ENOENT;
+		if (cap < n)
+			return PV_EINVAL;
+		memcpy(out, fin, n);
+		return (int)n;
+	}
+	return PV_ENOENT;
+}
+
+void pv_conn_read_pause(pv_conn *c)
+{
+	if (c->state > ST_OPEN)
+		return;
+	c->paused = true;
+	read_stop(c);
+}
+
+void pv_conn_read_resume(pv_conn *c)
+{
+	if (c->state > ST_OPEN || !c->paused)
+		return;
+	c->paused = false;
+	if (c->state != ST_OPEN)
+		return; /* on_connect starts reading */
+	read_start(c);
+	/* Records already decrypted or buffered would wait for the next socket read;
+	 * drain them from the loop rather than re-entering the owner from here. */
+	if (c->ssl && (SSL_has_pending(c->ssl) || BIO_ctrl_pending(SSL_get_rbio(c->ssl)) > 0))
+		uv_timer_start(&c->timer, on_timer, 0, 0);
+}
+
+void pv_conn_close(pv_conn *c)
+{
+	begin_close(c, "closed");
+}
+
+void pv_conn_abort(pv_conn *c)
+{
+	hard_close(c, "aborted");
+}
+
+bool pv_conn_is_closing(const pv_conn *c)
+{
+	return c->state >= ST_CLOSING;
+}
+
+const char *pv_conn_peer_ip(const pv_conn *c)
+{
+	return c->peer_ip;
+}

@@ -1,0 +1,1609 @@
+/* sqlite.c -- the SQLite backend of include/peyvand/pv_store.h.
+ *
+ * One storage thread owns one connection to <datadir>/peyvand.sqlite (WAL,
+ * synchronous=FULL, foreign_keys=ON).  Callers on any thread queue operations into a
+ * FIFO (mutex + condvar); the thread takes everything queued (up to BATCH_MAX) and runs
+ * it in order:
+ *  - Writes of a batch share ONE transaction (BEGIN IMMEDIATE ... COMMIT: group commit,
+ *    one fsync).  Each write runs inside its own SAVEPOINT, so a write that fails
+ *    (PV_EEXIST, PV_ENOENT, ...) is undone alone and the others still commit.
+ *  - A read runs in FIFO position, inside that transaction when one is open (so it sees
+ *    every write queued before it), but its caller is woken only after the COMMIT
+ *    succeeded: no caller ever acts on data that could still be rolled back.
+ *  - After the COMMIT, finished asynchronous writes go to a second list and one
+ *    uv_async_send wakes the loop; the async callback runs each done(ud, rc) there.
+ *    The async handle is unref'd: it never keeps the loop alive by itself.
+ * A failed COMMIT is fatal (logged, abort()): an fsync is never retried on the same
+ * state; a restart recovers from the WAL.  If SQLite rolls a transaction back on its own
+ * (disk full, I/O error), every operation of that batch so far reports PV_EIO.
+ *
+ * Threading and ownership:
+ *  - every pv_store_* function may be called from any thread, except pv_store_open and
+ *    pv_store_close with a loop, which must be called on the loop thread (or while the
+ *    loop does not run: uv_async_init/uv_close are not thread-safe); no operation may be
+ *    queued once pv_store_close has started, except from the done callbacks it runs;
+ *  - pv_store_close must come before the loop's handles are closed (uv_walk): it closes
+ *    the store's own async handle, which is freed by a later uv_run;
+ *  - asynchronous writes copy all their input before returning;
+ *  - reads (and the account writes, which are synchronous) block the caller on a
+ *    per-operation semaphore; rows are collected on the storage thread and the caller's
+ *    callback runs afterwards IN THE CALLER'S THREAD, so callbacks may use the store;
+ *  - loop == NULL (tools): writes wait for their commit and call `done` inline.
+ * uint64 values (seq, h_in, roster version) are stored as their int64 bit pattern;
+ * ordering by seq is therefore correct below 2^63. */
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sqlite3.h>
+#include <uv.h>
+
+#include "peyvand/pv_log.h"
+#include "peyvand/pv_store.h"
+
+#define SUB "store"
+#define DB_FILE "peyvand.sqlite"
+#define BUSY_TIMEOUT_MS 10000 /* another process (peyvandctl) may hold the write lock */
+#define BATCH_MAX 4096        /* bounds one transaction's size and its callers' latency */
+
+/* Generated from src/storage/schema/sqlite/NNN_*.sql (cmake/embed_schema.cmake). */
+extern const char *const pv_schema_sqlite[];
+extern const size_t pv_schema_sqlite_count;
+
+/* ---- prepared statements (all prepared at open, kept for the connection's life) ---- */
+enum {
+	Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,
+	Q_USER_INSERT, Q_USER_EXISTS, Q_USER_LIST, Q_USER_DELETE,
+	Q_CRED_INSERT, Q_CRED_GET, Q_CRED_DELETE_ALL,
+	Q_ROSTER_ITEMS, Q_ROSTER_GROUPS, Q_ROSTER_VER_GET, Q_ROSTER_VER_SET, Q_ROSTER_VER_DELETE,
+	Q_ROSTER_UPSERT, Q_ROSTER_DEL, Q_ROSTER_DELETE_ALL,
+	Q_GROUPS_DEL, Q_GROUPS_INSERT, Q_GROUPS_DELETE_ALL,
+	Q_OFFLINE_PUSH, Q_OFFLINE_LIST, Q_OFFLINE_DELETE, Q_OFFLINE_COUNT, Q_OFFLINE_DELETE_ALL,
+	Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_KV_DELETE_ALL,
+	Q_SESS_PUT, Q_SESS_SET_H, Q_SESS_SET_EXPIRY, Q_SESS_DEL, Q_SESS_GET, Q_SESS_LIST,
+	Q_SESS_DELETE_ALL,
+	Q_OUTQ_APPEND, Q_OUTQ_ACK, Q_OUTQ_LIST, Q_OUTQ_DEL, Q_OUTQ_DELETE_ALL,
+	Q__N
+};
+
+static const char *const q_sql[Q__N] = {
+	[Q_BEGIN] = "BEGIN IMMEDIATE",
+	[Q_COMMIT] = "COMMIT",
+	[Q_ROLLBACK] = "ROLLBACK",
+	[Q_SAVEPOINT] = "SAVEPOINT op",
+	[Q_RELEASE] = "RELEASE op",
+	[Q_ROLLBACK_TO] = "ROLLBACK TO op",
+	[Q_USER_INSERT] = "INSERT INTO users (host, user, created) VALUES (?1, ?2, ?3)",
+	[Q_USER_EXISTS] = "SELECT 1 FROM users WHERE host = ?1 AND user = ?2",
+	[Q_USER_LIST] = "SELECT user FROM users WHERE host = ?1 ORDER BY user",
+	[Q_USER_DELETE] = "DELETE FROM users WHERE host = ?1 AND user = ?2",
+	[Q_CRED_INSERT] = "INSERT INTO creds (host, user, mech, salt, iter, stored_key, server_key)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[Q_CRED_GET] = "SELECT salt, iter, stored_key, server_key FROM creds"
+		" WHERE host = ?1 AND user = ?2 AND mech = ?3",
+	[Q_CRED_DELETE_ALL] = "DELETE FROM creds WHERE host = ?1 AND user = ?2",
+	[Q_ROSTER_ITEMS] = "SELECT jid, name, sub, ask, approved, in_roster, pending_in FROM roster"
+		" WHERE host = ?1 AND user = ?2 ORDER BY jid",
+	[Q_ROSTER_GROUPS] = "SELECT jid, name FROM roster_groups WHERE host = ?1 AND user = ?2"
+		" ORDER BY jid, pos",
+	[Q_ROSTER_VER_GET] = "SELECT ver FROM roster_version WHERE host = ?1 AND user = ?2",
+	[Q_ROSTER_VER_SET] = "INSERT INTO roster_version (host, user, ver) VALUES (?1, ?2, ?3)"
+		" ON CONFLICT (host, user) DO UPDATE SET ver = excluded.ver",
+	[Q_ROSTER_VER_DELETE] = "DELETE FROM roster_version WHERE host = ?1 AND user = ?2",
+	[Q_ROSTER_UPSERT] = "INSERT INTO roster"
+		" (host, user, jid, name, sub, ask, approved, in_roster, pending_in)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+		" ON CONFLICT (host, user, jid) DO UPDATE SET name = excluded.name,"
+		" sub = excluded.sub, ask = excluded.ask, approved = excluded.approved,"
+		" in_roster = excluded.in_roster, pending_in = excluded.pending_in",
+	[Q_ROSTER_DEL] = "DELETE FROM roster WHERE host = ?1 AND user = ?2 AND jid = ?3",
+	[Q_ROSTER_DELETE_ALL] = "DELETE FROM roster WHERE host = ?1 AND user = ?2",
+	[Q_GROUPS_DEL] = "DELETE FROM roster_groups WHERE host = ?1 AND user = ?2 AND jid = ?3",
+	[Q_GROUPS_INSERT] = "INSERT INTO roster_groups (host, user, jid, pos, name)"
+		" VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_GROUPS_DELETE_ALL] = "DELETE FROM roster_groups WHERE host = ?1 AND user = ?2",
+	[Q_OFFLINE_PUSH] = "INSERT INTO offline (host, user, stamp, xml) VALUES (?1, ?2, ?3, ?4)",
+	[Q_OFFLINE_LIST] = "SELECT id, stamp, xml FROM offline WHERE host = ?1 AND user = ?2"
+		" ORDER BY id",
+	[Q_OFFLINE_DELETE] = "DELETE FROM offline WHERE host = ?1 AND user = ?2 AND id <= ?3",
+	[Q_OFFLINE_COUNT] = "SELECT count(*) FROM offline WHERE host = ?1 AND user = ?2",
+	[Q_OFFLINE_DELETE_ALL] = "DELETE FROM offline WHERE host = ?1 AND user = ?2",
+	[Q_KV_GET] = "SELECT val FROM kv WHERE host = ?1 AND user = ?2 AND kind = ?3 AND name = ?4",
+	[Q_KV_PUT] = "INSERT INTO kv (host, user, kind, name, val) VALUES (?1, ?2, ?3, ?4, ?5)"
+		" ON CONFLICT (host, user, kind, name) DO UPDATE SET val = excluded.val",
+	[Q_KV_DEL] = "DELETE FROM kv WHERE host = ?1 AND user = ?2 AND kind = ?3 AND name = ?4",
+	[Q_KV_DELETE_ALL] = "DELETE FROM kv WHERE host = ?1 AND user = ?2",
+	[Q_SESS_PUT] = "INSERT INTO sessions (sid, host, user, resource, sm, h_in, expires,"
+		" in_base, out_base) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+		" ON CONFLICT (sid) DO UPDATE SET host = excluded.host, user = excluded.user,"
+		" resource = excluded.resource, sm = excluded.sm, h_in = excluded.h_in,"
+		" expires = excluded.expires, in_base = excluded.in_base,"
+		" out_base = excluded.out_base",
+	[Q_SESS_SET_H] = "UPDATE sessions SET h_in = ?2 WHERE sid = ?1",
+	[Q_SESS_SET_EXPIRY] = "UPDATE sessions SET expires = ?2 WHERE sid = ?1",
+	[Q_SESS_DEL] = "DELETE FROM sessions WHERE sid = ?1",
+	[Q_SESS_GET] = "SELECT sid, host, user, resource, sm, h_in, expires, in_base, out_base"
+		" FROM sessions"
+		" WHERE sid = ?1",
+	[Q_SESS_LIST] = "SELECT sid, host, user, resource, sm, h_in, expires, in_base, out_base"
+		" FROM sessions"
+		" ORDER BY sid",
+	[Q_SESS_DELETE_ALL] = "DELETE FROM sessions WHERE host = ?1 AND user = ?2",
+	[Q_OUTQ_APPEND] = "INSERT INTO outq (sid, seq, xml) VALUES (?1, ?2, ?3)",
+	[Q_OUTQ_ACK] = "DELETE FROM outq WHERE sid = ?1 AND seq <= ?2",
+	[Q_OUTQ_LIST] = "SELECT seq, xml FROM outq WHERE sid = ?1 AND seq > ?2 ORDER BY seq",
+	[Q_OUTQ_DEL] = "DELETE FROM outq WHERE sid = ?1",
+	[Q_OUTQ_DELETE_ALL] = "DELETE FROM outq WHERE sid IN"
+		" (SELECT sid FROM sessions WHERE host = ?1 AND user = ?2)",
+};
+
+/* ---- operations ---- */
+typedef struct pv_op pv_op;
+typedef int (*op_run_fn)(pv_store *st, pv_op *op);
+
+/* One result row of a list read; which fields mean what depends on the read. */
+typedef struct op_row {
+	int64_t a, b;
+	char *s;
+	size_t len;
+} op_row;
+
+struct pv_op {
+	pv_op *next;
+	op_run_fn run;          /* NULL: a flush marker */
+	bool write;
+	bool sync;              /* a caller waits on sem */
+	int rc;
+	pv_store_done_fn done;
+	void *ud;
+	sem_t sem;
+	/* input, owned (copied) */
+	char *host, *user, *s1, *s2;
+	char *data;
+	size_t dlen;
+	int64_t n1;
+	pv_scram_cred *creds;
+	size_t ncreds;
+	pv_roster_item *item;
+	pv_store_sess *sess;
+	/* output, owned until moved to the caller */
+	op_row *rows;
+	size_t nrows, caprows;
+	pv_roster_item *items;
+	size_t nitems, capitems;
+	pv_store_sess *sessv;
+	size_t nsess, capsess;
+	pv_scram_cred cred;
+};
+
+struct pv_store {
+	sqlite3 *db;                 /* storage thread only (after open) */
+	sqlite3_stmt *stmt[Q__N];
+	uv_loop_t *loop;
+	uv_async_t *async;           /* heap: it must outlive the store until its close cb */
+	pthread_t thread;
+	bool thread_started;
+
+	pthread_mutex_t mu;          /* guards head/tail, stop, stats */
+	pthread_cond_t cv;
+	pv_op *head, *tail;
+	bool stop;
+	pv_store_stats stats;
+
+	pthread_mutex_t done_mu;     /* guards the finished-writes list */
+	pv_op *done_head, *done_tail;
+};
+
+static void sess_free_fields(pv_store_sess *s)
+{
+	pv_free(s->sid);
+	pv_free(s->host);
+	pv_free(s->user);
+	pv_free(s->resource);
+	memset(s, 0, sizeof *s);
+}
+
+static void op_free(pv_op *op)
+{
+	if (!op)
+		return;
+	pv_free(op->host);
+	pv_free(op->user);
+	pv_free(op->s1);
+	pv_free(op->s2);
+	pv_free(op->data);
+	pv_free(op->creds);
+	if (op->item)
+		pv_roster_items_free(op->item, 1);
+	if (op->sess) {
+		sess_free_fields(op->sess);
+		pv_free(op->sess);
+	}
+	for (size_t i = 0; i < op->nrows; i++)
+		pv_free(op->rows[i].s);
+	pv_free(op->rows);
+	pv_roster_items_free(op->items, op->nitems);
+	for (size_t i = 0; i < op->nsess; i++)
+		sess_free_fields(&op->sessv[i]);
+	pv_free(op->sessv);
+	pv_free(op);
+}
+
+/* Exactly n bytes plus a NUL (wire data carries its length; it is not cut at a NUL). */
+static char *bytes_dup(const char *p, size_t n)
+{
+	char *d = pv_malloc(n + 1);
+	if (n)
+		memcpy(d, p, n);
+	d[n] = '\0';
+	return d;
+}
+
+static pv_op *op_new(op_run_fn run, bool write, const char *host, const char *user)
+{
+	pv_op *op = pv_calloc(1, sizeof *op);
+	op->run = run;
+	op->write = write;
+	op->host = pv_strdup(host);
+	op->user = pv_strdup(user);
+	return op;
+}
+
+/* ---- SQLite helpers (storage thread) ---- */
+
+/* Maps an SQLite error to PV_*; unexpected ones are logged (no values: they may be
+ * message bodies). */
+static int sqlerr(pv_store *st, int rc, int qid)
+{
+	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+		return PV_EEXIST;
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return PV_EINVAL;
+	pv_error(SUB, "sqlite error query=%d rc=%d err=\"%s\"", qid, rc, sqlite3_errmsg(st->db));
+	return PV_EIO;
+}
+
+/* A cached statement, reset and with its bindings cleared, ready to bind. */
+static sqlite3_stmt *q(pv_store *st, int qid)
+{
+	sqlite3_stmt *s = st->stmt[qid];
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return s;
+}
+
+static void bind_str(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+static void bind_hu(sqlite3_stmt *s, const pv_op *op)
+{
+	bind_str(s, 1, op->host);
+	bind_str(s, 2, op->user);
+}
+
+/* Runs a statement that returns no rows.  0, PV_EEXIST, PV_EINVAL or PV_EIO. */
+static int exec_q(pv_store *st, int qid, sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+	int ret = rc == SQLITE_DONE ? 0 : sqlerr(st, rc, qid);
+	sqlite3_reset(s);
+	return ret;
+}
+
+static int exec_plain(pv_store *st, int qid)
+{
+	return exec_q(st, qid, q(st, qid));
+}
+
+/* Copy of a text/blob column, NUL-terminated; NULL for SQL NULL. */
+static char *col_dup(sqlite3_stmt *s, int i, size_t *len)
+{
+	if (sqlite3_column_type(s, i) == SQLITE_NULL) {
+		if (len)
+			*len = 0;
+		return NULL;
+	}
+	const void *p = sqlite3_column_blob(s, i);
+	size_t n = (size_t)sqlite3_column_bytes(s, i);
+	char *r = pv_malloc(n + 1);
+	if (n)
+		memcpy(r, p, n);
+	r[n] = '\0';
+	if (len)
+		*len = n;
+	return r;
+}
+
+static op_row *row_add(pv_op *op)
+{
+	if (op->nrows == op->caprows) {
+		op->caprows = op->caprows ? op->caprows * 2 : 16;
+		op->rows = pv_realloc(op->rows, op->caprows * sizeof *op->rows);
+	}
+	op_row *r = &op->rows[op->nrows++];
+	memset(r, 0, sizeof *r);
+	return r;
+}
+
+/* Steps a row-returning statement to its end; each row goes through fn.  Returns the
+ * number of rows or <0. */
+static int each_row(pv_store *st, int qid, sqlite3_stmt *s, pv_op *op,
+	void (*fn)(pv_op *op, sqlite3_stmt *s))
+{
+	int rc, n = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		fn(op, s);
+		n++;
+	}
+	int ret = rc == SQLITE_DONE ? n : sqlerr(st, rc, qid);
+	sqlite3_reset(s);
+	return ret;
+}
+
+/* 1 if the statement yields a row, 0 if not, <0 on error. */
+static int has_row(pv_store *st, int qid, sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+	int ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : sqlerr(st, rc, qid);
+	sqlite3_reset(s);
+	return ret;
+}
+
+/* ---- accounts (storage thread) ---- */
+
+static int put_creds(pv_store *st, pv_op *op)
+{
+	for (size_t i = 0; i < op->ncreds; i++) {
+		const pv_scram_cred *c = &op->creds[i];
+		sqlite3_stmt *s = q(st, Q_CRED_INSERT);
+		bind_hu(s, op);
+		bind_str(s, 3, c->mech);
+		sqlite3_bind_blob(s, 4, c->salt, (int)c->salt_len, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 5, c->iterations);
+		sqlite3_bind_blob(s, 6, c->stored_key, (int)c->key_len, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 7, c->server_key, (int)c->key_len, SQLITE_STATIC);
+		int rc = exec_q(st, Q_CRED_INSERT, s);
+		if (rc == PV_EEXIST)
+			return PV_EINVAL; /* the same mechanism twice in one call */
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int user_exists_q(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_USER_EXISTS);
+	bind_hu(s, op);
+	return has_row(st, Q_USER_EXISTS, s);
+}
+
+static int run_user_create(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_USER_INSERT);
+	bind_hu(s, op);
+	sqlite3_bind_int64(s, 3, op->n1);
+	int rc = exec_q(st, Q_USER_INSERT, s);
+	if (rc < 0)
+		return rc;
+	return put_creds(st, op);
+}
+
+static int run_user_set_creds(pv_store *st, pv_op *op)
+{
+	int rc = user_exists_q(st, op);
+	if (rc <= 0)
+		return rc < 0 ? rc : PV_ENOENT;
+	sqlite3_stmt *s = q(st, Q_CRED_DELETE_ALL);
+	bind_hu(s, op);
+	if ((rc = exec_q(st, Q_CRED_DELETE_ALL, s)) < 0)
+		return rc;
+	return put_creds(st, op);
+}
+
+static int run_user_delete(pv_store *st, pv_op *op)
+{
+	/* Children first: outq rows are found through the user's sessions. */
+	static const int order[] = {
+		Q_OUTQ_DELETE_ALL, Q_SESS_DELETE_ALL, Q_KV_DELETE_ALL, Q_OFFLINE_DELETE_ALL,
+		Q_GROUPS_DELETE_ALL, Q_ROSTER_DELETE_ALL, Q_ROSTER_VER_DELETE, Q_CRED_DELETE_ALL,
+		Q_USER_DELETE,
+	};
+	int rc = user_exists_q(st, op);
+	if (rc <= 0)
+		return rc < 0 ? rc : PV_ENOENT;
+	for (size_t i = 0; i < PV_ARRAY_LEN(order); i++) {
+		sqlite3_stmt *s = q(st, order[i]);
+		bind_hu(s, op);
+		if ((rc = exec_q(st, order[i], s)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int run_user_exists(pv_store *st, pv_op *op)
+{
+	return user_exists_q(st, op);
+}
+
+static void row_user(pv_op *op, sqlite3_stmt *s)
+{
+	op_row *r = row_add(op);
+	r->s = col_dup(s, 0, &r->len);
+}
+
+static int run_user_list(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_USER_LIST);
+	bind_str(s, 1, op->host);
+	return each_row(st, Q_USER_LIST, s, op, row_user);
+}
+
+static int copy_blob(sqlite3_stmt *s, int i, unsigned char *dst, size_t cap, size_t *len)
+{
+	size_t n = (size_t)sqlite3_column_bytes(s, i);
+	const void *p = sqlite3_column_blob(s, i);
+	if (n > cap)
+		return PV_EIO;
+	if (n)
+		memcpy(dst, p, n);
+	*len = n;
+	return 0;
+}
+
+static int run_user_get_cred(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_CRED_GET);
+	bind_hu(s, op);
+	bind_str(s, 3, op->s1);
+	int rc = sqlite3_step(s), ret = 0;
+	if (rc == SQLITE_DONE) {
+		ret = PV_ENOENT;
+	} else if (rc != SQLITE_ROW) {
+		ret = sqlerr(st, rc, Q_CRED_GET);
+	} else {
+		pv_scram_cred *c = &op->cred;
+		size_t klen2 = 0;
+		snprintf(c->mech, sizeof c->mech, "%s", op->s1);
+		int64_t iter = sqlite3_column_int64(s, 1);
+		if (copy_blob(s, 0, c->salt, sizeof c->salt, &c->salt_len) < 0
+			|| copy_blob(s, 2, c->stored_key, sizeof c->stored_key, &c->key_len) < 0
+			|| copy_blob(s, 3, c->server_key, sizeof c->server_key, &klen2) < 0
+			|| klen2 != c->key_len || iter <= 0 || iter > UINT32_MAX) {
+			pv_error(SUB, "corrupt credential row mech=%s", op->s1);
+			ret = PV_EIO;
+		}
+		c->iterations = (uint32_t)iter;
+	}
+	sqlite3_reset(s);
+	return ret;
+}
+
+/* ---- roster (storage thread) ---- */
+
+static int set_roster_ver(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_ROSTER_VER_SET);
+	bind_hu(s, op);
+	sqlite3_bind_int64(s, 3, op->n1);
+	return exec_q(st, Q_ROSTER_VER_SET, s);
+}
+
+static int del_groups(pv_store *st, pv_op *op, const char *jid)
+{
+	sqlite3_stmt *s = q(st, Q_GROUPS_DEL);
+	bind_hu(s, op);
+	bind_str(s, 3, jid);
+	return exec_q(st, Q_GROUPS_DEL, s);
+}
+
+static int run_roster_put(pv_store *st, pv_op *op)
+{
+	const pv_roster_item *it = op->item;
+	sqlite3_stmt *s = q(st, Q_ROSTER_UPSERT);
+	bind_hu(s, op);
+	bind_str(s, 3, it->jid);
+	bind_str(s, 4, it->name);
+	sqlite3_bind_int(s, 5, (int)it->sub);
+	sqlite3_bind_int(s, 6, it->ask);
+	sqlite3_bind_int(s, 7, it->approved);
+	sqlite3_bind_int(s, 8, it->in_roster);
+	bind_str(s, 9, it->pending_in);
+	int rc = exec_q(st, Q_ROSTER_UPSERT, s);
+	if (rc < 0 || (rc = del_groups(st, op, it->jid)) < 0)
+		return rc;
+	for (size_t i = 0; i < it->ngroups; i++) {
+		s = q(st, Q_GROUPS_INSERT);
+		bind_hu(s, op);
+		bind_str(s, 3, it->jid);
+		sqlite3_bind_int64(s, 4, (int64_t)i);
+		bind_str(s, 5, it->groups[i]);
+		if ((rc = exec_q(st, Q_GROUPS_INSERT, s)) < 0)
+			return rc;
+	}
+	return set_roster_ver(st, op);
+}
+
+static int run_roster_del(pv_store *st, pv_op *op)
+{
+	int rc = del_groups(st, op, op->s1);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *s = q(st, Q_ROSTER_DEL);
+	bind_hu(s, op);
+	bind_str(s, 3, op->s1);
+	if ((rc = exec_q(st, Q_ROSTER_DEL, s)) < 0)
+		return rc;
+	return set_roster_ver(st, op);
+}
+
+static void row_roster_item(pv_op *op, sqlite3_stmt *s)
+{
+	if (op->nitems == op->capitems) {
+		op->capitems = op->capitems ? op->capitems * 2 : 16;
+		op->items = pv_realloc(op->items, op->capitems * sizeof *op->items);
+	}
+	pv_roster_item *it = &op->items[op->nitems++];
+	memset(it, 0, sizeof *it);
+	it->jid = col_dup(s, 0, NULL);
+	it->name = col_dup(s, 1, NULL);
+	int sub = sqlite3_column_int(s, 2);
+	it->sub = sub >= PV_SUB_NONE && sub <= PV_SUB_BOTH ? (pv_sub)sub : PV_SUB_NONE;
+	it->ask = sqlite3_column_int(s, 3) != 0;
+	it->approved = sqlite3_column_int(s, 4) != 0;
+	it->in_roster = sqlite3_column_int(s, 5) != 0;
+	it->pending_in = col_dup(s, 6, NULL);
+}
+
+static int run_roster_get(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_ROSTER_ITEMS);
+	bind_hu(s, op);
+	int rc = each_row(st, Q_ROSTER_ITEMS, s, op, row_roster_item);
+	if (rc < 0)
+		return rc;
+
+	/* Groups of all items in one pass: both lists are sorted by jid (BINARY order,
+	 * which strcmp reproduces), so a single cursor into the items suffices. */
+	s = q(st, Q_ROSTER_GROUPS);
+	bind_hu(s, op);
+	size_t i = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *jid = (const char *)sqlite3_column_text(s, 0);
+		while (i < op->nitems && strcmp(op->items[i].jid, jid) < 0)
+			i++;
+		if (i == op->nitems || strcmp(op->items[i].jid, jid) != 0)
+			continue; /* orphan group row (cannot happen with foreign keys on) */
+		pv_roster_item *it = &op->items[i];
+		it->groups = pv_realloc(it->groups, (it->ngroups + 1) * sizeof *it->groups);
+		it->groups[it->ngroups++] = col_dup(s, 1, NULL);
+	}
+	int ret = rc == SQLITE_DONE ? 0 : sqlerr(st, rc, Q_ROSTER_GROUPS);
+	sqlite3_reset(s);
+	if (ret < 0)
+		return ret;
+
+	s = q(st, Q_ROSTER_VER_GET);
+	bind_hu(s, op);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		op->n1 = sqlite3_column_int64(s, 0);
+	else if (rc == SQLITE_DONE)
+		op->n1 = 0;
+	else
+		ret = sqlerr(st, rc, Q_ROSTER_VER_GET);
+	sqlite3_reset(s);
+	return ret;
+}
+
+/* ---- offline (storage thread) ---- */
+
+static int run_offline_push(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_OFFLINE_PUSH);
+	bind_hu(s, op);
+	sqlite3_bind_int64(s, 3, op->n1);
+	sqlite3_bind_text64(s, 4, op->data, op->dlen, SQLITE_STATIC, SQLITE_UTF8);
+	return exec_q(st, Q_OFFLINE_PUSH, s);
+}
+
+static void row_offline(pv_op *op, sqlite3_stmt *s)
+{
+	op_row *r = row_add(op);
+	r->a = sqlite3_column_int64(s, 0);
+	r->b = sqlite3_column_int64(s, 1);
+	r->s = col_dup(s, 2, &r->len);
+}
+
+static int run_offline_list(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_OFFLINE_LIST);
+	bind_hu(s, op);
+	return each_row(st, Q_OFFLINE_LIST, s, op, row_offline);
+}
+
+static int run_offline_delete(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_OFFLINE_DELETE);
+	bind_hu(s, op);
+	sqlite3_bind_int64(s, 3, op->n1);
+	return exec_q(st, Q_OFFLINE_DELETE, s);
+}
+
+static int run_offline_count(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_OFFLINE_COUNT);
+	bind_hu(s, op);
+	int rc = sqlite3_step(s);
+	int ret = rc == SQLITE_ROW ? (int)sqlite3_column_int64(s, 0) : sqlerr(st, rc, Q_OFFLINE_COUNT);
+	sqlite3_reset(s);
+	return ret;
+}
+
+/* ---- kv (storage thread) ---- */
+
+static int run_kv_get(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_KV_GET);
+	bind_hu(s, op);
+	bind_str(s, 3, op->s1);
+	bind_str(s, 4, op->s2);
+	int rc = sqlite3_step(s), ret = 0;
+	if (rc == SQLITE_ROW) {
+		op_row *r = row_add(op);
+		r->s = col_dup(s, 0, &r->len);
+		if (!r->s)
+			r->s = pv_strdup("");
+	} else {
+		ret = rc == SQLITE_DONE ? PV_ENOENT : sqlerr(st, rc, Q_KV_GET);
+	}
+	sqlite3_reset(s);
+	return ret;
+}
+
+static int run_kv_put(pv_store *st, pv_op *op)
+{
+	int qid = op->data ? Q_KV_PUT : Q_KV_DEL;
+	sqlite3_stmt *s = q(st, qid);
+	bind_hu(s, op);
+	bind_str(s, 3, op->s1);
+	bind_str(s, 4, op->s2);
+	if (op->data)
+		sqlite3_bind_blob64(s, 5, op->data, op->dlen, SQLITE_STATIC);
+	return exec_q(st, qid, s);
+}
+
+/* ---- sessions and outbound queue (storage thread) ---- */
+
+static int run_sess_put(pv_store *st, pv_op *op)
+{
+	const pv_store_sess *ss = op->sess;
+	sqlite3_stmt *s = q(st, Q_SESS_PUT);
+	bind_str(s, 1, ss->sid);
+	bind_str(s, 2, ss->host);
+	bind_str(s, 3, ss->user);
+	bind_str(s, 4, ss->resource);
+	sqlite3_bind_int(s, 5, ss->sm);
+	sqlite3_bind_int64(s, 6, (int64_t)ss->h_in);
+	sqlite3_bind_int64(s, 7, ss->expires);
+	sqlite3_bind_int64(s, 8, (int64_t)ss->in_base);
+	sqlite3_bind_int64(s, 9, (int64_t)ss->out_base);
+	return exec_q(st, Q_SESS_PUT, s);
+}
+
+static int update_sess(pv_store *st, pv_op *op, int qid)
+{
+	sqlite3_stmt *s = q(st, qid);
+	bind_str(s, 1, op->s1);
+	sqlite3_bind_int64(s, 2, op->n1);
+	int rc = exec_q(st, qid, s);
+	if (rc == 0 && sqlite3_changes(st->db) == 0)
+		rc = PV_ENOENT;
+	return rc;
+}
+
+static int run_sess_set_h(pv_store *st, pv_op *op)
+{
+	return update_sess(st, op, Q_SESS_SET_H);
+}
+
+static int run_sess_set_expiry(pv_store *st, pv_op *op)
+{
+	return update_sess(st, op, Q_SESS_SET_EXPIRY);
+}
+
+static int run_sess_del(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_OUTQ_DEL);
+	bind_str(s, 1, op->s1);
+	int rc = exec_q(st, Q_OUTQ_DEL, s);
+	if (rc < 0)
+		return rc;
+	s = q(st, Q_SESS_DEL);
+	bind_str(s, 1, op->s1);
+	return exec_q(st, Q_SESS_DEL, s);
+}
+
+static void row_sess(pv_op *op, sqlite3_stmt *s)
+{
+	if (op->nsess == op->capsess) {
+		op->capsess = op->capsess ? op->capsess * 2 : 16;
+		op->sessv = pv_realloc(op->sessv, op->capsess * sizeof *op->sessv);
+	}
+	pv_store_sess *ss = &op->sessv[op->nsess++];
+	memset(ss, 0, sizeof *ss);
+	ss->sid = col_dup(s, 0, NULL);
+	ss->host = col_dup(s, 1, NULL);
+	ss->user = col_dup(s, 2, NULL);
+	ss->resource = col_dup(s, 3, NULL);
+	ss->sm = sqlite3_column_int(s, 4) != 0;
+	ss->h_in = (uint64_t)sqlite3_column_int64(s, 5);
+	ss->expires = sqlite3_column_int64(s, 6);
+	ss->in_base = (uint64_t)sqlite3_column_int64(s, 7);
+	ss->out_base = (uint64_t)sqlite3_column_int64(s, 8);
+}
+
+static int run_sess_get(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_SESS_GET);
+	bind_str(s, 1, op->s1);
+	int rc = each_row(st, Q_SESS_GET, s, op, row_sess);
+	return rc < 0 ? rc : rc == 0 ? PV_ENOENT : 0;
+}
+
+static int run_sess_list(pv_store *st, pv_op *op)
+{
+	return each_row(st, Q_SESS_LIST, q(st, Q_SESS_LIST), op, row_sess);
+}
+
+static int run_outq_append(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_OUTQ_APPEND);
+	bind_str(s, 1, op->s1);
+	sqlite3_bind_int64(s, 2, op->n1);
+	sqlite3_bind_text64(s, 3, op->data, op->dlen, SQLITE_STATIC, SQLITE_UTF8);
+	return exec_q(st, Q_OUTQ_APPEND, s);
+}
+
+static int run_outq_ack(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_OUTQ_ACK);
+	bind_str(s, 1, op->s1);
+	sqlite3_bind_int64(s, 2, op->n1);
+	return exec_q(st, Q_OUTQ_ACK, s);
+}
+
+static void row_outq(pv_op *op, sqlite3_stmt *s)
+{
+	op_row *r = row_add(op);
+	r->a = sqlite3_column_int64(s, 0);
+	r->s = col_dup(s, 1, &r->len);
+}
+
+static int run_outq_list(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_OUTQ_LIST);
+	bind_str(s, 1, op->s1);
+	sqlite3_bind_int64(s, 2, op->n1);
+	return each_row(st, Q_OUTQ_LIST, s, op, row_outq);
+}
+
+/* ---- the storage thread ---- */
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Hands a finished operation to whoever waits for it.  Returns true if the loop must be
+ * woken. */
+static bool finish(pv_store *st, pv_op *op)
+{
+	op->next = NULL;
+	if (op->sync) {
+		sem_post(&op->sem); /* the caller owns op from here on */
+		return false;
+	}
+	if (!op->done) {
+		op_free(op);
+		return false;
+	}
+	pthread_mutex_lock(&st->done_mu);
+	if (st->done_tail)
+		st->done_tail->next = op;
+	else
+		st->done_head = op;
+	st->done_tail = op;
+	pthread_mutex_unlock(&st->done_mu);
+	return true;
+}
+
+static bool finish_list(pv_store *st, pv_op *list, int force_rc)
+{
+	bool wake = false;
+	for (pv_op *op = list, *next; op; op = next) {
+		next = op->next;
+		if (force_rc)
+			op->rc = force_rc;
+		wake |= finish(st, op);
+	}
+	return wake;
+}
+
+/* A failure inside the batch transaction that cannot be contained: a failed ROLLBACK TO
+ * leaves the transaction in an unknown state, a failed COMMIT may mean the fsync failed. */
+static void __attribute__((noreturn)) fatal(pv_store *st, const char *what)
+{
+	pv_error(SUB, "%s failed, aborting (restart recovers from the WAL) err=\"%s\"", what,
+		sqlite3_errmsg(st->db));
+	abort();
+}
+
+static void run_batch(pv_store *st, pv_op *list, pv_store_stats *delta)
+{
+	pv_op *pend = NULL, **pend_tail = &pend; /* answered after the COMMIT */
+	bool txn = false, wake = false, begin_failed = false;
+
+	for (pv_op *op = list, *next; op; op = next) {
+		next = op->next;
+		op->next = NULL;
+		if (op->write) {
+			delta->writes++;
+			/* After one failed BEGIN (the write lock stayed busy for BUSY_TIMEOUT_MS)
+			 * the rest of the batch fails at once instead of waiting again per write. */
+			if (!txn && (begin_failed || exec_plain(st, Q_BEGIN) < 0)) {
+				begin_failed = true;
+				op->rc = PV_EIO;
+				wake |= finish(st, op);
+				continue;
+			}
+			txn = true;
+			if (exec_plain(st, Q_SAVEPOINT) < 0) {
+				op->rc = PV_EIO;
+			} else {
+				op->rc = op->run(st, op);
+				if (!sqlite3_get_autocommit(st->db)) {
+					if (op->rc < 0 && exec_plain(st, Q_ROLLBACK_TO) < 0)
+						fatal(st, "ROLLBACK TO");
+					if (exec_plain(st, Q_RELEASE) < 0)
+						fatal(st, "RELEASE");
+				}
+			}
+		} else if (op->run) {
+			delta->reads++;
+			op->rc = op->run(st, op);
+		} else {
+			op->rc = 0; /* flush marker */
+		}
+
+		if (txn && sqlite3_get_autocommit(st->db)) {
+			/* SQLite rolled the whole transaction back by itself (disk full, I/O
+			 * error): everything this batch did so far is gone. */
+			pv_error(SUB, "transaction rolled back by sqlite, failing the batch so far");
+			wake |= finish_list(st, pend, PV_EIO);
+			pend = NULL;
+			pend_tail = &pend;
+			txn = false;
+			if (op->rc >= 0)
+				op->rc = PV_EIO;
+			wake |= finish(st, op);
+			continue;
+		}
+		if (txn) {
+			*pend_tail = op;
+			pend_tail = &op->next;
+		} else {
+			wake |= finish(st, op);
+		}
+	}
+
+	if (txn) {
+		uint64_t t0 = mono_us();
+		int rc = sqlite3_step(q(st, Q_COMMIT));
+		if (rc != SQLITE_DONE)
+			fatal(st, "COMMIT");
+		sqlite3_reset(st->stmt[Q_COMMIT]);
+		delta->fsync_us_total += mono_us() - t0;
+		delta->commits++;
+	}
+	wake |= finish_list(st, pend, 0);
+	if (wake && st->async)
+		uv_async_send(st->async);
+}
+
+static void *store_thread(void *arg)
+{
+	pv_store *st = arg;
+	pthread_mutex_lock(&st->mu);
+	for (;;) {
+		while (!st->head && !st->stop)
+			pthread_cond_wait(&st->cv, &st->mu);
+		if (!st->head)
+			break; /* stopping and drained */
+		pv_op *list = st->head, *last = list;
+		for (size_t n = 1; n < BATCH_MAX && last->next; n++)
+			last = last->next;
+		st->head = last->next;
+		if (!st->head)
+			st->tail = NULL;
+		last->next = NULL;
+		pthread_mutex_unlock(&st->mu);
+
+		pv_store_stats delta = {0};
+		run_batch(st, list, &delta);
+
+		pthread_mutex_lock(&st->mu);
+		st->stats.commits += delta.commits;
+		st->stats.writes += delta.writes;
+		st->stats.reads += delta.reads;
+		st->stats.fsync_us_total += delta.fsync_us_total;
+	}
+	pthread_mutex_unlock(&st->mu);
+	return NULL;
+}
+
+/* ---- queueing (any thread) ---- */
+
+static void enqueue(pv_store *st, pv_op *op)
+{
+	pthread_mutex_lock(&st->mu);
+	PV_ASSERT(!st->stop); /* queued after pv_store_close finished draining */
+	op->next = NULL;
+	if (st->tail) {
+		st->tail->next = op;
+	} else {
+		st->head = op;
+		pthread_cond_signal(&st->cv); /* the thread sleeps only on an empty queue */
+	}
+	st->tail = op;
+	pthread_mutex_unlock(&st->mu);
+}
+
+/* Queues op and waits until it is answered.  The caller still owns op. */
+static int call(pv_store *st, pv_op *op)
+{
+	op->sync = true;
+	PV_ASSERT(sem_init(&op->sem, 0, 0) == 0);
+	enqueue(st, op);
+	while (sem_wait(&op->sem) != 0)
+		PV_ASSERT(errno == EINTR);
+	sem_destroy(&op->sem);
+	return op->rc;
+}
+
+/* Queues an asynchronous write (takes ownership of op).  Without a loop it waits for the
+ * commit and calls done inline. */
+static void submit(pv_store *st, pv_op *op, pv_store_done_fn done, void *ud)
+{
+	op->done = done;
+	op->ud = ud;
+	if (st->loop) {
+		enqueue(st, op);
+		return;
+	}
+	int rc = call(st, op);
+	op_free(op);
+	if (done)
+		done(ud, rc);
+}
+
+/* Runs the done callbacks of finished writes (loop thread).  Returns how many ran. */
+static size_t run_done(pv_store *st)
+{
+	pthread_mutex_lock(&st->done_mu);
+	pv_op *list = st->done_head;
+	st->done_head = st->done_tail = NULL;
+	pthread_mutex_unlock(&st->done_mu);
+	size_t n = 0;
+	for (pv_op *op = list, *next; op; op = next) {
+		next = op->next;
+		op->done(op->ud, op->rc);
+		op_free(op);
+		n++;
+	}
+	return n;
+}
+
+static void on_async(uv_async_t *h)
+{
+	pv_store *st = h->data;
+	if (st)
+		run_done(st);
+}
+
+static void on_async_closed(uv_handle_t *h)
+{
+	pv_free(h);
+}
+
+/* ---- open / close ---- */
+
+static int exec_sql(sqlite3 *db, const char *sql, const char *what)
+{
+	char *err = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) == SQLITE_OK)
+		return 0;
+	pv_error(SUB, "%s failed err=\"%s\"", what, err ? err : sqlite3_errmsg(db));
+	sqlite3_free(err);
+	return PV_EIO;
+}
+
+static int64_t pragma_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *s = NULL;
+	int64_t v = -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+static int set_wal(sqlite3 *db)
+{
+	sqlite3_stmt *s = NULL;
+	int ret = PV_EIO;
+	if (sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &s, NULL) == SQLITE_OK
+		&& sqlite3_step(s) == SQLITE_ROW) {
+		const char *mode = (const char *)sqlite3_column_text(s, 0);
+		if (mode && strcmp(mode, "wal") == 0)
+			ret = 0;
+		else
+			pv_error(SUB, "cannot enable WAL journal mode=%s", mode ? mode : "?");
+	} else {
+		pv_error(SUB, "PRAGMA journal_mode failed err=\"%s\"", sqlite3_errmsg(db));
+	}
+	sqlite3_finalize(s);
+	return ret;
+}
+
+/* Applies every migration above PRAGMA user_version, each in its own transaction. */
+static int migrate(sqlite3 *db, const char *path)
+{
+	for (;;) {
+		if (exec_sql(db, "BEGIN IMMEDIATE", "BEGIN") < 0)
+			return PV_EIO;
+		/* Read inside the write lock: another process may have migrated meanwhile. */
+		int64_t ver = pragma_int(db, "PRAGMA user_version");
+		if (ver < 0 || (uint64_t)ver > pv_schema_sqlite_count) {
+			pv_error(SUB, "database schema version unknown to this build path=%s version=%lld"
+				" known=%zu", path, (long long)ver, pv_schema_sqlite_count);
+			goto fail;
+		}
+		if ((size_t)ver == pv_schema_sqlite_count) {
+			if (exec_sql(db, "COMMIT", "COMMIT") < 0)
+				goto fail;
+			return 0;
+		}
+		char *setver = pv_sprintf("PRAGMA user_version = %lld", (long long)ver + 1);
+		int rc = exec_sql(db, pv_schema_sqlite[ver], "migration");
+		if (rc == 0)
+			rc = exec_sql(db, setver, "set user_version");
+		pv_free(setver);
+		if (rc < 0 || exec_sql(db, "COMMIT", "COMMIT") < 0)
+			goto fail;
+		pv_info(SUB, "schema migrated path=%s version=%lld", path, (long long)ver + 1);
+	}
+fail:
+	if (!sqlite3_get_autocommit(db))
+		exec_sql(db, "ROLLBACK", "ROLLBACK");
+	return PV_EIO;
+}
+
+pv_store *pv_store_open(const char *datadir, struct uv_loop_s *loop)
+{
+	pv_store *st = pv_calloc(1, sizeof *st);
+	char *path = NULL;
+	bool locks = false;
+
+	if (!datadir || !*datadir) {
+		pv_error(SUB, "no data directory given");
+		goto fail;
+	}
+	if (mkdir(datadir, 0700) != 0 && errno != EEXIST) {
+		pv_error(SUB, "cannot create data directory path=%s err=\"%s\"", datadir,
+			strerror(errno));
+		goto fail;
+	}
+	path = pv_sprintf("%s/%s", datadir, DB_FILE);
+	/* NOMUTEX: the connection is used by one thread at a time (this one during open,
+	 * then only the storage thread). */
+	int rc = sqlite3_open_v2(path, &st->db,
+		SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		pv_error(SUB, "cannot open database path=%s err=\"%s\"", path,
+			st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_extended_result_codes(st->db, 1);
+	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+	if (set_wal(st->db) < 0
+		|| exec_sql(st->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON", "PRAGMA") < 0
+		|| migrate(st->db, path) < 0)
+		goto fail;
+	if (pragma_int(st->db, "PRAGMA foreign_keys") != 1) {
+		pv_error(SUB, "sqlite built without foreign key support");
+		goto fail;
+	}
+	for (int i = 0; i < Q__N; i++) {
+		if (sqlite3_prepare_v3(st->db, q_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
+			NULL) != SQLITE_OK) {
+			pv_error(SUB, "cannot prepare query=%d err=\"%s\"", i, sqlite3_errmsg(st->db));
+			goto fail;
+		}
+	}
+
+	pthread_mutex_init(&st->mu, NULL);
+	pthread_mutex_init(&st->done_mu, NULL);
+	pthread_cond_init(&st->cv, NULL);
+	locks = true;
+	st->loop = loop;
+	if (loop) {
+		st->async = pv_calloc(1, sizeof *st->async);
+		if (uv_async_init(loop, st->async, on_async) != 0) {
+			pv_free(st->async);
+			st->async = NULL;
+			pv_error(SUB, "uv_async_init failed");
+			goto fail;
+		}
+		st->async->data = st;
+		uv_unref((uv_handle_t *)st->async);
+	}
+
+	/* Signals belong to the loop threads, never to the storage thread. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&st->thread, NULL, store_thread, st);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		pv_error(SUB, "cannot start storage thread err=\"%s\"", strerror(rc));
+		goto fail;
+	}
+	st->thread_started = true;
+	pthread_setname_np(st->thread, "pv-store");
+	pv_info(SUB, "opened path=%s schema=%zu", path, pv_schema_sqlite_count);
+	pv_free(path);
+	return st;
+
+fail:
+	if (st->async) {
+		st->async->data = NULL;
+		uv_close((uv_handle_t *)st->async, on_async_closed);
+	}
+	for (int i = 0; i < Q__N; i++)
+		sqlite3_finalize(st->stmt[i]);
+	sqlite3_close(st->db);
+	if (locks) {
+		pthread_mutex_destroy(&st->mu);
+		pthread_mutex_destroy(&st->done_mu);
+		pthread_cond_destroy(&st->cv);
+	}
+	pv_free(path);
+	pv_free(st);
+	return NULL;
+}
+
+void pv_store_flush(pv_store *st)
+{
+	pv_op *op = pv_calloc(1, sizeof *op);
+	call(st, op);
+	op_free(op);
+}
+
+void pv_store_close(pv_store *st)
+{
+	if (!st)
+		return;
+	/* Done callbacks may queue more writes (an ack that deletes rows...): drain until a
+	 * round neither finds queued work nor runs a callback. */
+	for (;;) {
+		pv_store_flush(st);
+		size_t ran = st->loop ? run_done(st) : 0;
+		pthread_mutex_lock(&st->mu);
+		if (ran == 0 && !st->head) {
+			st->stop = true;
+			pthread_cond_signal(&st->cv);
+		}
+		bool stopping = st->stop;
+		pthread_mutex_unlock(&st->mu);
+		if (stopping)
+			break;
+	}
+	pthread_join(st->thread, NULL);
+
+	for (int i = 0; i < Q__N; i++)
+		sqlite3_finalize(st->stmt[i]);
+	/* Keeps the query planner's statistics fresh for the next start (cheap). */
+	exec_sql(st->db, "PRAGMA optimize", "PRAGMA optimize");
+	if (sqlite3_close(st->db) != SQLITE_OK)
+		pv_error(SUB, "sqlite3_close failed err=\"%s\"", sqlite3_errmsg(st->db));
+	if (st->async) {
+		st->async->data = NULL;
+		uv_close((uv_handle_t *)st->async, on_async_closed);
+	}
+	pthread_mutex_destroy(&st->mu);
+	pthread_mutex_destroy(&st->done_mu);
+	pthread_cond_destroy(&st->cv);
+	pv_info(SUB, "closed commits=%llu writes=%llu", (unsigned long long)st->stats.commits,
+		(unsigned long long)st->stats.writes);
+	pv_free(st);
+}
+
+void pv_store_get_stats(pv_store *st, pv_store_stats *out)
+{
+	pthread_mutex_lock(&st->mu);
+	*out = st->stats;
+	pthread_mutex_unlock(&st->mu);
+}
+
+/* ---- public operations (any thread) ---- */
+
+static pv_scram_cred *creds_dup(const pv_scram_cred *creds, size_t n)
+{
+	if (!n)
+		return NULL;
+	pv_scram_cred *c = pv_malloc(n * sizeof *c);
+	memcpy(c, creds, n * sizeof *c);
+	return c;
+}
+
+static int creds_check(const pv_scram_cred *creds, size_t n)
+{
+	if (n && !creds)
+		return PV_EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		const pv_scram_cred *c = &creds[i];
+		if (!memchr(c->mech, '\0', sizeof c->mech) || !c->mech[0]
+			|| c->salt_len > sizeof c->salt || c->key_len > sizeof c->stored_key
+			|| c->iterations == 0)
+			return PV_EINVAL;
+	}
+	return 0;
+}
+
+static int account_write(pv_store *st, op_run_fn run, const char *host, const char *user,
+	const pv_scram_cred *creds, size_t ncreds)
+{
+	if (!host || !user || creds_check(creds, ncreds) < 0)
+		return PV_EINVAL;
+	pv_op *op = op_new(run, true, host, user);
+	op->creds = creds_dup(creds, ncreds);
+	op->ncreds = ncreds;
+	op->n1 = pv_wall_s();
+	int rc = call(st, op);
+	op_free(op);
+	return rc;
+}
+
+int pv_store_user_create(pv_store *st, const char *host, const char *user,
+	const pv_scram_cred *creds, size_t ncreds)
+{
+	return account_write(st, run_user_create, host, user, creds, ncreds);
+}
+
+int pv_store_user_set_creds(pv_store *st, const char *host, const char *user,
+	const pv_scram_cred *creds, size_t ncreds)
+{
+	return account_write(st, run_user_set_creds, host, user, creds, ncreds);
+}
+
+int pv_store_user_delete(pv_store *st, const char *host, const char *user)
+{
+	return account_write(st, run_user_delete, host, user, NULL, 0);
+}
+
+int pv_store_user_get_cred(pv_store *st, const char *host, const char *user,
+	const char *mech, pv_scram_cred *out)
+{
+	if (!host || !user || !mech || !out)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_user_get_cred, false, host, user);
+	op->s1 = pv_strdup(mech);
+	int rc = call(st, op);
+	if (rc == 0)
+		*out = op->cred;
+	op_free(op);
+	return rc;
+}
+
+int pv_store_user_exists(pv_store *st, const char *host, const char *user)
+{
+	if (!host || !user)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_user_exists, false, host, user);
+	int rc = call(st, op);
+	op_free(op);
+	return rc;
+}
+
+int pv_store_user_list(pv_store *st, const char *host,
+	void (*cb)(void *ud, const char *user), void *ud)
+{
+	if (!host)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_user_list, false, host, NULL);
+	int rc = call(st, op);
+	if (rc >= 0 && cb)
+		for (size_t i = 0; i < op->nrows; i++)
+			cb(ud, op->rows[i].s);
+	op_free(op);
+	return rc;
+}
+
+static pv_roster_item *item_dup(const pv_roster_item *it)
+{
+	pv_roster_item *c = pv_calloc(1, sizeof *c);
+	c->jid = pv_strdup(it->jid);
+	c->name = pv_strdup(it->name);
+	c->sub = it->sub;
+	c->ask = it->ask;
+	c->approved = it->approved;
+	c->in_roster = it->in_roster;
+	c->pending_in = pv_strdup(it->pending_in);
+	if (it->ngroups) {
+		c->groups = pv_calloc(it->ngroups, sizeof *c->groups);
+		for (size_t i = 0; i < it->ngroups; i++)
+			c->groups[i] = pv_strdup(it->groups[i]);
+		c->ngroups = it->ngroups;
+	}
+	return c;
+}
+
+int pv_store_roster_get(pv_store *st, const char *host, const char *user,
+	pv_roster_item **items, size_t *n, uint64_t *ver)
+{
+	if (!host || !user || !items || !n)
+		return PV_EINVAL;
+	*items = NULL;
+	*n = 0;
+	if (ver)
+		*ver = 0;
+	pv_op *op = op_new(run_roster_get, false, host, user);
+	int rc = call(st, op);
+	if (rc >= 0) {
+		*items = op->items;
+		*n = op->nitems;
+		if (ver)
+			*ver = (uint64_t)op->n1;
+		op->items = NULL;
+		op->nitems = 0;
+		rc = 0;
+	}
+	op_free(op);
+	return rc;
+}
+
+void pv_roster_items_free(pv_roster_item *items, size_t n)
+{
+	if (!items)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		pv_free(items[i].jid);
+		pv_free(items[i].name);
+		pv_free(items[i].pending_in);
+		for (size_t j = 0; j < items[i].ngroups; j++)
+			pv_free(items[i].groups[j]);
+		pv_free(items[i].groups);
+	}
+	pv_free(items);
+}
+
+void pv_store_roster_put(pv_store *st, const char *host, const char *user,
+	const pv_roster_item *it, uint64_t ver, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user && it && it->jid && it->sub <= PV_SUB_BOTH);
+	PV_ASSERT(it->ngroups == 0 || it->groups);
+	for (size_t i = 0; i < it->ngroups; i++)
+		PV_ASSERT(it->groups[i]);
+	pv_op *op = op_new(run_roster_put, true, host, user);
+	op->item = item_dup(it);
+	op->n1 = (int64_t)ver;
+	submit(st, op, done, ud);
+}
+
+void pv_store_roster_del(pv_store *st, const char *host, const char *user,
+	const char *jid, uint64_t ver, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user && jid);
+	pv_op *op = op_new(run_roster_del, true, host, user);
+	op->s1 = pv_strdup(jid);
+	op->n1 = (int64_t)ver;
+	submit(st, op, done, ud);
+}
+
+void pv_store_offline_push(pv_store *st, const char *host, const char *user,
+	const char *xml, size_t len, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user && xml);
+	pv_op *op = op_new(run_offline_push, true, host, user);
+	op->data = bytes_dup(xml, len);
+	op->dlen = len;
+	op->n1 = pv_wall_s(); /* arrival time, not commit time */
+	submit(st, op, done, ud);
+}
+
+int pv_store_offline_list(pv_store *st, const char *host, const char *user,
+	void (*cb)(void *ud, int64_t id, int64_t stamp, const char *xml, size_t len), void *ud)
+{
+	if (!host || !user)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_offline_list, false, host, user);
+	int rc = call(st, op);
+	if (rc >= 0 && cb)
+		for (size_t i = 0; i < op->nrows; i++)
+			cb(ud, op->rows[i].a, op->rows[i].b, op->rows[i].s, op->rows[i].len);
+	op_free(op);
+	return rc;
+}
+
+void pv_store_offline_delete(pv_store *st, const char *host, const char *user,
+	int64_t upto, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user);
+	pv_op *op = op_new(run_offline_delete, true, host, user);
+	op->n1 = upto;
+	submit(st, op, done, ud);
+}
+
+int pv_store_offline_count(pv_store *st, const char *host, const char *user)
+{
+	if (!host || !user)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_offline_count, false, host, user);
+	int rc = call(st, op);
+	op_free(op);
+	return rc;
+}
+
+int pv_store_kv_get(pv_store *st, const char *host, const char *user,
+	const char *kind, const char *key, char **val, size_t *len)
+{
+	if (!host || !user || !kind || !key || !val)
+		return PV_EINVAL;
+	*val = NULL;
+	if (len)
+		*len = 0;
+	pv_op *op = op_new(run_kv_get, false, host, user);
+	op->s1 = pv_strdup(kind);
+	op->s2 = pv_strdup(key);
+	int rc = call(st, op);
+	if (rc == 0) {
+		*val = op->rows[0].s;
+		if (len)
+			*len = op->rows[0].len;
+		op->rows[0].s = NULL;
+	}
+	op_free(op);
+	return rc;
+}
+
+void pv_store_kv_put(pv_store *st, const char *host, const char *user,
+	const char *kind, const char *key, const char *val, size_t len,
+	pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user && kind && key);
+	pv_op *op = op_new(run_kv_put, true, host, user);
+	op->s1 = pv_strdup(kind);
+	op->s2 = pv_strdup(key);
+	if (val) {
+		op->data = bytes_dup(val, len);
+		op->dlen = len;
+	}
+	submit(st, op, done, ud);
+}
+
+void pv_store_sess_put(pv_store *st, const pv_store_sess *s, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(s && s->sid && s->host && s->user);
+	pv_op *op = op_new(run_sess_put, true, NULL, NULL);
+	op->sess = pv_malloc(sizeof *op->sess);
+	*op->sess = *s;
+	op->sess->sid = pv_strdup(s->sid);
+	op->sess->host = pv_strdup(s->host);
+	op->sess->user = pv_strdup(s->user);
+	op->sess->resource = pv_strdup(s->resource);
+	submit(st, op, done, ud);
+}
+
+static pv_op *sid_op(op_run_fn run, bool write, const char *sid, int64_t n)
+{
+	pv_op *op = op_new(run, write, NULL, NULL);
+	op->s1 = pv_strdup(sid);
+	op->n1 = n;
+	return op;
+}
+
+void pv_store_sess_set_h(pv_store *st, const char *sid, uint64_t h_in,
+	pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(sid);
+	submit(st, sid_op(run_sess_set_h, true, sid, (int64_t)h_in), done, ud);
+}
+
+void pv_store_sess_set_expiry(pv_store *st, const char *sid, int64_t expires,
+	pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(sid);
+	submit(st, sid_op(run_sess_set_expiry, true, sid, expires), done, ud);
+}
+
+void pv_store_sess_del(pv_store *st, const char *sid, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(sid);
+	submit(st, sid_op(run_sess_del, true, sid, 0), done, ud);
+}
+
+int pv_store_sess_get(pv_store *st, const char *sid, pv_store_sess *out)
+{
+	if (!sid || !out)
+		return PV_EINVAL;
+	memset(out, 0, sizeof *out);
+	pv_op *op = sid_op(run_sess_get, false, sid, 0);
+	int rc = call(st, op);
+	if (rc == 0) {
+		*out = op->sessv[0];
+		memset(&op->sessv[0], 0, sizeof op->sessv[0]);
+	}
+	op_free(op);
+	return rc;
+}
+
+void pv_store_sess_fini(pv_store_sess *s)
+{
+	if (s)
+		sess_free_fields(s);
+}
+
+int pv_store_sess_list(pv_store *st, void (*cb)(void *ud, const pv_store_sess *s), void *ud)
+{
+	pv_op *op = op_new(run_sess_list, false, NULL, NULL);
+	int rc = call(st, op);
+	if (rc >= 0 && cb)
+		for (size_t i = 0; i < op->nsess; i++)
+			cb(ud, &op->sessv[i]);
+	op_free(op);
+	return rc;
+}
+
+void pv_store_outq_append(pv_store *st, const char *sid, uint64_t seq,
+	const char *xml, size_t len, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(sid && xml);
+	pv_op *op = sid_op(run_outq_append, true, sid, (int64_t)seq);
+	op->data = bytes_dup(xml, len);
+	op->dlen = len;
+	submit(st, op, done, ud);
+}
+
+void pv_store_outq_ack(pv_store *st, const char *sid, uint64_t upto,
+	pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(sid);
+	submit(st, sid_op(run_outq_ack, true, sid, (int64_t)upto), done, ud);
+}
+
+int pv_store_outq_list(pv_store *st, const char *sid, uint64_t after,
+	void (*cb)(void *ud, uint64_t seq, const char *xml, size_t len), void *ud)
+{
+	if (!sid)
+		return PV_EINVAL;
+	pv_op *op = sid_op(run_outq_list, false, sid, (int64_t)after);
+	int rc = call(st, op);
+	if (rc >= 0 && cb)
+		for (size_t i = 0; i < op->nrows; i++)
+			cb(ud, (uint64_t)op->rows[i].a, op->rows[i].s, op->rows[i].len);
+	op_free(op);
+	return rc;
+}

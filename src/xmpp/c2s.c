@@ -1,0 +1,1035 @@
+/* c2s.c -- client-to-server streams (RFC 6120): stream header and features, STARTTLS
+ * (5.4), SASL (6), resource binding (7), stream errors (4.9), XEP-0368 direct TLS and
+ * XEP-0198 stream management (enable, acks, resume), plus the per-connection limits.
+ *
+ * A pv_c2s is the connection half; the pv_session it serves (core/session.c) holds the
+ * account state and may outlive it while waiting for resumption.  Everything runs on
+ * the worker loop that accepted the connection.  A c2s is freed only from its conn's
+ * on_close callback (the conn itself closes asynchronously), never inside a parser
+ * callback. */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "peyvand/pv_log.h"
+#include "xmpp/sasl/sasl.h"
+
+struct pv_c2s {
+	pv_server *srv;
+	pv_c2s *next, *prev;
+	pv_conn *conn;
+	pv_xmlstream *xs;
+	pv_session *sess;
+	pv_host *host;
+	bool direct_tls, tls_done;
+	bool header_sent, authed, restart, starttls, over_limit, closing, counted_ip;
+	char *stream_id;
+	pv_sasl *sasl;
+	int sasl_failures;
+	unsigned char cb[64];
+	int cblen;
+	const char *cbtype;
+	char ip[64];
+	uv_timer_t *timer;
+	uint64_t opened_ms, last_read_ms;
+	/* read-rate token bucket */
+	double tokens;
+	uint64_t tokens_ms;
+	bool paused;
+};
+
+typedef struct throttle {
+	unsigned count;
+	uint64_t since;
+} throttle;
+
+static void c2s_timer_cb(uv_timer_t *t);
+static void start_stream_features(pv_c2s *c);
+
+/* ---- output ---- */
+
+void pv_c2s_write_raw(pv_c2s *c, const char *data, size_t n)
+{
+	if (!c->conn || c->closing)
+		return;
+	pv_conn_write(c->conn, data, n, NULL, NULL);
+	if (pv_conn_out_pending(c->conn) > c->srv->lim.max_output) {
+		/* A client that stops reading: cut it off rather than buffer without bound.
+		 * Its session keeps its unacked stanzas (resumption or offline). */
+		pv_info("c2s", "[%s] output buffer over %zu bytes, disconnecting slow reader",
+			c->ip, c->srv->lim.max_output);
+		c->closing = true;
+		pv_conn_abort(c->conn);
+	}
+}
+
+static void write_str(pv_c2s *c, const char *s)
+{
+	pv_c2s_write_raw(c, s, strlen(s));
+}
+
+typedef struct wtrack {
+	pv_session *s;
+	char *sid;
+	uint64_t seq;
+} wtrack;
+
+/* Without XEP-0198 the best we can know is that the kernel took the bytes. */
+static void write_done(void *ud, int status)
+{
+	wtrack *w = ud;
+	if (status == 0)
+		pv_store_outq_ack(pv_the_server->store, w->sid, w->seq, NULL, NULL);
+	pv_free(w->sid);
+	pv_free(w);
+}
+
+void pv_c2s_write_stanza(pv_c2s *c, pv_stanza *st, bool track_write, pv_session *s, uint64_t seq)
+{
+	if (!c->conn || c->closing)
+		return;
+	const pv_buf *b = pv_stanza_wire(st);
+	if (track_write) {
+		wtrack *w = pv_malloc(sizeof(*w));
+		w->s = s;
+		w->sid = pv_strdup(s->sid);
+		w->seq = seq;
+		pv_conn_write(c->conn, b->data, b->len, write_done, w);
+	} else {
+		pv_conn_write(c->conn, b->data, b->len, NULL, NULL);
+	}
+	c->srv->stats.stanzas_out++;
+	if (pv_conn_out_pending(c->conn) > c->srv->lim.max_output) {
+		pv_info("c2s", "[%s] output buffer over %zu bytes, disconnecting slow reader",
+			c->ip, c->srv->lim.max_output);
+		c->closing = true;
+		pv_conn_abort(c->conn);
+	}
+}
+
+static void send_header(pv_c2s *c)
+{
+	if (c->header_sent)
+		return;
+	pv_free(c->stream_id);
+	c->stream_id = pv_random_hex(12);
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_buf_puts(&b, "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+			"xmlns:stream='http://etherx.jabber.org/streams' id='");
+	pv_buf_puts(&b, c->stream_id);
+	pv_buf_puts(&b, "'");
+	if (c->host) {
+		pv_buf_puts(&b, " from='");
+		pv_xml_escape(c->host->name, strlen(c->host->name), &b);
+		pv_buf_puts(&b, "'");
+	}
+	pv_buf_puts(&b, " version='1.0' xml:lang='en'>");
+	pv_c2s_write_raw(c, b.data, b.len);
+	pv_buf_fini(&b);
+	c->header_sent = true;
+}
+
+/* RFC 6120 4.9: send the error (opening our stream first if needed), close the stream,
+ * close the connection.  The session (if any) hibernates or ends in on_close. */
+void pv_c2s_stream_error(pv_c2s *c, const char *cond, const char *text)
+{
+	if (c->closing)
+		return;
+	c->srv->stats.stream_errors++;
+	pv_info("c2s", "[%s] stream error %s%s%s", c->ip, cond, text ? ": " : "", text ? text : "");
+	send_header(c);
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_buf_printf(&b, "<stream:error><%s xmlns='" PV_NS_STREAMS "'/>", cond);
+	if (text) {
+		pv_buf_puts(&b, "<text xmlns='" PV_NS_STREAMS "'>");
+		pv_xml_escape(text, strlen(text), &b);
+		pv_buf_puts(&b, "</text>");
+	}
+	pv_buf_puts(&b, "</stream:error></stream:stream>");
+	pv_c2s_write_raw(c, b.data, b.len);
+	pv_buf_fini(&b);
+	c->closing = true;
+	if (c->conn)
+		pv_conn_close(c->conn);
+}
+
+static void stream_error_xml(pv_c2s *c, const char *cond, const char *text, const char *extra)
+{
+	/* Stream error with an application-specific child (XEP-0198 handled-count-too-high). */
+	if (c->closing)
+		return;
+	c->srv->stats.stream_errors++;
+	pv_info("c2s", "[%s] stream error %s: %s", c->ip, cond, text);
+	send_header(c);
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_buf_printf(&b, "<stream:error><%s xmlns='" PV_NS_STREAMS "'/>%s<text xmlns='" PV_NS_STREAMS
+			  "'>",
+		cond, extra);
+	pv_xml_escape(text, strlen(text), &b);
+	pv_buf_puts(&b, "</text></stream:error></stream:stream>");
+	pv_c2s_write_raw(c, b.data, b.len);
+	pv_buf_fini(&b);
+	c->closing = true;
+	pv_conn_close(c->conn);
+}
+
+void pv_c2s_close(pv_c2s *c, const char *why)
+{
+	if (c->closing || !c->conn)
+		return;
+	pv_debug("c2s", "[%s] closing: %s", c->ip, why);
+	send_header(c);
+	write_str(c, "</stream:stream>");
+	c->closing = true;
+	pv_conn_close(c->conn);
+}
+
+bool pv_c2s_is_secure(const pv_c2s *c)
+{
+	return c->tls_done;
+}
+
+const char *pv_c2s_peer_ip(const pv_c2s *c)
+{
+	return c->ip;
+}
+
+const char *pv_c2s_info(const pv_c2s *c, char *buf, size_t n)
+{
+	snprintf(buf, n, "ip=%s tls=%s", c->ip,
+		c->conn && pv_conn_tls_version(c->conn) ? pv_conn_tls_version(c->conn) : "none");
+	return buf;
+}
+
+void pv_c2s_answer_ack(pv_c2s *c, uint64_t h)
+{
+	char b[96];
+	snprintf(b, sizeof(b), "<a xmlns='" PV_NS_SM "' h='%u'/>", (unsigned)(uint32_t)h);
+	write_str(c, b);
+}
+
+/* ---- throttling of failed logins (per IP and per account) ---- */
+
+static throttle *throttle_get(pv_c2s *c, const char *key, bool create)
+{
+	pv_worker *w = &c->srv->worker;
+	throttle *t = pv_map_get(w->auth_fail, key);
+	uint64_t now = pv_now_ms();
+	if (t && now - t->since > c->srv->lim.auth_fail_window_ms) {
+		t->count = 0;
+		t->since = now;
+	}
+	if (!t && create) {
+		t = pv_calloc(1, sizeof(*t));
+		t->since = now;
+		pv_map_put(w->auth_fail, key, t);
+	}
+	return t;
+}
+
+static bool throttled(pv_c2s *c, const char *user)
+{
+	char key[1200];
+	snprintf(key, sizeof(key), "ip:%s", c->ip);
+	throttle *t = throttle_get(c, key, false);
+	if (t && t->count >= c->srv->lim.auth_fail_ip)
+		return true;
+	if (user && c->host) {
+		snprintf(key, sizeof(key), "acct:%s@%s", user, c->host->name);
+		t = throttle_get(c, key, false);
+		if (t && t->count >= c->srv->lim.auth_fail_account)
+			return true;
+	}
+	return false;
+}
+
+static void note_failure(pv_c2s *c, const char *user)
+{
+	char key[1200];
+	snprintf(key, sizeof(key), "ip:%s", c->ip);
+	throttle_get(c, key, true)->count++;
+	if (user && c->host) {
+		snprintf(key, sizeof(key), "acct:%s@%s", user, c->host->name);
+		throttle_get(c, key, true)->count++;
+	}
+}
+
+/* ---- SASL ---- */
+
+static int get_cred(void *ud, const char *user, const char *mech, pv_scram_cred *out)
+{
+	pv_c2s *c = ud;
+	return pv_store_user_get_cred(c->srv->store, c->host->name, user, mech, out);
+}
+
+static void sasl_failure(pv_c2s *c, const char *cond)
+{
+	char b[160];
+	snprintf(b, sizeof(b), "<failure xmlns='" PV_NS_SASL "'><%s/></failure>", cond);
+	write_str(c, b);
+}
+
+static void sasl_reply(pv_c2s *c, const char *el, const unsigned char *data, size_t n)
+{
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_buf_printf(&b, "<%s xmlns='" PV_NS_SASL "'>", el);
+	if (data && n) {
+		char *enc = pv_base64_encode(data, n);
+		pv_buf_puts(&b, enc);
+		pv_free(enc);
+	} else if (data) {
+		pv_buf_puts(&b, "=");
+	}
+	pv_buf_printf(&b, "</%s>", el);
+	pv_c2s_write_raw(c, b.data, b.len);
+	pv_buf_fini(&b);
+}
+
+static void sasl_step(pv_c2s *c, pv_xml *el)
+{
+	char *txt = pv_xml_text(el);
+	unsigned char *in = NULL;
+	size_t inlen = 0;
+	const char *t = txt;
+	while (*t == ' ' || *t == '\n' || *t == '\r' || *t == '\t')
+		t++;
+	size_t tl = strlen(t);
+	while (tl && (t[tl - 1] == ' ' || t[tl - 1] == '\n' || t[tl - 1] == '\r' || t[tl - 1] == '\t'))
+		tl--;
+	if (!(tl == 1 && t[0] == '=') && tl > 0 && pv_base64_decode(t, tl, &in, &inlen) < 0) {
+		pv_free(txt);
+		pv_sasl_free(c->sasl);
+		c->sasl = NULL;
+		sasl_failure(c, "incorrect-encoding");
+		return;
+	}
+	pv_free(txt);
+	unsigned char *out = NULL;
+	size_t outlen = 0;
+	const char *cond = "not-authorized";
+	pv_sasl_rc rc = pv_sasl_step(c->sasl, in ? in : (const unsigned char *)"", inlen, &out, &outlen, &cond);
+	pv_free(in);
+	const char *user = pv_sasl_user(c->sasl);
+	if (rc == PV_SASL_CONTINUE) {
+		sasl_reply(c, "challenge", out ? out : (const unsigned char *)"", out ? outlen : 0);
+	} else if (rc == PV_SASL_SUCCESS && user && throttled(c, user)) {
+		/* The account is under attack: refuse even a correct password for now. */
+		sasl_failure(c, "temporary-auth-failure");
+		pv_sasl_free(c->sasl);
+		c->sasl = NULL;
+	} else if (rc == PV_SASL_SUCCESS && user) {
+		c->authed = true;
+		c->srv->stats.c2s_auth_ok++;
+		c->sess->user = pv_strdup(user);
+		pv_info("c2s", "[%s] authenticated %s@%s", c->ip, user, c->host->name);
+		sasl_reply(c, "success", out ? out : (const unsigned char *)"", out ? outlen : 0);
+		pv_sasl_free(c->sasl);
+		c->sasl = NULL;
+		c->restart = true;
+		pv_xmlstream_stop(c->xs);
+	} else {
+		c->srv->stats.c2s_auth_fail++;
+		note_failure(c, user);
+		pv_info("c2s", "[%s] authentication failed user=%s reason=%s", c->ip, user ? user : "?", cond);
+		sasl_failure(c, cond);
+		pv_sasl_free(c->sasl);
+		c->sasl = NULL;
+		/* RFC 6120 6.4.5: a reasonable number of retries, then the stream ends. */
+		if (++c->sasl_failures >= 5)
+			pv_c2s_stream_error(c, "policy-violation", "too many failed authentication attempts");
+	}
+	pv_free(out);
+}
+
+static void handle_sasl(pv_c2s *c, pv_xml *el)
+{
+	if (c->authed) {
+		pv_c2s_stream_error(c, "policy-violation", "already authenticated");
+		return;
+	}
+	if (pv_xml_is(el, "auth", PV_NS_SASL)) {
+		if (!c->tls_done && pv_conf_bool(c->srv->conf, "c2s.require_encryption", true)) {
+			sasl_failure(c, "encryption-required");
+			return;
+		}
+		if (throttled(c, NULL)) {
+			sasl_failure(c, "temporary-auth-failure");
+			return;
+		}
+		pv_sasl_free(c->sasl);
+		const char *mech = pv_xml_attr(el, "mechanism");
+		pv_sasl_ctx ctx = {
+			.get_cred = get_cred,
+			.ud = c,
+			.tls = c->tls_done,
+			.cb_type = c->cblen > 0 ? c->cbtype : NULL,
+			.cb_data = c->cb,
+			.cb_len = c->cblen > 0 ? (size_t)c->cblen : 0,
+			.offer_plus = c->cblen > 0,
+		};
+		c->sasl = mech ? pv_sasl_new(mech, &ctx) : NULL;
+		if (!c->sasl) {
+			sasl_failure(c, "invalid-mechanism");
+			return;
+		}
+		sasl_step(c, el);
+	} else if (pv_xml_is(el, "response", PV_NS_SASL)) {
+		if (!c->sasl) {
+			sasl_failure(c, "malformed-request");
+			return;
+		}
+		sasl_step(c, el);
+	} else if (pv_xml_is(el, "abort", PV_NS_SASL)) {
+		pv_sasl_free(c->sasl);
+		c->sasl = NULL;
+		sasl_failure(c, "aborted");
+	} else {
+		pv_c2s_stream_error(c, "unsupported-stanza-type", NULL);
+	}
+}
+
+/* ---- features ---- */
+
+static void start_stream_features(pv_c2s *c)
+{
+	pv_xml *f = pv_xml_new("features", PV_NS_STREAM);
+	bool require_tls = pv_conf_bool(c->srv->conf, "c2s.require_encryption", true);
+	if (!c->tls_done) {
+		pv_xml *st = pv_xml_add_child(f, "starttls", PV_NS_TLS);
+		if (require_tls)
+			pv_xml_add_child(st, "required", PV_NS_TLS);
+	}
+	if (!c->authed && (c->tls_done || !require_tls)) {
+		pv_xml *m = pv_xml_add_child(f, "mechanisms", PV_NS_SASL);
+		for (const char *const *p = pv_sasl_mechs(c->tls_done, c->cblen > 0); *p; p++)
+			pv_xml_add_text(pv_xml_add_child(m, "mechanism", PV_NS_SASL), *p, strlen(*p));
+	}
+	if (c->authed) {
+		pv_xml_add_child(f, "bind", PV_NS_BIND);
+		pv_xml_add_child(pv_xml_add_child(f, "session", PV_NS_SESSION), "optional", PV_NS_SESSION);
+		pv_xml_add_child(f, "sm", PV_NS_SM);
+	}
+	pv_event ev = {.host = c->host, .origin = c->sess, .payload = f};
+	pv_fire(c->host, "stream-features", &ev);
+	pv_buf b;
+	pv_buf_init(&b);
+	/* Serialise children with the stream prefix on the wrapper. */
+	pv_buf_puts(&b, "<stream:features>");
+	for (pv_xml *x = f->first; x; x = x->next)
+		pv_xml_serialize(x, PV_NS_CLIENT, &b);
+	pv_buf_puts(&b, "</stream:features>");
+	pv_c2s_write_raw(c, b.data, b.len);
+	pv_buf_fini(&b);
+	pv_xml_free(f);
+}
+
+/* ---- stream callbacks ---- */
+
+static void on_open(void *ud, const pv_xml *hdr, const char *default_ns)
+{
+	pv_c2s *c = ud;
+	c->header_sent = false;
+	const char *to = pv_xml_attr(hdr, "to");
+	if (to && !c->host) {
+		char *d = pv_jid_norm_domain(to, strlen(to));
+		c->host = d ? pv_server_host(c->srv, d) : NULL;
+		pv_free(d);
+	} else if (to && c->host) {
+		char *d = pv_jid_norm_domain(to, strlen(to));
+		bool same = d && strcmp(d, c->host->name) == 0;
+		pv_free(d);
+		if (!same) {
+			pv_c2s_stream_error(c, "host-unknown", "the stream restarted for another host");
+			return;
+		}
+	}
+	if (!c->host) {
+		/* Our header needs a from; use the first host so the error is well-formed. */
+		c->host = NULL;
+		pv_c2s_stream_error(c, "host-unknown", to ? "this server does not serve that domain" : "no 'to' address");
+		return;
+	}
+	if (!c->sess) {
+		c->sess = pv_session_new(c->srv, c->host);
+		c->sess->c2s = c;
+	}
+	if (!default_ns || strcmp(default_ns, PV_NS_CLIENT) != 0) {
+		pv_c2s_stream_error(c, "invalid-namespace", "the default namespace must be jabber:client");
+		return;
+	}
+	const char *ver = pv_xml_attr(hdr, "version");
+	if (!ver || strncmp(ver, "1.", 2) != 0) {
+		pv_c2s_stream_error(c, "unsupported-version", "version 1.0 is required");
+		return;
+	}
+	if (c->over_limit) {
+		pv_c2s_stream_error(c, "policy-violation", "too many connections from your address");
+		return;
+	}
+	send_header(c);
+	start_stream_features(c);
+}
+
+static void on_close_tag(void *ud)
+{
+	pv_c2s *c = ud;
+	/* A clean close ends the session: no resumption (XEP-0198 5). */
+	if (c->sess)
+		c->sess->resumable = false;
+	pv_c2s_close(c, "client closed the stream");
+}
+
+static void handle_starttls(pv_c2s *c, pv_xml *el)
+{
+	if (c->tls_done || !pv_xml_is(el, "starttls", PV_NS_TLS)) {
+		write_str(c, "<failure xmlns='" PV_NS_TLS "'/></stream:stream>");
+		c->closing = true;
+		pv_conn_close(c->conn);
+		return;
+	}
+	write_str(c, "<proceed xmlns='" PV_NS_TLS "'/>");
+	c->starttls = true;
+	/* Anything after <starttls/> in this read is discarded, never parsed (RFC 6120
+	 * 5.4.3.3 and the classic command-injection attack). */
+	pv_xmlstream_stop(c->xs);
+}
+
+static void bind_resource(pv_c2s *c, pv_stanza *st, pv_xml *bind)
+{
+	pv_session *s = c->sess;
+	pv_stanza *reply = NULL;
+	char *res = pv_xml_child_text(bind, "resource", PV_NS_BIND);
+	char *norm = NULL;
+	if (s->bound) {
+		reply = pv_stanza_error(st, "cancel", "not-allowed", "already bound");
+		goto out;
+	}
+	if (res && *res) {
+		norm = pv_jid_norm_resource(res, strlen(res));
+		if (!norm) {
+			reply = pv_stanza_error(st, "modify", "bad-request", "invalid resource");
+			goto out;
+		}
+	} else {
+		norm = pv_random_hex(8);
+	}
+	pv_session *old = pv_host_find_resource(c->host, s->user, norm);
+	if (old) {
+		/* RFC 6120 7.7.2.2: we let the new session win; the old one gets <conflict/>. */
+		pv_info("c2s", "[%s] resource conflict for %s@%s/%s: replacing the old session", c->ip,
+			s->user, c->host->name, norm);
+		old->resumable = false;
+		if (old->c2s)
+			pv_c2s_stream_error(old->c2s, "conflict", "replaced by a new session");
+		pv_session_unbind(old, "conflict");
+	}
+	pv_session *others[1];
+	if (pv_host_user_sessions(c->host, s->user, others, 1) >= c->srv->lim.max_resources) {
+		reply = pv_stanza_error(st, "wait", "resource-constraint", "too many resources");
+		goto out;
+	}
+	if (pv_jid_make(&s->jid, s->user, c->host->name, norm) != 0) {
+		reply = pv_stanza_error(st, "modify", "bad-request", "invalid resource");
+		goto out;
+	}
+	s->bound = true;
+	s->sid = pv_random_hex(16);
+	pv_host_register(c->host, s);
+	pv_map_put(c->srv->worker.by_sid, s->sid, s);
+	pv_store_sess rec = {.sid = s->sid, .host = c->host->name, .user = s->user,
+		.resource = s->jid.resource};
+	pv_store_sess_put(c->srv->store, &rec, NULL, NULL);
+	reply = pv_stanza_iq_result(st);
+	pv_xml *b = pv_xml_add_child(reply->xml, "bind", PV_NS_BIND);
+	pv_xml *j = pv_xml_add_child(b, "jid", PV_NS_BIND);
+	pv_xml_add_text(j, s->jid.full, strlen(s->jid.full));
+	pv_stanza_set_to(reply, NULL);
+	pv_info("c2s", "[%s] bound %s", c->ip, s->jid.full);
+	pv_event ev = {.host = c->host, .origin = s};
+	pv_fire(c->host, "resource-bind", &ev);
+out:
+	if (reply) {
+		pv_stanza_set_to(reply, NULL);
+		pv_session_send(s, reply);
+		pv_stanza_unref(reply);
+	}
+	pv_free(res);
+	pv_free(norm);
+}
+
+/* Stanzas from an authenticated but unbound stream: bind, legacy session, register. */
+static void handle_prebind_iq(pv_c2s *c, pv_stanza *st)
+{
+	pv_xml *q = pv_xml_first_element(st->xml);
+	if (st->type && strcmp(st->type, "set") == 0 && q && pv_xml_is(q, "bind", PV_NS_BIND)) {
+		bind_resource(c, st, q);
+		return;
+	}
+	pv_stanza *e = pv_stanza_error(st, "cancel", "not-allowed", "bind a resource first");
+	if (e) {
+		pv_stanza_set_to(e, NULL);
+		pv_c2s_write_stanza(c, e, false, NULL, 0);
+		pv_stanza_unref(e);
+	}
+}
+
+/* In-band registration before authentication (XEP-0077): only iq to the host. */
+static void handle_preauth_iq(pv_c2s *c, pv_stanza *st)
+{
+	pv_xml *q = pv_xml_first_element(st->xml);
+	if (q && q->ns && strcmp(q->ns, "jabber:iq:register") == 0 && c->tls_done && st->type &&
+	    (strcmp(st->type, "get") == 0 || strcmp(st->type, "set") == 0)) {
+		char ev_name[64];
+		snprintf(ev_name, sizeof(ev_name), "iq-%s/host/jabber:iq:register", st->type);
+		pv_event ev = {.host = c->host, .origin = c->sess, .stanza = st};
+		if (pv_fire(c->host, ev_name, &ev) == PV_HANDLED)
+			return;
+		pv_stanza *e = pv_stanza_error(st, "cancel", "service-unavailable", NULL);
+		if (e) {
+			pv_c2s_write_stanza(c, e, false, NULL, 0);
+			pv_stanza_unref(e);
+		}
+		return;
+	}
+	pv_c2s_stream_error(c, "not-authorized", "authenticate first");
+}
+
+/* ---- XEP-0198 ---- */
+
+static void sm_failed(pv_c2s *c, const char *cond, const char *h)
+{
+	char b[256];
+	if (h)
+		snprintf(b, sizeof(b), "<failed xmlns='" PV_NS_SM "' h='%s'><%s xmlns='" PV_NS_STANZAS "'/></failed>", h, cond);
+	else
+		snprintf(b, sizeof(b), "<failed xmlns='" PV_NS_SM "'><%s xmlns='" PV_NS_STANZAS "'/></failed>", cond);
+	write_str(c, b);
+}
+
+static void too_high(pv_c2s *c, uint32_t h, uint64_t sent)
+{
+	char extra[200], text[160];
+	snprintf(extra, sizeof(extra), "<handled-count-too-high xmlns='" PV_NS_SM "' h='%u' send-count='%u'/>",
+		h, (unsigned)(uint32_t)sent);
+	snprintf(text, sizeof(text), "You acknowledged %u stanzas, but I only sent you %u so far.", h,
+		(unsigned)(uint32_t)sent);
+	stream_error_xml(c, "undefined-condition", text, extra);
+}
+
+static bool parse_h(const char *s, uint32_t *out)
+{
+	if (!s || !*s)
+		return false;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (*end || v > 0xffffffffULL || s[0] == '-')
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+static void handle_sm(pv_c2s *c, pv_xml *el)
+{
+	pv_session *s = c->sess;
+	const char *name = el->name;
+	if (strcmp(name, "r") == 0) {
+		if (!s || !s->sm)
+			return;
+		/* Answer once every stanza received so far is durably handled. */
+		if (s->in_durable >= s->in_count)
+			pv_c2s_answer_ack(c, s->in_durable - s->in_base);
+		else
+			s->ack_wanted = s->in_count;
+		return;
+	}
+	if (strcmp(name, "a") == 0) {
+		uint32_t h;
+		if (!s || !s->sm)
+			return;
+		if (!parse_h(pv_xml_attr(el, "h"), &h)) {
+			pv_c2s_stream_error(c, "bad-format", "invalid h");
+			return;
+		}
+		uint64_t acked;
+		if (pv_session_ack_check(s, h, &acked) != 0) {
+			too_high(c, h, s->out_seq - s->out_base);
+			return;
+		}
+		pv_session_ack_in(s, h);
+		return;
+	}
+	if (strcmp(name, "enable") == 0) {
+		if (!s || !s->bound || s->sm) {
+			sm_failed(c, "unexpected-request", NULL);
+			return;
+		}
+		const char *r = pv_xml_attr(el, "resume");
+		s->sm = true;
+		s->resumable = r && (strcmp(r, "true") == 0 || strcmp(r, "1") == 0);
+		s->out_base = s->out_acked = s->out_seq;
+		s->in_base = s->in_count;
+		pv_store_sess rec = {.sid = s->sid, .host = c->host->name, .user = s->user,
+			.resource = s->jid.resource, .sm = s->resumable, .h_in = s->in_durable,
+			.in_base = s->in_base, .out_base = s->out_base};
+		pv_store_sess_put(c->srv->store, &rec, NULL, NULL);
+		char b[256];
+		if (s->resumable)
+			snprintf(b, sizeof(b), "<enabled xmlns='" PV_NS_SM "' id='%s' resume='true' max='%u'/>",
+				s->sid, (unsigned)(c->srv->lim.resume_timeout_ms / 1000));
+		else
+			snprintf(b, sizeof(b), "<enabled xmlns='" PV_NS_SM "'/>");
+		write_str(c, b);
+		return;
+	}
+	if (strcmp(name, "resume") == 0) {
+		const char *prev = pv_xml_attr(el, "previd");
+		uint32_t h;
+		if (!c->authed || s->bound) {
+			sm_failed(c, "unexpected-request", NULL);
+			return;
+		}
+		if (!parse_h(pv_xml_attr(el, "h"), &h) || !prev) {
+			sm_failed(c, "bad-request", NULL);
+			return;
+		}
+		pv_session *old = pv_host_find_sid(c->srv, prev);
+		if (!old || !old->resumable || old->host != c->host || !old->user ||
+		    strcmp(old->user, s->user) != 0) {
+			/* Someone else's or an expired session: the same answer either way. */
+			sm_failed(c, "item-not-found", NULL);
+			return;
+		}
+		uint64_t acked;
+		if (pv_session_ack_check(old, h, &acked) != 0) {
+			too_high(c, h, old->out_seq - old->out_base);
+			return;
+		}
+		/* Take over: the old connection (if still there) is dropped. */
+		if (old->c2s) {
+			pv_c2s *oc = old->c2s;
+			old->c2s = NULL;
+			oc->sess = NULL;
+			pv_c2s_stream_error(oc, "conflict", "the session was resumed elsewhere");
+		}
+		pv_session_free(s);
+		c->sess = old;
+		old->c2s = c;
+		if (old->hib_timer) {
+			uv_timer_stop(old->hib_timer);
+		}
+		pv_store_sess_set_expiry(c->srv->store, old->sid, 0, NULL, NULL);
+		c->srv->stats.resumed++;
+		char b[256];
+		snprintf(b, sizeof(b), "<resumed xmlns='" PV_NS_SM "' previd='%s' h='%u'/>", old->sid,
+			(unsigned)(uint32_t)(old->in_durable - old->in_base));
+		write_str(c, b);
+		pv_info("c2s", "[%s] resumed %s", c->ip, old->jid.full);
+		pv_session_ack_in(old, h);
+		pv_session_resend_unacked(old);
+		return;
+	}
+	pv_c2s_stream_error(c, "unsupported-stanza-type", NULL);
+}
+
+/* ---- depth-1 elements ---- */
+
+static void on_element(void *ud, pv_xml *el)
+{
+	pv_c2s *c = ud;
+	if (c->closing) {
+		pv_xml_free(el);
+		return;
+	}
+	const char *ns = el->ns ? el->ns : "";
+	if (strcmp(ns, PV_NS_TLS) == 0) {
+		handle_starttls(c, el);
+	} else if (!c->tls_done && pv_conf_bool(c->srv->conf, "c2s.require_encryption", true) &&
+		   strcmp(ns, PV_NS_SASL) != 0) {
+		/* RFC 6120 5.3.1: TLS is mandatory here and the client tried something else. */
+		pv_c2s_stream_error(c, strcmp(ns, PV_NS_CLIENT) == 0 ? "not-authorized" : "policy-violation",
+			"STARTTLS is required");
+	} else if (strcmp(ns, PV_NS_SASL) == 0) {
+		handle_sasl(c, el);
+	} else if (strcmp(ns, PV_NS_SM) == 0) {
+		if (!c->authed)
+			pv_c2s_stream_error(c, "not-authorized", "authenticate first");
+		else
+			handle_sm(c, el);
+	} else if (strcmp(ns, PV_NS_CLIENT) == 0 &&
+		   (strcmp(el->name, "message") == 0 || strcmp(el->name, "presence") == 0 ||
+			   strcmp(el->name, "iq") == 0)) {
+		const char *bad = NULL;
+		pv_xml *keep = el;
+		pv_stanza *st = pv_stanza_new(el, &bad);
+		if (!st) {
+			if (bad && strcmp(bad, "from") == 0) {
+				pv_c2s_stream_error(c, "invalid-from", "malformed from address");
+				pv_xml_free(keep);
+				return;
+			}
+			/* Malformed 'to': a stanza error (RFC 6120 8.3.3.8 jid-malformed).  Build a
+			 * stanza without the bad address to answer it. */
+			pv_xml_set_attr(keep, "to", NULL);
+			st = pv_stanza_new(keep, &bad);
+			if (!st) {
+				pv_xml_free(keep);
+				pv_c2s_stream_error(c, "invalid-from", "malformed from address");
+				return;
+			}
+			pv_stanza *e = pv_stanza_error(st, "modify", "jid-malformed", NULL);
+			if (e) {
+				pv_stanza_set_to(e, NULL);
+				pv_stanza_set_from(e, NULL);
+				pv_c2s_write_stanza(c, e, false, NULL, 0);
+				pv_stanza_unref(e);
+			}
+			if (c->sess && c->sess->bound) {
+				/* Still counts for XEP-0198. */
+				pv_inrec *r = pv_session_in_begin(c->sess);
+				pv_session_in_end(r);
+			}
+			pv_stanza_unref(st);
+			return;
+		}
+		c->srv->stats.stanzas_in++;
+		if (!c->authed) {
+			if (st->kind == PV_ST_IQ)
+				handle_preauth_iq(c, st);
+			else
+				pv_c2s_stream_error(c, "not-authorized", "authenticate first");
+		} else if (!c->sess->bound) {
+			if (st->kind == PV_ST_IQ)
+				handle_prebind_iq(c, st);
+			else
+				pv_c2s_stream_error(c, "not-authorized", "bind a resource first");
+		} else if (st->has_from && !pv_jid_eq(&st->from, &c->sess->jid) &&
+			   !(st->from.resource == NULL && strcmp(st->from.bare, c->sess->jid.bare) == 0)) {
+			/* RFC 6120 8.1.2.1: a client may only send from its own address. */
+			pv_c2s_stream_error(c, "invalid-from", "you may only send from your own address");
+		} else {
+			pv_session *s = c->sess;
+			pv_inrec *r = pv_session_in_begin(s);
+			pv_stanza_set_from(st, s->jid.full);
+			pv_router_from_client(s, st);
+			pv_session_in_end(r);
+		}
+		pv_stanza_unref(st);
+		return;
+	} else if (strcmp(ns, "http://jabber.org/protocol/compress") == 0) {
+		/* No stream compression (XEP-0138 is not offered: CRIME-style attacks). */
+		pv_c2s_stream_error(c, "unsupported-stanza-type", "stream compression is not supported");
+	} else {
+		pv_c2s_stream_error(c, "unsupported-stanza-type", NULL);
+	}
+	pv_xml_free(el);
+}
+
+static const pv_xmlstream_cb xs_cb = {
+	.open = on_open,
+	.element = on_element,
+	.close = on_close_tag,
+};
+
+static const char *xs_error_cond(pv_xs_error e)
+{
+	switch (e) {
+	case PV_XS_ERR_RESTRICTED: return "restricted-xml";
+	case PV_XS_ERR_SIZE: return "policy-violation";
+	case PV_XS_ERR_DEPTH: return "policy-violation";
+	case PV_XS_ERR_NAMESPACE: return "invalid-namespace";
+	default: return "not-well-formed";
+	}
+}
+
+/* ---- connection callbacks ---- */
+
+static void rate_resume(uv_timer_t *t)
+{
+	pv_c2s *c = t->data;
+	if (c->paused && c->conn && !c->closing) {
+		c->paused = false;
+		pv_conn_read_resume(c->conn);
+	}
+}
+
+static void on_data(pv_conn *conn, const char *data, size_t n)
+{
+	pv_c2s *c = pv_conn_owner(conn);
+	if (c->closing)
+		return;
+	uint64_t now = pv_now_ms();
+	c->last_read_ms = now;
+	/* Token bucket on bytes read: a flooding client is slowed down, not disconnected. */
+	size_t rate = c->srv->lim.read_rate;
+	c->tokens += (double)(now - c->tokens_ms) * (double)rate / 1000.0;
+	if (c->tokens > (double)rate)
+		c->tokens = (double)rate;
+	c->tokens_ms = now;
+	c->tokens -= (double)n;
+	pv_xs_error e = pv_xmlstream_feed(c->xs, data, n);
+	if (e != PV_XS_OK) {
+		pv_info("c2s", "[%s] bad XML: %s", c->ip, pv_xmlstream_error_text(c->xs));
+		pv_c2s_stream_error(c, xs_error_cond(e), e == PV_XS_ERR_SIZE ? "stanza too large"
+					: e == PV_XS_ERR_DEPTH ? "XML nested too deeply" : NULL);
+		return;
+	}
+	if (c->closing)
+		return;
+	if (c->starttls) {
+		c->starttls = false;
+		pv_xmlstream_reset(c->xs);
+		c->header_sent = false;
+		if (pv_conn_starttls(c->conn, c->host->tls) != 0)
+			pv_c2s_stream_error(c, "internal-server-error", NULL);
+		return;
+	}
+	if (c->restart) {
+		c->restart = false;
+		pv_xmlstream_reset(c->xs);
+		c->header_sent = false;
+	}
+	if (c->tokens < 0 && !c->paused) {
+		c->paused = true;
+		pv_conn_read_pause(conn);
+		uint64_t wait = (uint64_t)(-c->tokens * 1000.0 / (double)rate) + 1;
+		uv_timer_start(c->timer, c2s_timer_cb, wait < 1000 ? wait : 1000, 0);
+	}
+}
+
+static void on_tls(pv_conn *conn)
+{
+	pv_c2s *c = pv_conn_owner(conn);
+	c->tls_done = true;
+	/* Channel binding for SCRAM-*-PLUS: tls-exporter on TLS 1.3, tls-unique below. */
+	c->cblen = pv_conn_tls_cb(conn, "tls-exporter", c->cb, sizeof(c->cb));
+	c->cbtype = "tls-exporter";
+	if (c->cblen <= 0) {
+		c->cblen = pv_conn_tls_cb(conn, "tls-unique", c->cb, sizeof(c->cb));
+		c->cbtype = "tls-unique";
+	}
+	if (!c->host && !c->direct_tls)
+		return;
+	pv_debug("c2s", "[%s] TLS established (%s)", c->ip, pv_conn_tls_version(conn));
+}
+
+static void timer_close_cb(uv_handle_t *h)
+{
+	pv_free(h);
+}
+
+static void on_conn_close(pv_conn *conn, const char *why)
+{
+	pv_c2s *c = pv_conn_owner(conn);
+	pv_worker *w = &c->srv->worker;
+	pv_debug("c2s", "[%s] connection closed: %s", c->ip, why);
+	c->conn = NULL;
+	c->closing = true;
+	if (c->sess) {
+		pv_session *s = c->sess;
+		s->c2s = NULL;
+		c->sess = NULL;
+		if (!s->bound)
+			pv_session_free(s);
+		else if (s->sm && s->resumable && !c->srv->stopping)
+			pv_session_hibernate(s);
+		else if (!c->srv->stopping)
+			pv_session_unbind(s, why);
+	}
+	if (c->counted_ip) {
+		uintptr_t n = (uintptr_t)pv_map_get(w->conn_per_ip, c->ip);
+		if (n <= 1)
+			pv_map_del(w->conn_per_ip, c->ip);
+		else
+			pv_map_put(w->conn_per_ip, c->ip, (void *)(n - 1));
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->c2s_list = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->nconns--;
+	uv_timer_stop(c->timer);
+	uv_close((uv_handle_t *)c->timer, timer_close_cb);
+	pv_xmlstream_free(c->xs);
+	pv_sasl_free(c->sasl);
+	pv_free(c->stream_id);
+	pv_free(c);
+}
+
+static const pv_conn_cb conn_cb = {
+	.on_data = on_data,
+	.on_tls = on_tls,
+	.on_close = on_conn_close,
+};
+
+/* Auth and idle deadlines; also re-arms the read-rate resume. */
+static void c2s_timer_cb(uv_timer_t *t)
+{
+	pv_c2s *c = t->data;
+	uint64_t now = pv_now_ms();
+	if (c->closing)
+		return;
+	if (c->paused) {
+		rate_resume(t);
+	}
+	if (!(c->sess && c->sess->bound) && now - c->opened_ms >= c->srv->lim.auth_timeout_ms) {
+		pv_c2s_stream_error(c, "connection-timeout", "authentication took too long");
+		return;
+	}
+	if (now - c->last_read_ms >= c->srv->lim.idle_timeout_ms) {
+		pv_c2s_stream_error(c, "connection-timeout", "idle for too long");
+		return;
+	}
+	uv_timer_start(c->timer, c2s_timer_cb, 1000, 0);
+}
+
+void pv_c2s_accept(pv_server *srv, uv_stream_t *listener, bool direct_tls)
+{
+	pv_worker *w = &srv->worker;
+	pv_c2s *c = pv_calloc(1, sizeof(*c));
+	c->srv = srv;
+	c->direct_tls = direct_tls;
+	SSL_CTX *ctx = direct_tls && srv->nhosts ? srv->hosts[0]->tls : NULL;
+	c->conn = pv_conn_accept(listener, &conn_cb, c, ctx);
+	if (!c->conn) {
+		pv_free(c);
+		return;
+	}
+	srv->stats.c2s_accepted++;
+	snprintf(c->ip, sizeof(c->ip), "%s", pv_conn_peer_ip(c->conn));
+	pv_xmlstream_limits lim = {.max_stanza = srv->lim.max_stanza, .max_depth = srv->lim.max_depth};
+	c->xs = pv_xmlstream_new(&xs_cb, c, &lim);
+	c->opened_ms = c->last_read_ms = c->tokens_ms = pv_now_ms();
+	c->tokens = (double)srv->lim.read_rate;
+	c->timer = pv_calloc(1, sizeof(uv_timer_t));
+	uv_timer_init(w->loop, c->timer);
+	c->timer->data = c;
+	uv_timer_start(c->timer, c2s_timer_cb, 1000, 0);
+	uintptr_t n = (uintptr_t)pv_map_get(w->conn_per_ip, c->ip);
+	pv_map_put(w->conn_per_ip, c->ip, (void *)(n + 1));
+	c->counted_ip = true;
+	if (n + 1 > srv->lim.max_conn_per_ip)
+		c->over_limit = true;
+	c->next = w->c2s_list;
+	if (w->c2s_list)
+		w->c2s_list->prev = c;
+	w->c2s_list = c;
+	w->nconns++;
+}
+
+/* SIGTERM: every stream gets system-shutdown and a proper close. */
+void pv_c2s_shutdown_all(pv_server *srv)
+{
+	for (pv_c2s *c = srv->worker.c2s_list; c; c = c->next)
+		pv_c2s_stream_error(c, "system-shutdown", NULL);
+}
+
+void pv_c2s_reload_tls(pv_server *srv)
+{
+	(void)srv; /* contexts are looked up per connection at handshake time */
+}

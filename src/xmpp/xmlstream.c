@@ -1,0 +1,432 @@
+/* xmlstream.c -- the XMPP stream parser: bytes in, stream header / stanza trees / close out.
+ *
+ * Built on expat in namespace mode: every name arrives as "uri<SEP>local", so the trees we
+ * build carry namespace URIs and never prefixes (see pv_xml.h).  RFC 6120 section 11.1
+ * restricts the XML that may appear in a stream; we refuse each forbidden construct as
+ * soon as expat reports it: DOCTYPE (and with it any internal subset, hence any entity
+ * declaration), entity declarations, comments, processing instructions (the XML
+ * declaration is not one and stays allowed) and any entity reference that is not one of
+ * the five predefined ones (without a DTD expat reports those as undefined).  Character
+ * references are ordinary XML and are decoded.  The encoding is forced to UTF-8 (RFC 6120
+ * 11.6), which makes expat reject malformed UTF-8 (overlong forms, surrogates, stray
+ * continuation bytes, 0xFE/0xFF) as not-well-formed.
+ *
+ * Limits (policy-violation when exceeded): max_stanza bounds the bytes of one depth-1
+ * element, counted from its '<' -- checked on every event inside a stanza and after every
+ * chunk given to expat, so a stanza that never closes, an endless start tag and endless
+ * non-whitespace text between stanzas are all cut off after about max_stanza bytes.
+ * max_depth bounds nesting below the stream root (a stanza is depth 1).
+ *
+ * Threading/ownership: one stream per session, used by its owning thread only.  Callbacks
+ * run inside pv_xmlstream_feed(); they may call pv_xmlstream_stop() but must not call
+ * pv_xmlstream_feed/reset/free on the same stream (reset after feed has returned: the c2s
+ * does element callback -> stop -> feed returns -> reset). */
+#include "peyvand/pv_xml.h"
+#include "peyvand/pv_stanza.h"
+
+#include <expat.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Joins namespace URI and local name.  A control character cannot occur in XML 1.0
+ * names or (even as a character reference) in attribute values, and expat refuses a
+ * namespace URI containing the separator, so the split below is unambiguous. */
+#define SEP '\x01'
+#define NS_XML "http://www.w3.org/XML/1998/namespace"
+/* Bytes handed to expat per XML_Parse call: bounds what expat buffers for one unfinished
+ * token before the size limit is checked again. */
+#define CHUNK 16384
+
+struct pv_xmlstream {
+	XML_Parser p;
+	pv_xmlstream_cb cb;
+	void *ud;
+	pv_xmlstream_limits lim;
+	unsigned level;     /* open elements, counting the stream root */
+	pv_xml *stanza;     /* depth-1 element being built, NULL between stanzas */
+	pv_xml *cur;        /* innermost open element of `stanza` */
+	pv_buf text;        /* character data not yet attached to cur (merged runs) */
+	char *default_ns;   /* xmlns of the stream header */
+	uint64_t fed;       /* bytes given to the current parser */
+	uint64_t mark;      /* where the current unit began: stanza '<' or end of last one */
+	bool junk;          /* non-whitespace text seen since mark (mark must not move) */
+	bool in_feed, stopped;
+	pv_xs_error err;
+	char errtext[200];
+};
+
+static void fail(pv_xmlstream *xs, pv_xs_error err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void fail(pv_xmlstream *xs, pv_xs_error err, const char *fmt, ...)
+{
+	if (xs->err)
+		return;
+	xs->err = err;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(xs->errtext, sizeof(xs->errtext), fmt, ap);
+	va_end(ap);
+	if (xs->in_feed)
+		XML_StopParser(xs->p, XML_FALSE);
+}
+
+/* End offset of the event being reported, in bytes since the parser was created. */
+static uint64_t event_end(pv_xmlstream *xs)
+{
+	XML_Index i = XML_GetCurrentByteIndex(xs->p);
+	int n = XML_GetCurrentByteCount(xs->p);
+	return (uint64_t)(i < 0 ? 0 : i) + (uint64_t)(n < 0 ? 0 : n);
+}
+
+static bool check_size(pv_xmlstream *xs)
+{
+	uint64_t end = event_end(xs);
+	if (end > xs->mark && end - xs->mark > xs->lim.max_stanza) {
+		fail(xs, PV_XS_ERR_SIZE, "stanza exceeds %zu bytes", xs->lim.max_stanza);
+		return false;
+	}
+	return true;
+}
+
+/* "uri<SEP>local" -> ns (new string, "" when unqualified) and local (borrowed). */
+static const char *split_name(const char *qname, char **ns)
+{
+	const char *sep = strchr(qname, SEP);
+	if (!sep) {
+		*ns = pv_strdup("");
+		return qname;
+	}
+	*ns = pv_strndup(qname, (size_t)(sep - qname));
+	return sep + 1;
+}
+
+/* Attribute names as pv_xml.h wants them: plain, "xml:lang", or "{uri}local". */
+static char *attr_name(const char *qname)
+{
+	const char *sep = strchr(qname, SEP);
+	if (!sep)
+		return pv_strdup(qname);
+	size_t ulen = (size_t)(sep - qname);
+	if (ulen == strlen(NS_XML) && memcmp(qname, NS_XML, ulen) == 0)
+		return pv_sprintf("xml:%s", sep + 1);
+	return pv_sprintf("{%.*s}%s", (int)ulen, qname, sep + 1);
+}
+
+static pv_xml *make_element(const char *qname, const char **atts)
+{
+	char *ns;
+	const char *local = split_name(qname, &ns);
+	pv_xml *x = pv_xml_new(local, ns);
+	pv_free(ns);
+	size_t n = 0;
+	while (atts[2 * n])
+		n++;
+	if (n) {
+		/* Built directly: expat already rejected duplicates, so set_attr's search
+		 * (quadratic in the attribute count) is not needed. */
+		x->attrs = pv_calloc(2 * n, sizeof(char *));
+		for (size_t i = 0; i < n; i++) {
+			x->attrs[2 * i] = attr_name(atts[2 * i]);
+			x->attrs[2 * i + 1] = pv_strdup(atts[2 * i + 1]);
+		}
+		x->nattrs = n;
+	}
+	return x;
+}
+
+static void flush_text(pv_xmlstream *xs)
+{
+	if (xs->text.len && xs->cur)
+		pv_xml_add_text(xs->cur, xs->text.data, xs->text.len);
+	pv_buf_reset(&xs->text);
+}
+
+/* ---- expat handlers ---------------------------------------------------------------- */
+
+static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **atts)
+{
+	pv_xmlstream *xs = ud;
+	if (xs->err || xs->stopped)
+		return;
+	if (xs->level == 0) {
+		char *ns;
+		const char *local = split_name(name, &ns);
+		bool ok = strcmp(ns, PV_NS_STREAM) == 0 && strcmp(local, "stream") == 0;
+		pv_free(ns);
+		if (!ok) {
+			fail(xs, PV_XS_ERR_NAMESPACE, "stream header is not <stream> in %s", PV_NS_STREAM);
+			return;
+		}
+		if (!check_size(xs))
+			return;
+		xs->level = 1;
+		xs->mark = event_end(xs);
+		pv_xml *hdr = make_element(name, atts);
+		if (xs->cb.open)
+			xs->cb.open(xs->ud, hdr, xs->default_ns);
+		pv_xml_free(hdr);
+		return;
+	}
+	/* The new element sits at depth `level` below the root. */
+	if (xs->level > xs->lim.max_depth) {
+		fail(xs, PV_XS_ERR_DEPTH, "elements nested deeper than %u", xs->lim.max_depth);
+		return;
+	}
+	if (xs->level == 1) {
+		XML_Index i = XML_GetCurrentByteIndex(xs->p);
+		xs->mark = (uint64_t)(i < 0 ? 0 : i);
+		xs->junk = false;
+		if (!check_size(xs))
+			return;
+		xs->stanza = xs->cur = make_element(name, atts);
+	} else {
+		if (!check_size(xs))
+			return;
+		flush_text(xs);
+		xs->cur = pv_xml_add(xs->cur, make_element(name, atts));
+	}
+	xs->level++;
+}
+
+static void XMLCALL on_end(void *ud, const XML_Char *name)
+{
+	pv_xmlstream *xs = ud;
+	if (xs->err || xs->stopped)
+		return;
+	if (xs->level == 1) {
+		xs->level = 0;
+		xs->mark = event_end(xs);
+		if (xs->cb.close)
+			xs->cb.close(xs->ud);
+		return;
+	}
+	if (!check_size(xs))
+		return;
+	flush_text(xs);
+	xs->level--;
+	if (xs->level > 1) {
+		xs->cur = xs->cur->parent;
+		return;
+	}
+	pv_xml *el = xs->stanza;
+	xs->stanza = xs->cur = NULL;
+	xs->mark = event_end(xs);
+	xs->junk = false;
+	if (xs->cb.element)
+		xs->cb.element(xs->ud, el);
+	else
+		pv_xml_free(el);
+}
+
+static bool all_space(const char *s, int len)
+{
+	for (int i = 0; i < len; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+			return false;
+	return true;
+}
+
+static void XMLCALL on_text(void *ud, const XML_Char *s, int len)
+{
+	pv_xmlstream *xs = ud;
+	if (xs->err || xs->stopped || len <= 0)
+		return;
+	if (xs->level == 1) {
+		/* Between stanzas: whitespace is a keepalive and is dropped.  Other text has
+		 * no meaning in XMPP either; it is dropped too, but counted against the size
+		 * limit (mark stays put) so it cannot go on forever. */
+		if (!xs->junk && all_space(s, len)) {
+			xs->mark = event_end(xs);
+			return;
+		}
+		xs->junk = true;
+		check_size(xs);
+		return;
+	}
+	if (xs->level < 2 || !check_size(xs))
+		return;
+	pv_buf_append(&xs->text, s, (size_t)len);
+}
+
+static void XMLCALL on_ns_start(void *ud, const XML_Char *prefix, const XML_Char *uri)
+{
+	pv_xmlstream *xs = ud;
+	/* Declarations are reported before the start tag that carries them, so at level 0
+	 * this is the stream header's own default namespace. */
+	if (xs->level == 0 && !prefix) {
+		pv_free(xs->default_ns);
+		xs->default_ns = pv_strdup(uri);
+	}
+}
+
+static void XMLCALL on_doctype(void *ud, const XML_Char *name, const XML_Char *sysid,
+	const XML_Char *pubid, int has_internal_subset)
+{
+	fail(ud, PV_XS_ERR_RESTRICTED, "restricted XML: DOCTYPE");
+}
+
+static void XMLCALL on_entity_decl(void *ud, const XML_Char *name, int is_param,
+	const XML_Char *value, int value_len, const XML_Char *base, const XML_Char *sysid,
+	const XML_Char *pubid, const XML_Char *notation)
+{
+	fail(ud, PV_XS_ERR_RESTRICTED, "restricted XML: entity declaration");
+}
+
+static void XMLCALL on_skipped_entity(void *ud, const XML_Char *name, int is_param)
+{
+	fail(ud, PV_XS_ERR_RESTRICTED, "restricted XML: entity reference");
+}
+
+static void XMLCALL on_comment(void *ud, const XML_Char *data)
+{
+	fail(ud, PV_XS_ERR_RESTRICTED, "restricted XML: comment");
+}
+
+static void XMLCALL on_pi(void *ud, const XML_Char *target, const XML_Char *data)
+{
+	fail(ud, PV_XS_ERR_RESTRICTED, "restricted XML: processing instruction");
+}
+
+static void XMLCALL on_default(void *ud, const XML_Char *s, int len)
+{
+	/* Installed so expat never expands internal entities into content; what reaches
+	 * it here (XML declaration, whitespace outside the root) is harmless. */
+}
+
+/* ---- parser lifecycle ------------------------------------------------------------------ */
+
+static void parser_init(pv_xmlstream *xs)
+{
+	xs->p = XML_ParserCreateNS("UTF-8", SEP);
+	PV_ASSERT(xs->p != NULL); /* fails only on OOM */
+	XML_SetUserData(xs->p, xs);
+	XML_SetElementHandler(xs->p, on_start, on_end);
+	XML_SetCharacterDataHandler(xs->p, on_text);
+	XML_SetStartNamespaceDeclHandler(xs->p, on_ns_start);
+	XML_SetStartDoctypeDeclHandler(xs->p, on_doctype);
+	XML_SetEntityDeclHandler(xs->p, on_entity_decl);
+	XML_SetSkippedEntityHandler(xs->p, on_skipped_entity);
+	XML_SetCommentHandler(xs->p, on_comment);
+	XML_SetProcessingInstructionHandler(xs->p, on_pi);
+	XML_SetDefaultHandler(xs->p, on_default);
+	XML_SetParamEntityParsing(xs->p, XML_PARAM_ENTITY_PARSING_NEVER);
+	xs->level = 0;
+	xs->stanza = xs->cur = NULL;
+	pv_buf_reset(&xs->text);
+	pv_free(xs->default_ns);
+	xs->default_ns = NULL;
+	xs->fed = xs->mark = 0;
+	xs->junk = false;
+	xs->in_feed = xs->stopped = false;
+	xs->err = PV_XS_OK;
+	xs->errtext[0] = '\0';
+}
+
+static void parser_fini(pv_xmlstream *xs)
+{
+	if (xs->p)
+		XML_ParserFree(xs->p);
+	xs->p = NULL;
+	pv_xml_free(xs->stanza); /* a partial stanza is never delivered */
+	xs->stanza = xs->cur = NULL;
+}
+
+pv_xmlstream *pv_xmlstream_new(const pv_xmlstream_cb *cb, void *ud, const pv_xmlstream_limits *lim)
+{
+	pv_xmlstream *xs = pv_calloc(1, sizeof(*xs));
+	if (cb)
+		xs->cb = *cb;
+	xs->ud = ud;
+	xs->lim.max_stanza = lim && lim->max_stanza ? lim->max_stanza : 262144;
+	xs->lim.max_depth = lim && lim->max_depth ? lim->max_depth : 32;
+	pv_buf_init(&xs->text);
+	parser_init(xs);
+	return xs;
+}
+
+void pv_xmlstream_free(pv_xmlstream *xs)
+{
+	if (!xs)
+		return;
+	PV_ASSERT(!xs->in_feed);
+	parser_fini(xs);
+	pv_buf_fini(&xs->text);
+	pv_free(xs->default_ns);
+	pv_free(xs);
+}
+
+void pv_xmlstream_reset(pv_xmlstream *xs)
+{
+	/* Freeing the expat parser from inside one of its own handlers would be a
+	 * use-after-free; callers stop() there and reset after feed returns. */
+	PV_ASSERT(!xs->in_feed);
+	parser_fini(xs);
+	parser_init(xs);
+}
+
+void pv_xmlstream_stop(pv_xmlstream *xs)
+{
+	xs->stopped = true;
+	if (xs->in_feed)
+		XML_StopParser(xs->p, XML_FALSE); /* not resumable: the rest is never parsed */
+}
+
+pv_xs_error pv_xmlstream_feed(pv_xmlstream *xs, const char *data, size_t n)
+{
+	PV_ASSERT(!xs->in_feed);
+	if (xs->err)
+		return xs->err;
+	if (xs->stopped) {
+		/* Bytes after a stop belong to whatever replaces this stream (TLS, a new
+		 * stream); parsing them here would be exactly the bug stop() prevents. */
+		fail(xs, PV_XS_ERR_XML, "stream was stopped; reset before feeding");
+		return xs->err;
+	}
+	size_t off = 0;
+	do {
+		size_t len = n - off < CHUNK ? n - off : CHUNK;
+		xs->in_feed = true;
+		enum XML_Status st = XML_Parse(xs->p, data + off, (int)len, XML_FALSE);
+		xs->in_feed = false;
+		xs->fed += len;
+		off += len;
+		if (st != XML_STATUS_OK) {
+			if (xs->err)
+				return xs->err;
+			if (xs->stopped)
+				return PV_XS_OK;
+			enum XML_Error e = XML_GetErrorCode(xs->p);
+			/* Without a DTD every entity but the five predefined ones is undefined;
+			 * using one is what RFC 6120 11.1 forbids, so say restricted-xml. */
+			if (e == XML_ERROR_UNDEFINED_ENTITY) {
+				fail(xs, PV_XS_ERR_RESTRICTED, "restricted XML: entity reference "
+					"(line %lu)", (unsigned long)XML_GetCurrentLineNumber(xs->p));
+				return xs->err;
+			}
+			/* An undeclared prefix on the stream header (typically stream:) is
+			 * bad-namespace-prefix, a namespace error (RFC 6120 4.9.3.2). */
+			if (e == XML_ERROR_UNBOUND_PREFIX && xs->level == 0) {
+				fail(xs, PV_XS_ERR_NAMESPACE, "stream header uses an undeclared prefix");
+				return xs->err;
+			}
+			fail(xs, PV_XS_ERR_XML, "not-well-formed: %s (line %lu, column %lu)",
+				XML_ErrorString(e), (unsigned long)XML_GetCurrentLineNumber(xs->p),
+				(unsigned long)XML_GetCurrentColumnNumber(xs->p));
+			return xs->err;
+		}
+		/* Whatever expat holds unfinished (a partial stanza, a start tag still
+		 * open, text between stanzas) began at or after mark. */
+		if (xs->fed - xs->mark > xs->lim.max_stanza) {
+			fail(xs, PV_XS_ERR_SIZE, "stanza exceeds %zu bytes", xs->lim.max_stanza);
+			return xs->err;
+		}
+	} while (off < n);
+	return PV_XS_OK;
+}
+
+const char *pv_xmlstream_error_text(const pv_xmlstream *xs)
+{
+	return xs->errtext;
+}

@@ -1,0 +1,252 @@
+"""Roster and presence (RFC 6121 2-4, XEP-0237 roster versioning), driven by slixmpp.
+
+alice and bob subscribe to each other step by step; every roster push and presence
+the RFC requires is waited for and its subscription state checked."""
+import asyncio
+
+from helpers import USERS, jid
+from rawxmpp import NS_CLIENT, NS_ROSTER, is_presence, to_str
+
+IQ = f"{{{NS_CLIENT}}}iq"
+Q = f"{{{NS_ROSTER}}}query"
+ITEM = f"{{{NS_ROSTER}}}item"
+
+
+def roster_push(about):
+    def pred(el):
+        if el.tag != IQ or el.get("type") != "set":
+            return False
+        item = el.find(f"{Q}/{ITEM}")
+        return item is not None and item.get("jid") == about
+    return pred
+
+
+def item_of(push):
+    return push.find(f"{Q}/{ITEM}")
+
+
+def presence(frm, type=None, full=False):
+    def pred(el):
+        if not is_presence(el, frm=frm, type=type):
+            return False
+        return "/" in el.get("from", "") if full else True
+    return pred
+
+
+async def expect_push(client, about, subscription, ask=None):
+    push = await client.wait_for(roster_push(about), 10, f"roster push about {about}")
+    item = item_of(push)
+    assert item.get("subscription", "none") == subscription, \
+        f"push to {client.boundjid}: expected subscription={subscription}: {to_str(push)}"
+    assert item.get("ask") == ask, f"push to {client.boundjid}: expected ask={ask}: {to_str(push)}"
+    assert push.get("from") in (None, "", client.boundjid.bare), \
+        f"roster push from a foreign JID: {to_str(push)}"
+    return push
+
+
+async def befriend(a, b):
+    """RFC 6121 3.1 both ways: a subscribes to b, b approves, b subscribes to a, a approves.
+    Both must be logged in and available."""
+    A, B = a.boundjid.bare, b.boundjid.bare
+    # a -> subscribe -> b
+    a.send_presence(pto=B, ptype="subscribe")
+    await expect_push(a, B, "none", ask="subscribe")
+    sub = await b.wait_for(presence(A, "subscribe"), 10, "subscription request")
+    assert sub.get("from") == A, f"subscribe must come from the bare JID: {to_str(sub)}"
+    # b approves
+    b.send_presence(pto=A, ptype="subscribed")
+    await expect_push(b, A, "from")
+    await expect_push(a, B, "to")
+    await a.wait_for(presence(B, "subscribed"), 10, "subscribed")
+    await a.wait_for(presence(B, "available", full=True), 10, "b's presence after approval")
+    # b -> subscribe -> a
+    b.send_presence(pto=A, ptype="subscribe")
+    await expect_push(b, A, "from", ask="subscribe")
+    await a.wait_for(presence(B, "subscribe"), 10, "subscription request")
+    # a approves
+    a.send_presence(pto=B, ptype="subscribed")
+    await expect_push(a, B, "both")
+    await expect_push(b, A, "both")
+    await b.wait_for(presence(A, "subscribed"), 10, "subscribed")
+    await b.wait_for(presence(A, "available", full=True), 10, "a's presence after approval")
+
+
+async def roster_items(client, ver=None):
+    q = f"<query xmlns='{NS_ROSTER}'" + (f" ver='{ver}'" if ver is not None else "") + "/>"
+    res = await client.iq_get(q)
+    assert res.get("type") == "result", to_str(res)
+    return res
+
+
+def test_subscription_handshake_and_roster(server, slix, run):
+    alice = slix(jid("alice"), USERS["alice"])
+    bob = slix(jid("bob"), USERS["bob"])
+
+    async def scenario():
+        await alice.login(server.port)
+        await bob.login(server.port)
+        await befriend(alice, bob)
+        res = await roster_items(alice)
+        items = {i.get("jid"): i.get("subscription") for i in res.iter(ITEM)}
+        assert items == {jid("bob"): "both"}, to_str(res)
+        res = await roster_items(bob)
+        items = {i.get("jid"): i.get("subscription") for i in res.iter(ITEM)}
+        assert items == {jid("alice"): "both"}, to_str(res)
+    run(scenario())
+
+
+def test_roster_versioning(server, slix, run):
+    alice = slix(jid("alice"), USERS["alice"])
+
+    async def scenario():
+        await alice.login(server.port)
+        assert "rosterver" in alice.features, "no urn:xmpp:features:rosterver stream feature"
+        res = await roster_items(alice, ver="")
+        q = res.find(Q)
+        assert q is not None and q.get("ver") is not None, \
+            f"roster result without ver (XEP-0237): {to_str(res)}"
+        v1 = q.get("ver")
+        # the current version: an empty result (RFC 6121 2.6.3)
+        res = await roster_items(alice, ver=v1)
+        assert res.find(Q) is None, f"get with current ver must return an empty result: {to_str(res)}"
+        # a change: roster set -> push with a new ver
+        await alice.iq_set(f"<query xmlns='{NS_ROSTER}'><item jid='{jid('carol')}' name='Carol'>"
+                           f"<group>Friends</group></item></query>")
+        push = await alice.wait_for(roster_push(jid("carol")), 10, "roster push")
+        v2 = push.find(Q).get("ver")
+        assert v2 and v2 != v1, f"push must carry a new version: {to_str(push)}"
+        res = await roster_items(alice, ver=v2)
+        assert res.find(Q) is None, to_str(res)
+        # an old version: either the full roster or an empty result plus pushes
+        res = await roster_items(alice, ver=v1)
+        q = res.find(Q)
+        if q is not None:
+            assert q.get("ver") == v2
+            assert [i.get("jid") for i in q.iter(ITEM)] == [jid("carol")], to_str(res)
+    run(scenario())
+
+
+def test_roster_set_and_remove(server, slix, run):
+    alice = slix(jid("alice"), USERS["alice"])
+    alice2 = slix(jid("alice") + "/second", USERS["alice"])
+
+    async def scenario():
+        await alice.login(server.port)
+        await alice2.login(server.port)
+        r = await alice.iq_set(f"<query xmlns='{NS_ROSTER}'><item jid='{jid('carol')}' "
+                               f"name='Carol C'><group>Work</group></item></query>")
+        assert r.get("type") == "result", to_str(r)
+        # every interested resource gets the push (RFC 6121 2.1.6)
+        for c in (alice, alice2):
+            push = await c.wait_for(roster_push(jid("carol")), 10, "roster push")
+            item = item_of(push)
+            assert item.get("name") == "Carol C"
+            assert item.get("subscription", "none") == "none"
+            assert [g.text for g in item.iter(f"{{{NS_ROSTER}}}group")] == ["Work"]
+        res = await roster_items(alice)
+        assert [i.get("jid") for i in res.iter(ITEM)] == [jid("carol")]
+        r = await alice.iq_set(f"<query xmlns='{NS_ROSTER}'><item jid='{jid('carol')}' "
+                               f"subscription='remove'/></query>")
+        assert r.get("type") == "result", to_str(r)
+        push = await alice2.wait_for(roster_push(jid("carol")), 10, "remove push")
+        assert item_of(push).get("subscription") == "remove", to_str(push)
+        res = await roster_items(alice)
+        assert list(res.iter(ITEM)) == [], to_str(res)
+    run(scenario())
+
+
+def test_presence_broadcast_and_probe(server, slix, run):
+    alice = slix(jid("alice") + "/desk", USERS["alice"])
+    bob = slix(jid("bob") + "/phone", USERS["bob"])
+    carol = slix(jid("carol"), USERS["carol"])
+
+    async def scenario():
+        await alice.login(server.port)
+        await bob.login(server.port)
+        await carol.login(server.port)
+        await befriend(alice, bob)
+        # alice changes her presence: bob (subscribed) sees it, carol (stranger) does not
+        alice.send_presence(pshow="away", pstatus="lunch")
+        p = await bob.wait_for(lambda e: is_presence(e, frm=str(alice.boundjid))
+                               and e.findtext(f"{{{NS_CLIENT}}}status") == "lunch", 10,
+                               "alice's away presence")
+        assert p.findtext(f"{{{NS_CLIENT}}}show") == "away"
+        assert p.get("from") == str(alice.boundjid)
+        await carol.none_for(lambda e: is_presence(e, frm=jid("alice")), 0.5, "presence leak")
+        # bob sets a status; a new resource of alice gets it at login (probe, RFC 6121 4.3)
+        bob.send_presence(pstatus="on the train")
+        await alice.wait_for(lambda e: is_presence(e, frm=str(bob.boundjid))
+                             and e.findtext(f"{{{NS_CLIENT}}}status") == "on the train", 10)
+        alice2 = slix(jid("alice") + "/laptop", USERS["alice"])
+        await alice2.login(server.port)
+        p = await alice2.wait_for(lambda e: is_presence(e, frm=str(bob.boundjid), type="available"),
+                                  10, "bob's presence after login (probe)")
+        assert p.findtext(f"{{{NS_CLIENT}}}status") == "on the train", to_str(p)
+        # and bob learns about the new resource
+        await bob.wait_for(lambda e: is_presence(e, frm=str(alice2.boundjid), type="available"), 10)
+    run(scenario())
+
+
+def test_unavailable_on_disconnect(server, slix, run):
+    alice = slix(jid("alice") + "/a", USERS["alice"])
+    bob = slix(jid("bob") + "/b", USERS["bob"])
+
+    async def scenario():
+        await alice.login(server.port)
+        await bob.login(server.port)
+        await befriend(alice, bob)
+        full = str(alice.boundjid)
+        # a clean logout
+        await alice.quit()
+        p = await bob.wait_for(lambda e: is_presence(e, frm=full, type="unavailable"), 10,
+                               "unavailable after clean logout")
+        assert p.get("from") == full
+        # a dead connection (no </stream:stream>): the server notices the TCP close
+        alice2 = slix(jid("alice") + "/a2", USERS["alice"])
+        await alice2.login(server.port)
+        full2 = str(alice2.boundjid)
+        await bob.wait_for(lambda e: is_presence(e, frm=full2, type="available"), 10)
+        alice2.abort()
+        await bob.wait_for(lambda e: is_presence(e, frm=full2, type="unavailable"), 15,
+                           "unavailable after the connection dropped")
+    run(scenario())
+
+
+def test_directed_presence(server, slix, run):
+    alice = slix(jid("alice") + "/a", USERS["alice"])
+    carol = slix(jid("carol") + "/c", USERS["carol"])
+
+    async def scenario():
+        await alice.login(server.port)
+        await carol.login(server.port)
+        # no subscription between them: directed presence only (RFC 6121 4.6)
+        alice.send_presence(pto=str(carol.boundjid), pstatus="hello carol")
+        p = await carol.wait_for(lambda e: is_presence(e, frm=str(alice.boundjid)), 10,
+                                 "directed presence")
+        assert p.findtext(f"{{{NS_CLIENT}}}status") == "hello carol"
+        # a broadcast presence does not reach carol
+        alice.send_presence(pstatus="for subscribers only")
+        await carol.none_for(lambda e: is_presence(e, frm=jid("alice"))
+                             and e.findtext(f"{{{NS_CLIENT}}}status") == "for subscribers only",
+                             0.7, "broadcast presence to a non-subscriber")
+        # when alice goes offline, carol is told (RFC 6121 4.6.3)
+        full = str(alice.boundjid)
+        await alice.quit()
+        await carol.wait_for(lambda e: is_presence(e, frm=full, type="unavailable"), 10,
+                             "unavailable after directed presence")
+    run(scenario())
+
+
+def test_subscription_request_to_offline_user_is_delivered_later(server, slix, run):
+    alice = slix(jid("alice"), USERS["alice"])
+
+    async def scenario():
+        await alice.login(server.port)
+        alice.send_presence(pto=jid("bob"), ptype="subscribe")
+        await expect_push(alice, jid("bob"), "none", ask="subscribe")
+        await asyncio.sleep(0.3)
+        bob = slix(jid("bob"), USERS["bob"])
+        await bob.login(server.port)
+        # RFC 6121 3.1.3: the request is stored and delivered at the contact's next login
+        await bob.wait_for(presence(jid("alice"), "subscribe"), 10, "stored subscribe")
+    run(scenario())

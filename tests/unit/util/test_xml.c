@@ -1,0 +1,332 @@
+/* test_xml.c -- unit tests for src/util/xml.c: building trees, attributes, lookup,
+ * deep copy, and the serialiser (xmlns only where the namespace changes, xml:lang,
+ * namespaced attributes, escaping of text and attribute values). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "peyvand/pv_util.h"
+#include "peyvand/pv_xml.h"
+
+static char *ser(const pv_xml *x, const char *scope)
+{
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_xml_serialize(x, scope, &b);
+	return pv_buf_take(&b);
+}
+
+static void assert_ser(const pv_xml *x, const char *scope, const char *want)
+{
+	char *got = ser(x, scope);
+	assert_string_equal(got, want);
+	pv_free(got);
+}
+
+static void test_build_and_lookup(void **state)
+{
+	pv_xml *m = pv_xml_new("message", "jabber:client");
+	assert_string_equal(m->name, "message");
+	assert_string_equal(m->ns, "jabber:client");
+
+	pv_xml *body = pv_xml_add_child(m, "body", NULL);
+	pv_xml_add_text(body, "hel", 3);
+	pv_xml_add_text(body, "lo!", 2); /* only 2 bytes taken */
+	pv_xml_add_text(body, "", 0);    /* no empty text nodes */
+	/* Adjacent text merges into one node. */
+	assert_non_null(body->first);
+	assert_ptr_equal(body->first, body->last);
+	assert_null(body->first->name);
+	assert_int_equal(body->first->text_len, 5);
+	assert_string_equal(body->first->text, "hello");
+
+	pv_xml *x = pv_xml_add_child(m, "x", "jabber:x:oob");
+	pv_xml_add_child(x, "url", NULL);
+	pv_xml_add_text(m, "tail", 4);
+	pv_xml *thread = pv_xml_add_child(m, "thread", NULL);
+
+	/* Lookup by name, by name+ns (NULL ns on an element means: inherited). */
+	assert_ptr_equal(pv_xml_child(m, "body", NULL), body);
+	assert_ptr_equal(pv_xml_child(m, "body", "jabber:client"), body);
+	assert_null(pv_xml_child(m, "body", "jabber:x:oob"));
+	assert_ptr_equal(pv_xml_child(m, "x", "jabber:x:oob"), x);
+	assert_null(pv_xml_child(m, "x", "jabber:client"));
+	assert_null(pv_xml_child(m, "nope", NULL));
+	assert_true(pv_xml_is(x->first, "url", "jabber:x:oob"));
+	assert_false(pv_xml_is(x->first, "url", "jabber:client"));
+	assert_true(pv_xml_is(m, "message", NULL));
+	assert_false(pv_xml_is(body->first, "body", NULL)); /* a text node is no element */
+
+	/* Element iteration skips text nodes. */
+	assert_ptr_equal(pv_xml_first_element(m), body);
+	assert_ptr_equal(pv_xml_next_element(body), x);
+	assert_ptr_equal(pv_xml_next_element(x), thread);
+	assert_null(pv_xml_next_element(thread));
+	assert_null(pv_xml_first_element(thread));
+
+	char *t = pv_xml_text(m);
+	assert_string_equal(t, "tail");
+	pv_free(t);
+	t = pv_xml_child_text(m, "body", NULL);
+	assert_string_equal(t, "hello");
+	pv_free(t);
+	t = pv_xml_child_text(m, "thread", NULL);
+	assert_string_equal(t, ""); /* present but empty */
+	pv_free(t);
+	assert_null(pv_xml_child_text(m, "subject", NULL));
+
+	/* Detach and free a middle child; siblings relink. */
+	pv_xml_free(x);
+	assert_ptr_equal(pv_xml_next_element(body), thread);
+	pv_xml_detach(thread);
+	assert_null(thread->parent);
+	assert_ptr_equal(m->last->name, NULL); /* "tail" text is last now */
+	pv_xml_add(m, thread);
+	assert_ptr_equal(m->last, thread);
+	assert_ptr_equal(thread->parent, m);
+
+	assert_ser(m, "jabber:client", "<message><body>hello</body>tail<thread/></message>");
+	pv_xml_free(m);
+}
+
+static void test_attrs(void **state)
+{
+	pv_xml *x = pv_xml_new("iq", NULL);
+	assert_null(pv_xml_attr(x, "type"));
+	pv_xml_set_attr(x, "type", "get");
+	pv_xml_set_attr(x, "id", "a1");
+	pv_xml_set_attr(x, "to", "example.com");
+	assert_int_equal(x->nattrs, 3);
+	assert_string_equal(pv_xml_attr(x, "type"), "get");
+
+	const char *id = pv_xml_attr(x, "id");
+	pv_xml_set_attr(x, "type", "set"); /* replace in place */
+	assert_int_equal(x->nattrs, 3);
+	assert_string_equal(pv_xml_attr(x, "type"), "set");
+	pv_xml_set_attr(x, "type", NULL); /* remove */
+	assert_int_equal(x->nattrs, 2);
+	assert_null(pv_xml_attr(x, "type"));
+	pv_xml_set_attr(x, "nonexistent", NULL); /* removing nothing is fine */
+	assert_int_equal(x->nattrs, 2);
+	/* Other attributes' value strings did not move (callers borrow them). */
+	assert_ptr_equal(pv_xml_attr(x, "id"), id);
+	assert_string_equal(pv_xml_attr(x, "to"), "example.com");
+	pv_xml_set_attr(x, "xml:lang", "en");
+	assert_string_equal(pv_xml_attr(x, "xml:lang"), "en");
+	assert_ser(x, NULL, "<iq id='a1' to='example.com' xml:lang='en'/>");
+	pv_xml_free(x);
+}
+
+static void test_dup(void **state)
+{
+	pv_xml *iq = pv_xml_new("iq", "jabber:client");
+	pv_xml_set_attr(iq, "type", "result");
+	pv_xml *q = pv_xml_add_child(iq, "query", "jabber:iq:roster");
+	pv_xml *item = pv_xml_add_child(q, "item", NULL);
+	pv_xml_set_attr(item, "jid", "a@b");
+	pv_xml *g = pv_xml_add_child(item, "group", NULL);
+	pv_xml_add_text(g, "Friends & Co", 12);
+
+	pv_xml *d = pv_xml_dup(q); /* a subtree: comes back detached */
+	assert_null(d->parent);
+	assert_null(d->next);
+	char *a = ser(q, "jabber:client"), *b = ser(d, "jabber:client");
+	assert_string_equal(a, b);
+	pv_free(a);
+	pv_free(b);
+
+	/* Deep: changing the copy leaves the original alone. */
+	pv_xml_set_attr(pv_xml_first_element(d), "jid", "c@d");
+	pv_xml_add_text(pv_xml_first_element(pv_xml_first_element(d)), "!", 1);
+	assert_string_equal(pv_xml_attr(item, "jid"), "a@b");
+	assert_ser(iq, "jabber:client",
+		"<iq type='result'><query xmlns='jabber:iq:roster'><item jid='a@b'>"
+		"<group>Friends &amp; Co</group></item></query></iq>");
+	assert_ser(d, "jabber:client",
+		"<query xmlns='jabber:iq:roster'><item jid='c@d'><group>Friends &amp; Co!</group>"
+		"</item></query>");
+	pv_xml_free(d);
+
+	pv_xml *d2 = pv_xml_dup(iq);
+	pv_xml_free(iq);
+	assert_ser(d2, "jabber:client",
+		"<iq type='result'><query xmlns='jabber:iq:roster'><item jid='a@b'>"
+		"<group>Friends &amp; Co</group></item></query></iq>");
+	pv_xml_free(d2);
+	assert_null(pv_xml_dup(NULL));
+}
+
+/* ---- serialiser, table-driven ------------------------------------------------------ */
+
+typedef struct {
+	const char *name;
+	pv_xml *(*build)(void);
+	const char *scope;
+	const char *want;
+} ser_case;
+
+static pv_xml *b_same_ns(void)
+{
+	pv_xml *m = pv_xml_new("message", "jabber:client");
+	pv_xml_set_attr(m, "to", "juliet@example.com");
+	pv_xml_add_text(pv_xml_add_child(m, "body", "jabber:client"), "hi", 2);
+	return m;
+}
+
+static pv_xml *b_nested_ns(void)
+{
+	pv_xml *a = pv_xml_new("a", "urn:x");
+	pv_xml *b = pv_xml_add_child(a, "b", "urn:y");
+	pv_xml_add_child(b, "c", "urn:x"); /* back to the outer namespace: needs xmlns again */
+	pv_xml_add_child(b, "d", "urn:y");
+	pv_xml_add_child(a, "e", NULL);
+	return a;
+}
+
+static pv_xml *b_no_ns(void)
+{
+	pv_xml *m = pv_xml_new("message", "jabber:client");
+	pv_xml_add_child(m, "plain", ""); /* explicitly in no namespace */
+	return m;
+}
+
+static pv_xml *b_escape(void)
+{
+	pv_xml *m = pv_xml_new("m", NULL);
+	pv_xml_set_attr(m, "v", "a&b<c>\"d'e");
+	pv_xml_set_attr(m, "ws", "t\tn\nr\r");
+	const char *t = "1 < 2 & 3 > 0 \"q\" 'a'\n\r";
+	pv_xml_add_text(m, t, strlen(t));
+	return m;
+}
+
+static pv_xml *b_lang_and_nsattr(void)
+{
+	pv_xml *m = pv_xml_new("message", "jabber:client");
+	pv_xml_set_attr(m, "xml:lang", "fa");
+	pv_xml_set_attr(m, "{urn:ext}flag", "1");
+	pv_xml_set_attr(m, "{urn:other}flag", "2");
+	pv_xml_set_attr(m, "xmlns", "urn:spoof"); /* ns fields rule; never written */
+	pv_xml_set_attr(m, "xmlns:p", "urn:spoof");
+	return m;
+}
+
+static pv_xml *b_utf8(void)
+{
+	pv_xml *b = pv_xml_new("body", NULL);
+	const char *t = "\xe2\x98\xba \xd8\xb3\xd9\x84\xd8\xa7\xd9\x85";
+	pv_xml_add_text(b, t, strlen(t));
+	return b;
+}
+
+static const ser_case ser_cases[] = {
+	{ "same ns as scope", b_same_ns, "jabber:client",
+	  "<message to='juliet@example.com'><body>hi</body></message>" },
+	{ "different scope", b_same_ns, "jabber:server",
+	  "<message xmlns='jabber:client' to='juliet@example.com'><body>hi</body></message>" },
+	{ "no scope", b_same_ns, NULL,
+	  "<message xmlns='jabber:client' to='juliet@example.com'><body>hi</body></message>" },
+	{ "nested namespaces", b_nested_ns, "urn:x",
+	  "<a><b xmlns='urn:y'><c xmlns='urn:x'/><d/></b><e/></a>" },
+	{ "no namespace child", b_no_ns, "jabber:client",
+	  "<message><plain xmlns=''/></message>" },
+	{ "escaping", b_escape, NULL,
+	  "<m v='a&amp;b&lt;c&gt;&quot;d&apos;e' ws='t&#9;n&#10;r&#13;'>"
+	  "1 &lt; 2 &amp; 3 &gt; 0 \"q\" 'a'\n&#13;</m>" },
+	{ "xml:lang and namespaced attributes", b_lang_and_nsattr, "jabber:client",
+	  "<message xml:lang='fa' xmlns:ns0='urn:ext' ns0:flag='1' xmlns:ns1='urn:other' "
+	  "ns1:flag='2'/>" },
+	{ "utf-8 passes through", b_utf8, NULL,
+	  "<body>\xe2\x98\xba \xd8\xb3\xd9\x84\xd8\xa7\xd9\x85</body>" },
+};
+
+static void test_serialize_table(void **state)
+{
+	for (size_t i = 0; i < PV_ARRAY_LEN(ser_cases); i++) {
+		const ser_case *c = &ser_cases[i];
+		pv_xml *x = c->build();
+		char *got = ser(x, c->scope);
+		if (strcmp(got, c->want) != 0)
+			fail_msg("case '%s':\n got  %s\n want %s", c->name, got, c->want);
+		pv_free(got);
+		pv_xml_free(x);
+	}
+}
+
+static void test_serialize_appends(void **state)
+{
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_buf_puts(&b, "<x>");
+	pv_xml *p = pv_xml_new("presence", "jabber:client");
+	pv_xml_serialize(p, "jabber:client", &b);
+	pv_xml_serialize(p, "jabber:client", &b);
+	pv_xml_serialize(NULL, "jabber:client", &b);
+	assert_string_equal(b.data, "<x><presence/><presence/>");
+	pv_xml_free(p);
+	pv_buf_fini(&b);
+}
+
+static void test_serialize_as(void **state)
+{
+	/* A stanza kept in jabber:client written into an s2s (jabber:server) stream. */
+	pv_xml *m = b_same_ns();
+	pv_xml_add_child(m, "x", "jabber:x:oob");
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_xml_serialize_as(m, "jabber:server", "jabber:client", "jabber:server", &b);
+	assert_string_equal(b.data,
+		"<message to='juliet@example.com'><body>hi</body><x xmlns='jabber:x:oob'/></message>");
+	pv_xml_free(m);
+	pv_buf_fini(&b);
+}
+
+static void test_escape(void **state)
+{
+	static const struct {
+		const char *in;
+		const char *want;
+	} cases[] = {
+		{ "", "" },
+		{ "plain", "plain" },
+		{ "&", "&amp;" },
+		{ "<tag attr=\"v\" other='w'>", "&lt;tag attr=&quot;v&quot; other=&apos;w&apos;&gt;" },
+		{ "a&&b", "a&amp;&amp;b" },
+		{ "\xc3\xa9t\xc3\xa9", "\xc3\xa9t\xc3\xa9" },
+	};
+	for (size_t i = 0; i < PV_ARRAY_LEN(cases); i++) {
+		pv_buf b;
+		pv_buf_init(&b);
+		pv_buf_puts(&b, "[");
+		pv_xml_escape(cases[i].in, strlen(cases[i].in), &b);
+		pv_buf_puts(&b, "]");
+		char *want = pv_sprintf("[%s]", cases[i].want);
+		assert_string_equal(b.data, want);
+		pv_free(want);
+		pv_buf_fini(&b);
+	}
+	/* Length-bounded: stops at n, not at a NUL. */
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_xml_escape("a<b<c", 3, &b);
+	assert_string_equal(b.data, "a&lt;b");
+	pv_buf_fini(&b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_build_and_lookup),
+		cmocka_unit_test(test_attrs),
+		cmocka_unit_test(test_dup),
+		cmocka_unit_test(test_serialize_table),
+		cmocka_unit_test(test_serialize_appends),
+		cmocka_unit_test(test_serialize_as),
+		cmocka_unit_test(test_escape),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
