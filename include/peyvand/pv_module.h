@@ -113,7 +113,9 @@ bool pv_session_is_available(const pv_session *s);   /* sent available presence 
 int pv_session_priority(const pv_session *s);
 /* Last available presence broadcast by the session (borrowed) or NULL. */
 pv_stanza *pv_session_presence(const pv_session *s);
-/* Record the session's broadcast presence (NULL or type=unavailable -> unavailable). */
+/* Record the session's broadcast presence (NULL or type=unavailable -> unavailable).
+ * p is borrowed (the session takes its own ref); going from unavailable to available
+ * fires "session-available" from inside this call. */
 void pv_session_set_presence(pv_session *s, pv_stanza *p);
 bool pv_session_is_interested(const pv_session *s);  /* requested the roster */
 void pv_session_set_interested(pv_session *s, bool on);
@@ -126,6 +128,9 @@ void pv_session_set_data(pv_session *s, const void *key, void *data, void (*free
 /* Directed presence targets (RFC 6121 4.6): remembered so unavailable reaches them. */
 void pv_session_add_directed(pv_session *s, const char *full_jid);
 void pv_session_del_directed(pv_session *s, const char *full_jid);
+/* The directed presence targets, like pv_host_user_sessions: returns the count (may be
+ * > cap, only cap filled).  Borrowed strings, valid until the list changes. */
+size_t pv_session_directed(const pv_session *s, const char **out, size_t cap);
 
 /* ---- routing ---- */
 /* Route a stanza with to/from already set: to a local host (fires the events above) or,

@@ -68,6 +68,14 @@ void pv_xml_serialize_as(const pv_xml *x, const char *parent_ns, const char *fro
 /* Escape character data / attribute values (& < > " ') appended to out. */
 void pv_xml_escape(const char *s, size_t n, pv_buf *out);
 
+/* Parse one complete element serialised by this server (offline messages, stored
+ * subscription requests, queued stanzas): n bytes, need not be NUL-terminated.  Returns
+ * the root element (caller owns) or NULL when the input is not one well-formed element.
+ * Namespace-aware; an unprefixed root without xmlns has ns NULL (inherit), as
+ * pv_stanza_wire writes it.  Not for network input: no restricted-XML checks beyond
+ * refusing a DOCTYPE (src/modules/xmlparse.c). */
+pv_xml *pv_xml_parse(const char *s, size_t n);
+
 /* ---- Streaming parser (expat, namespace-aware, restricted XML per RFC 6120 11.1) ----
  *
  * Feeds bytes of an XMPP stream in arbitrary pieces.  Reports the stream header

@@ -704,3 +704,8 @@ bool pv_cfg_bool(const pv_conf *c, const char *path, bool def)
 {
 	return pv_conf_bool(c, path, def);
 }
+
+long long pv_cfg_size(const pv_conf *c, const char *path, long long def)
+{
+	return pv_conf_size(c, path, def);
+}

@@ -108,6 +108,7 @@ struct pv_session {
 	uint64_t in_durable;       /* in_done value committed to storage (what we ack) */
 	uint64_t in_saving;        /* in_done value being committed */
 	uint64_t ack_wanted;       /* answer <r/> once in_durable reaches this (0 = none) */
+	bool r_out;                /* our <r/> is waiting for the client's <a/> */
 	pv_inrec *in_head, *in_tail;
 	uv_timer_t *hib_timer;     /* hibernation expiry */
 	int64_t created;
@@ -152,6 +153,7 @@ struct pv_server {
 	bool admin_open;
 	bool stopping;
 	int64_t started;
+	unsigned char secret[32];  /* <data_dir>/secret: keys fake SCRAM salts of unknown users */
 	struct {
 		uint64_t c2s_accepted, c2s_auth_ok, c2s_auth_fail, stanzas_in, stanzas_out,
 			stream_errors, offline_stored, resumed;

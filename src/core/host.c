@@ -319,3 +319,9 @@ fail:
 	pv_free(kf);
 	return PV_EINVAL;
 }
+
+size_t pv_host_identities(const pv_host *h, const char *const **triples)
+{
+	*triples = (const char *const *)h->identities;
+	return h->nidentities / 3;
+}

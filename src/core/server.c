@@ -168,6 +168,33 @@ static int make_hosts(pv_server *srv, char **err)
 	return 0;
 }
 
+/* A per-installation secret, stable across restarts, so the fake SCRAM exchange for a
+ * non-existent account looks the same every time (no account enumeration). */
+static int load_secret(pv_server *srv)
+{
+	char *path = pv_sprintf("%s/secret", srv->data_dir);
+	int rc = 0;
+	FILE *f = fopen(path, "rb");
+	if (f) {
+		if (fread(srv->secret, 1, sizeof(srv->secret), f) != sizeof(srv->secret))
+			rc = PV_EIO;
+		fclose(f);
+	} else {
+		pv_random(srv->secret, sizeof(srv->secret));
+		mode_t old = umask(0077);
+		f = fopen(path, "wb");
+		umask(old);
+		if (!f || fwrite(srv->secret, 1, sizeof(srv->secret), f) != sizeof(srv->secret))
+			rc = PV_EIO;
+		if (f && fclose(f) != 0)
+			rc = PV_EIO;
+	}
+	if (rc)
+		pv_error("server", "cannot read or create %s", path);
+	pv_free(path);
+	return rc;
+}
+
 int pv_server_init(pv_server *srv, const char *config_path, bool check_only)
 {
 	char *err = NULL;
@@ -193,6 +220,8 @@ int pv_server_init(pv_server *srv, const char *config_path, bool check_only)
 		pv_error("server", "cannot create data_dir %s: %s", srv->data_dir, strerror(errno));
 		return PV_EIO;
 	}
+	if (load_secret(srv) != 0)
+		return PV_EIO;
 	/* SIGPIPE would kill us on a write to a closed socket; libuv reports EPIPE instead. */
 	signal(SIGPIPE, SIG_IGN);
 	srv->loop = pv_malloc(sizeof(uv_loop_t));

@@ -198,6 +198,16 @@ void pv_session_del_directed(pv_session *s, const char *full_jid)
 
 /* ---- delivery to the client ---- */
 
+/* One <r/> outstanding at a time: the client's <a/> clocks the next request, so a burst
+ * costs a request per round trip, not per stanza. */
+static void request_ack(pv_session *s)
+{
+	if (!s->sm || s->r_out || !s->unacked || !s->c2s)
+		return;
+	s->r_out = true;
+	pv_c2s_write_raw(s->c2s, "<r xmlns='" PV_NS_SM "'/>", sizeof("<r xmlns='" PV_NS_SM "'/>") - 1);
+}
+
 void pv_session_send(pv_session *s, pv_stanza *st)
 {
 	if (s->closing)
@@ -227,8 +237,10 @@ void pv_session_send(pv_session *s, pv_stanza *st)
 			s->unacked = o;
 		s->unacked_tail = o;
 	}
-	if (s->c2s)
+	if (s->c2s) {
 		pv_c2s_write_stanza(s->c2s, st, durable && !s->sm, s, seq);
+		request_ack(s);
+	}
 }
 
 int pv_session_ack_check(const pv_session *s, uint32_t h, uint64_t *out)
@@ -257,8 +269,11 @@ void pv_session_ack_in(pv_session *s, uint32_t h)
 		if (acked > s->out_seq)
 			s->out_seq = acked;
 	}
-	if (acked <= s->out_acked && !(s->unacked && s->unacked->seq <= acked))
+	if (acked <= s->out_acked && !(s->unacked && s->unacked->seq <= acked)) {
+		s->r_out = false;
+		request_ack(s);
 		return;
+	}
 	bool any_durable = false;
 	while (s->unacked && s->unacked->seq <= acked) {
 		pv_outrec *o = s->unacked;
@@ -273,6 +288,8 @@ void pv_session_ack_in(pv_session *s, uint32_t h)
 		pv_store_outq_ack(s->srv->store, s->sid, acked, NULL, NULL);
 	if (acked > s->out_acked)
 		s->out_acked = acked;
+	s->r_out = false;
+	request_ack(s);
 }
 
 void pv_session_resend_unacked(pv_session *s)
@@ -280,6 +297,8 @@ void pv_session_resend_unacked(pv_session *s)
 	for (pv_outrec *o = s->unacked; o; o = o->next)
 		if (s->c2s)
 			pv_c2s_write_stanza(s->c2s, o->st, false, s, o->seq);
+	s->r_out = false;
+	request_ack(s);
 }
 
 /* ---- inbound holds ---- */
@@ -596,4 +615,16 @@ int pv_sessions_restore(pv_server *srv)
 	if (kept || ended)
 		pv_info("session", "restored %zu resumable session(s), ended %zu", kept, ended);
 	return 0;
+}
+
+const char *pv_session_user(const pv_session *s)
+{
+	return s->user;
+}
+
+size_t pv_session_directed(const pv_session *s, const char **out, size_t cap)
+{
+	for (size_t i = 0; i < s->ndirected && i < cap; i++)
+		out[i] = s->directed[i];
+	return s->ndirected;
 }

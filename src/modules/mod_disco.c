@@ -72,7 +72,8 @@ static void add_identity(pv_xml *q, const char *category, const char *type, cons
 	pv_xml *id = pv_xml_add_child(q, "identity", NULL);
 	pv_xml_set_attr(id, "category", category);
 	pv_xml_set_attr(id, "type", type);
-	if (name)
+	/* The core may store a missing name as "": the attribute is optional, never empty. */
+	if (name && *name)
 		pv_xml_set_attr(id, "name", name);
 }
 

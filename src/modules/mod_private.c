@@ -18,7 +18,7 @@
  *   cannot be meant as private data, so no existing client breaks.
  * Storage: pv_store_kv, kind "private", key = the namespace, value = the elements
  * serialised inside a <query xmlns='jabber:iq:private'/> wrapper (one well-formed
- * element, so it parses back with the ordinary stream parser).
+ * element, so pv_xml_parse reads it back).
  * Durability: the result is sent at once, but each write takes a hold so the client's
  * XEP-0198 ack for the set waits for the commit.
  * TODO: a per-account quota (count and bytes of namespaces); today only the stanza size
@@ -55,45 +55,6 @@ static bool ns_acceptable(const char *ns)
 		if (strcmp(ns, reserved_ns[i]) == 0)
 			return false;
 	return true;
-}
-
-/* ---- parsing a stored value back (one element) ---- */
-
-typedef struct reparse {
-	pv_xml *root;
-	int count;
-} reparse;
-
-static void rp_open(void *ud, const pv_xml *hdr, const char *default_ns) {}
-static void rp_close(void *ud) {}
-static void rp_element(void *ud, pv_xml *el)
-{
-	reparse *rp = ud;
-	if (rp->count++ == 0)
-		rp->root = el;
-	else
-		pv_xml_free(el);
-}
-
-/* Returns the single element serialised in val (caller frees), or NULL. */
-static pv_xml *parse_stored(const char *val, size_t len)
-{
-	static const char head[] = "<stream:stream xmlns='jabber:client' "
-				   "xmlns:stream='http://etherx.jabber.org/streams'>";
-	static const char tail[] = "</stream:stream>";
-	reparse rp = {0};
-	const pv_xmlstream_cb cb = {rp_open, rp_element, rp_close};
-	const pv_xmlstream_limits lim = {.max_stanza = len + 64, .max_depth = 64};
-	pv_xmlstream *xs = pv_xmlstream_new(&cb, &rp, &lim);
-	bool ok = pv_xmlstream_feed(xs, head, sizeof(head) - 1) == PV_XS_OK &&
-		pv_xmlstream_feed(xs, val, len) == PV_XS_OK &&
-		pv_xmlstream_feed(xs, tail, sizeof(tail) - 1) == PV_XS_OK;
-	pv_xmlstream_free(xs);
-	if (!ok || rp.count != 1) {
-		pv_xml_free(rp.root);
-		return NULL;
-	}
-	return rp.root;
 }
 
 /* ---- handlers ---- */
@@ -153,7 +114,7 @@ static int on_get(pv_event *ev, void *ud)
 	int rc = pv_store_kv_get(pv_host_store(ev->host), pv_host_name(ev->host),
 		ev->stanza->to.local, KV_KIND, ns, &val, &len);
 	if (rc == 0) {
-		stored = parse_stored(val, len);
+		stored = pv_xml_parse(val, len);
 		if (!stored)
 			pv_warn("private", "stored value does not parse user=%s ns=%s",
 				ev->stanza->to.local, ns);

@@ -74,7 +74,9 @@ static int rl_parse(const char *s, unsigned *count, uint64_t *window_ms)
 	static const struct {
 		const char *name;
 		uint64_t ms;
-	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"min", 60000}, {"h", 3600000}, {"d", 86400000}};
+	} units[] = {
+		{"ms", 1}, {"s", 1000}, {"m", 60000}, {"min", 60000}, {"h", 3600000}, {"d", 86400000},
+	};
 	if (!s || *s < '0' || *s > '9')
 		return PV_EINVAL;
 	char *end;
@@ -162,7 +164,7 @@ typedef struct reg_state {
 } reg_state;
 
 /* Address used as the pv_session_set_data key: "this stream created an account". */
-static const char registered_key;
+static char registered_key;
 
 /* An error reply without the request's payload (it may hold a password). */
 static void reply_error(pv_event *ev, const char *etype, const char *cond, const char *text)
@@ -196,10 +198,12 @@ static void add_text_child(pv_xml *parent, const char *name, const char *text)
 		pv_xml_add_text(c, text, strlen(text));
 }
 
-/* Text of a child element (caller frees with free_secret), or NULL. */
+/* Text of a child element of the query (caller frees with free_secret), or NULL.
+ * Children are looked up by name only: a parsed child may carry its inherited
+ * namespace as NULL (pv_xml.h). */
 static char *child_text(const pv_xml *q, const char *name)
 {
-	return pv_xml_child_text(q, name, NS_REGISTER);
+	return pv_xml_child_text(q, name, NULL);
 }
 
 static void free_secret(char *s)
@@ -240,7 +244,7 @@ static int create_account(pv_event *ev, reg_state *rs, const pv_xml *q)
 		reply_error(ev, "cancel", "service-unavailable", NULL);
 		return PV_HANDLED;
 	}
-	if (pv_xml_child(q, "remove", NS_REGISTER)) {
+	if (pv_xml_child(q, "remove", NULL)) {
 		/* Nothing to cancel: the stream has no account yet (section 3.2). */
 		reply_error(ev, "modify", "unexpected-request", NULL);
 		return PV_HANDLED;
@@ -285,7 +289,7 @@ static int create_account(pv_event *ev, reg_state *rs, const pv_xml *q)
 		reply_error(ev, "wait", "internal-server-error", NULL);
 		goto done;
 	}
-	pv_session_set_data(s, &registered_key, (void *)&registered_key, NULL);
+	pv_session_set_data(s, &registered_key, &registered_key, NULL);
 	pv_info("register", "account created host=%s user=%s ip=%s", pv_host_name(ev->host), user,
 		ip ? ip : "-");
 	reply_result(ev, NULL);
@@ -302,7 +306,7 @@ done:
 static int remove_account(pv_event *ev, const pv_xml *q, const char *user)
 {
 	for (pv_xml *c = pv_xml_first_element(q); c; c = pv_xml_next_element(c)) {
-		if (!pv_xml_is(c, "remove", NS_REGISTER)) {
+		if (strcmp(c->name, "remove") != 0) {
 			reply_error(ev, "modify", "bad-request", NULL);
 			return PV_HANDLED;
 		}
@@ -421,11 +425,14 @@ static int on_get(pv_event *ev, void *ud)
 	if (user) {
 		/* Section 3.1: <registered/>, the data on file (password MAY be empty). */
 		pv_xml_add_child(rq, "registered", NULL);
-		add_text_child(rq, "instructions", "You are registered. Send a new password to change it, or <remove/> to delete the account.");
+		add_text_child(rq, "instructions",
+			"You are registered. Send a new password to change it, or <remove/> to "
+			"delete the account.");
 		add_text_child(rq, "username", user);
 		add_text_child(rq, "password", NULL);
 	} else if (may_create(rs, ev->origin)) {
-		add_text_child(rq, "instructions", "Choose a username and password to register with this server.");
+		add_text_child(rq, "instructions",
+			"Choose a username and password to register with this server.");
 		add_text_child(rq, "username", NULL);
 		add_text_child(rq, "password", NULL);
 	} else {
@@ -448,7 +455,7 @@ static int on_set(pv_event *ev, void *ud)
 	const char *user = pv_session_user(ev->origin);
 	if (!user)
 		return create_account(ev, rs, q);
-	if (pv_xml_child(q, "remove", NS_REGISTER))
+	if (pv_xml_child(q, "remove", NULL))
 		return remove_account(ev, q, user);
 	return change_password(ev, rs, q, user);
 }

@@ -44,6 +44,7 @@ typedef struct throttle {
 } throttle;
 
 static void c2s_timer_cb(uv_timer_t *t);
+static void on_tls_cb(pv_c2s *c);
 static void start_stream_features(pv_c2s *c);
 
 /* ---- output ---- */
@@ -345,6 +346,35 @@ static void sasl_step(pv_c2s *c, pv_xml *el)
 	pv_free(out);
 }
 
+/* Channel binding data for the type the client asks for in its gs2 header ("p=type,").
+ * TLS 1.3 gives tls-exporter (RFC 9266).  COMPAT: deployed clients (slixmpp 1.8, older
+ * Gajim/Conversations) only know tls-unique and compute it over TLS 1.3 too, from the
+ * first Finished message, as OpenSSL exposes it; we accept that rather than make them
+ * fall back to a weaker mechanism (or fail the RFC 5802 downgrade check). */
+static void choose_cb(pv_c2s *c, pv_xml *el)
+{
+	char *txt = pv_xml_text(el);
+	unsigned char *in = NULL;
+	size_t inlen = 0;
+	if (txt && *txt && pv_base64_decode(txt, strlen(txt), &in, &inlen) >= 0 && inlen > 12 &&
+	    memcmp(in, "p=tls-unique,", 13) == 0) {
+		SSL *ssl = pv_conn_ssl(c->conn);
+		int n = pv_conn_tls_cb(c->conn, "tls-unique", c->cb, sizeof(c->cb));
+		if (n <= 0 && ssl && !SSL_session_reused(ssl))
+			n = (int)SSL_get_peer_finished(ssl, c->cb, sizeof(c->cb));
+		pv_debug("c2s", "[%s] client binds with tls-unique (%d bytes)", c->ip, n);
+		if (n > 0) {
+			c->cblen = n;
+			c->cbtype = "tls-unique";
+		}
+	} else if (c->cbtype && strcmp(c->cbtype, "tls-unique") == 0) {
+		/* Back to the connection's preferred type. */
+		on_tls_cb(c);
+	}
+	pv_free(in);
+	pv_free(txt);
+}
+
 static void handle_sasl(pv_c2s *c, pv_xml *el)
 {
 	if (c->authed) {
@@ -362,6 +392,7 @@ static void handle_sasl(pv_c2s *c, pv_xml *el)
 		}
 		pv_sasl_free(c->sasl);
 		const char *mech = pv_xml_attr(el, "mechanism");
+		choose_cb(c, el);
 		pv_sasl_ctx ctx = {
 			.get_cred = get_cred,
 			.ud = c,
@@ -370,6 +401,10 @@ static void handle_sasl(pv_c2s *c, pv_xml *el)
 			.cb_data = c->cb,
 			.cb_len = c->cblen > 0 ? (size_t)c->cblen : 0,
 			.offer_plus = c->cblen > 0,
+			.secret = c->srv->secret,
+			.secret_len = sizeof(c->srv->secret),
+			.fake_iterations = c->srv->lim.scram_iterations,
+			.host = c->host->name,
 		};
 		c->sasl = mech ? pv_sasl_new(mech, &ctx) : NULL;
 		if (!c->sasl) {
@@ -407,6 +442,14 @@ static void start_stream_features(pv_c2s *c)
 		pv_xml *m = pv_xml_add_child(f, "mechanisms", PV_NS_SASL);
 		for (const char *const *p = pv_sasl_mechs(c->tls_done, c->cblen > 0); *p; p++)
 			pv_xml_add_text(pv_xml_add_child(m, "mechanism", PV_NS_SASL), *p, strlen(*p));
+		if (c->cblen > 0) {
+			/* XEP-0440: which channel-binding types we can verify. */
+			pv_xml *cbs = pv_xml_add_child(f, "sasl-channel-binding", "urn:xmpp:sasl-cb:0");
+			pv_xml_set_attr(pv_xml_add_child(cbs, "channel-binding", "urn:xmpp:sasl-cb:0"), "type", c->cbtype);
+			if (strcmp(c->cbtype, "tls-exporter") == 0)
+				pv_xml_set_attr(pv_xml_add_child(cbs, "channel-binding", "urn:xmpp:sasl-cb:0"),
+					"type", "tls-unique");
+		}
 	}
 	if (c->authed) {
 		pv_xml_add_child(f, "bind", PV_NS_BIND);
@@ -900,17 +943,22 @@ static void on_data(pv_conn *conn, const char *data, size_t n)
 	}
 }
 
+static void on_tls_cb(pv_c2s *c)
+{
+	/* Channel binding for SCRAM-*-PLUS: tls-exporter on TLS 1.3, tls-unique below. */
+	c->cblen = pv_conn_tls_cb(c->conn, "tls-exporter", c->cb, sizeof(c->cb));
+	c->cbtype = "tls-exporter";
+	if (c->cblen <= 0) {
+		c->cblen = pv_conn_tls_cb(c->conn, "tls-unique", c->cb, sizeof(c->cb));
+		c->cbtype = "tls-unique";
+	}
+}
+
 static void on_tls(pv_conn *conn)
 {
 	pv_c2s *c = pv_conn_owner(conn);
 	c->tls_done = true;
-	/* Channel binding for SCRAM-*-PLUS: tls-exporter on TLS 1.3, tls-unique below. */
-	c->cblen = pv_conn_tls_cb(conn, "tls-exporter", c->cb, sizeof(c->cb));
-	c->cbtype = "tls-exporter";
-	if (c->cblen <= 0) {
-		c->cblen = pv_conn_tls_cb(conn, "tls-unique", c->cb, sizeof(c->cb));
-		c->cbtype = "tls-unique";
-	}
+	on_tls_cb(c);
 	if (!c->host && !c->direct_tls)
 		return;
 	pv_debug("c2s", "[%s] TLS established (%s)", c->ip, pv_conn_tls_version(conn));

@@ -51,6 +51,7 @@ struct pv_xmlstream {
 	uint64_t fed;       /* bytes given to the current parser */
 	uint64_t mark;      /* where the current unit began: stanza '<' or end of last one */
 	bool junk;          /* non-whitespace text seen since mark (mark must not move) */
+	unsigned char head[2]; /* the first bytes fed, for the encoding check */
 	bool in_feed, stopped;
 	pv_xs_error err;
 	char errtext[200];
@@ -373,6 +374,27 @@ void pv_xmlstream_stop(pv_xmlstream *xs)
 		XML_StopParser(xs->p, XML_FALSE); /* not resumable: the rest is never parsed */
 }
 
+/* Even with the encoding forced to UTF-8, expat switches to UTF-16 when the first two
+ * bytes are a UTF-16 byte order mark or contain a NUL (its XML 1.0 appendix F sniffing).
+ * RFC 6120 11.6 allows UTF-8 only, and NUL is never legal in UTF-8 XML, so refuse those
+ * starts before expat sees the second byte (it postpones the decision on a lone first
+ * byte of 0x00, 0xFE or 0xFF, so there is always a chance to look at both). */
+static bool sniff_ok(pv_xmlstream *xs, const char *data, size_t n)
+{
+	unsigned char b[2];
+	size_t have = 0;
+	for (; have < xs->fed && have < 2; have++)
+		b[have] = xs->head[have];
+	for (size_t i = 0; have < 2 && i < n; i++, have++)
+		b[have] = xs->head[have] = (unsigned char)data[i];
+	bool bad = (have >= 1 && b[0] == 0) ||
+		   (have == 2 && (b[1] == 0 || (b[0] == 0xFE && b[1] == 0xFF) ||
+				  (b[0] == 0xFF && b[1] == 0xFE)));
+	if (bad)
+		fail(xs, PV_XS_ERR_XML, "not-well-formed: stream is not UTF-8");
+	return !bad;
+}
+
 pv_xs_error pv_xmlstream_feed(pv_xmlstream *xs, const char *data, size_t n)
 {
 	PV_ASSERT(!xs->in_feed);
@@ -384,6 +406,8 @@ pv_xs_error pv_xmlstream_feed(pv_xmlstream *xs, const char *data, size_t n)
 		fail(xs, PV_XS_ERR_XML, "stream was stopped; reset before feeding");
 		return xs->err;
 	}
+	if (xs->fed < 2 && !sniff_ok(xs, data, n))
+		return xs->err;
 	size_t off = 0;
 	do {
 		size_t len = n - off < CHUNK ? n - off : CHUNK;

@@ -200,7 +200,9 @@ class RawClient:
         self.sm_in = 0             # stanzas received since <enable/> (our 'h')
         self.sm_out = 0            # stanzas sent since <enable/>
         self.auto_ack = True       # answer the server's <r/> with our <a h/>
+        self.auto_pong = True      # answer the server's XEP-0199 pings
         self.h_of = {}             # id(element) -> our h right after receiving it
+        self.headerless_error = False
         self._reset_parser()
         if direct_tls:
             self.wrap_tls()
@@ -296,6 +298,11 @@ class RawClient:
                     self.root.remove(el)
                 elif self.depth == 0:
                     self.peer_closed = True
+                    if el.tag == f"{{{NS_STREAM}}}error":
+                        # a stream error sent as the document element, without a stream
+                        # header first; kept so that tests can say what went wrong
+                        self.headerless_error = True
+                        self.inbox.append(el)
 
     def _element(self, el):
         self.seen.append(el)
@@ -306,6 +313,14 @@ class RawClient:
             self.send(f"<a xmlns='{NS_SM}' h='{self.sm_in}'/>", ignore_errors=True)
         if el.tag == f"{{{NS_STREAM}}}features":
             self.features = el
+        if (self.auto_pong and el.tag == f"{{{NS_CLIENT}}}iq" and el.get("type") == "get"
+                and el.find(f"{{{NS_PING}}}ping") is not None):
+            # a real client answers the server's keepalive pings (XEP-0199)
+            to = f" to={quoteattr(el.get('from'))}" if el.get("from") else ""
+            self.send(f"<iq type='result' id={quoteattr(el.get('id', ''))}{to}/>", ignore_errors=True)
+            if self.sm_enabled:
+                self.sm_out += 1
+            return
         self.inbox.append(el)
 
     # --- waiting --------------------------------------------------------------
@@ -348,6 +363,9 @@ class RawClient:
         except StreamClosed as e:
             raise AssertionError(f"connection closed without a stream error ({e}); "
                                  f"raw tail: {bytes(self.raw_in[-400:])!r}") from None
+        assert not self.headerless_error, (
+            "stream error sent without the server's stream header (RFC 6120 4.9.1.2: the "
+            f"opening <stream> tag must still be sent): {to_str(el)}")
         return stream_error_condition(el)
 
     def expect_closed(self, timeout=10):

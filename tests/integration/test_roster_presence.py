@@ -4,79 +4,9 @@ alice and bob subscribe to each other step by step; every roster push and presen
 the RFC requires is waited for and its subscription state checked."""
 import asyncio
 
-from helpers import USERS, jid
+from helpers import (ITEM, Q, USERS, befriend, expect_push, item_of, jid, presence, roster_items,
+                     roster_push)
 from rawxmpp import NS_CLIENT, NS_ROSTER, is_presence, to_str
-
-IQ = f"{{{NS_CLIENT}}}iq"
-Q = f"{{{NS_ROSTER}}}query"
-ITEM = f"{{{NS_ROSTER}}}item"
-
-
-def roster_push(about):
-    def pred(el):
-        if el.tag != IQ or el.get("type") != "set":
-            return False
-        item = el.find(f"{Q}/{ITEM}")
-        return item is not None and item.get("jid") == about
-    return pred
-
-
-def item_of(push):
-    return push.find(f"{Q}/{ITEM}")
-
-
-def presence(frm, type=None, full=False):
-    def pred(el):
-        if not is_presence(el, frm=frm, type=type):
-            return False
-        return "/" in el.get("from", "") if full else True
-    return pred
-
-
-async def expect_push(client, about, subscription, ask=None):
-    push = await client.wait_for(roster_push(about), 10, f"roster push about {about}")
-    item = item_of(push)
-    assert item.get("subscription", "none") == subscription, \
-        f"push to {client.boundjid}: expected subscription={subscription}: {to_str(push)}"
-    assert item.get("ask") == ask, f"push to {client.boundjid}: expected ask={ask}: {to_str(push)}"
-    assert push.get("from") in (None, "", client.boundjid.bare), \
-        f"roster push from a foreign JID: {to_str(push)}"
-    return push
-
-
-async def befriend(a, b):
-    """RFC 6121 3.1 both ways: a subscribes to b, b approves, b subscribes to a, a approves.
-    Both must be logged in and available."""
-    A, B = a.boundjid.bare, b.boundjid.bare
-    # a -> subscribe -> b
-    a.send_presence(pto=B, ptype="subscribe")
-    await expect_push(a, B, "none", ask="subscribe")
-    sub = await b.wait_for(presence(A, "subscribe"), 10, "subscription request")
-    assert sub.get("from") == A, f"subscribe must come from the bare JID: {to_str(sub)}"
-    # b approves
-    b.send_presence(pto=A, ptype="subscribed")
-    await expect_push(b, A, "from")
-    await expect_push(a, B, "to")
-    await a.wait_for(presence(B, "subscribed"), 10, "subscribed")
-    await a.wait_for(presence(B, "available", full=True), 10, "b's presence after approval")
-    # b -> subscribe -> a
-    b.send_presence(pto=A, ptype="subscribe")
-    await expect_push(b, A, "from", ask="subscribe")
-    await a.wait_for(presence(B, "subscribe"), 10, "subscription request")
-    # a approves
-    a.send_presence(pto=B, ptype="subscribed")
-    await expect_push(a, B, "both")
-    await expect_push(b, A, "both")
-    await b.wait_for(presence(A, "subscribed"), 10, "subscribed")
-    await b.wait_for(presence(A, "available", full=True), 10, "a's presence after approval")
-
-
-async def roster_items(client, ver=None):
-    q = f"<query xmlns='{NS_ROSTER}'" + (f" ver='{ver}'" if ver is not None else "") + "/>"
-    res = await client.iq_get(q)
-    assert res.get("type") == "result", to_str(res)
-    return res
-
 
 def test_subscription_handshake_and_roster(server, slix, run):
     alice = slix(jid("alice"), USERS["alice"])

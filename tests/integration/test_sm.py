@@ -7,29 +7,13 @@ import time
 
 import pytest
 
-from helpers import USERS, jid, login_raw
+from helpers import USERS, jid, login_raw, wait_ack
 from rawxmpp import (NS_SM, NS_STANZAS, NS_STREAM, body_of, is_message, local,
                      stream_error_condition, to_str)
 
 
 def messages(els):
     return [body_of(e) for e in els if is_message(e) and body_of(e) is not None]
-
-
-def wait_ack(c, want, timeout=10):
-    """Ask for acks until the server's h reaches `want` (it may lag while it commits)."""
-    deadline = time.monotonic() + timeout
-    hs = []
-    while True:
-        h = c.request_ack(timeout=5)
-        hs.append(h)
-        assert h <= want, f"server acked {h} stanzas but only {want} were sent (h history {hs})"
-        assert hs == sorted(hs), f"h went backwards: {hs}"
-        if h == want:
-            return hs
-        if time.monotonic() > deadline:
-            raise AssertionError(f"h never reached {want}: {hs}")
-        time.sleep(0.2)
 
 
 def test_enable_and_exact_ack_counts(server, raw):

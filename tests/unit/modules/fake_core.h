@@ -3,9 +3,9 @@
  * derivation, so a module's handlers run in a unit test without a server.
  *
  * Include it in exactly one test file per executable, after the module's .c file: it
- * defines those functions, and the linker then takes nothing else from src/core,
- * src/storage or src/xmpp/sasl out of libpvcore.  The XML, stanza, JID and config code
- * are the real ones.
+ * defines those functions, so the linker takes nothing from src/storage or
+ * src/xmpp/sasl and nothing from src/core but config.c (which needs only src/util) out
+ * of libpvcore.  The XML, stanza, JID and config code are the real ones.
  *
  * Writes complete inline (like pv_store with loop == NULL): `done` runs before
  * pv_store_kv_put returns. */

@@ -78,7 +78,7 @@ static void test_host_info(void **state)
 	assert_null(pv_xml_attr(q, "node"));
 
 	assert_int_equal(count_children(q, "identity"), 1);
-	pv_xml *id = pv_xml_child(q, "identity", PV_NS_DISCO_INFO);
+	pv_xml *id = pv_xml_child(q, "identity", NULL);
 	assert_string_equal(pv_xml_attr(id, "category"), "server");
 	assert_string_equal(pv_xml_attr(id, "type"), "im");
 	assert_string_equal(pv_xml_attr(id, "name"), "peyvand");
@@ -113,6 +113,22 @@ static void test_host_identity_not_doubled(void **state)
 	pv_xml *q = pv_xml_child(r->xml, "query", PV_NS_DISCO_INFO);
 	assert_int_equal(count_children(q, "identity"), 1);
 	assert_string_equal(pv_xml_attr(pv_xml_child(q, "identity", NULL), "name"), "Example IM");
+	pv_stanza_unref(r);
+	fake_host_free(h);
+}
+
+static void test_identity_without_name(void **state)
+{
+	pv_host *h = fake_host_new("example.org", NULL, &pv_mod_disco);
+	pv_host_add_identity(h, "store", "file", ""); /* how the core keeps a NULL name */
+	pv_session *s = fake_session(h, "romeo@example.org/orchard", true, NULL);
+	pv_stanza *r;
+	assert_string_equal(fake_ask(h, s, info_req, NULL, &r), "result");
+	pv_xml *q = pv_xml_child(r->xml, "query", PV_NS_DISCO_INFO);
+	assert_int_equal(count_children(q, "identity"), 2);
+	pv_xml *id = pv_xml_next_element(pv_xml_first_element(q));
+	assert_string_equal(pv_xml_attr(id, "category"), "store");
+	assert_null(pv_xml_attr(id, "name"));
 	pv_stanza_unref(r);
 	fake_host_free(h);
 }
@@ -251,6 +267,7 @@ int main(void)
 		cmocka_unit_test(test_sort_unique),
 		cmocka_unit_test(test_host_info),
 		cmocka_unit_test(test_host_identity_not_doubled),
+		cmocka_unit_test(test_identity_without_name),
 		cmocka_unit_test(test_host_unknown_node),
 		cmocka_unit_test(test_host_items_empty),
 		cmocka_unit_test(test_account_info_owner),

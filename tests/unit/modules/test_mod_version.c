@@ -15,7 +15,7 @@ static char *query_text(const pv_stanza *r, const char *name)
 {
 	pv_xml *q = pv_xml_child(r->xml, "query", NS_VERSION);
 	assert_non_null(q);
-	return pv_xml_child_text(q, name, NS_VERSION);
+	return pv_xml_child_text(q, name, NULL);
 }
 
 static const char req[] =

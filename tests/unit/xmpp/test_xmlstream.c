@@ -285,6 +285,10 @@ static const bad_case bad_cases[] = {
 	  " to='\xff'>", 0, 0, 0, PV_XS_ERR_XML },
 	{ "encoding declaration cannot switch", "<?xml version='1.0' encoding='ISO-8859-1'?>" HDR
 	  "<message><body>\xe9</body></message>", 0, 0, 0, PV_XS_ERR_XML },
+	{ "UTF-16LE without BOM", "<\0s\0t\0r\0e\0a\0m\0", 14, 0, 0, 0, PV_XS_ERR_XML },
+	{ "UTF-16BE with BOM", "\xfe\xff\0<\0s\0t", 8, 0, 0, 0, PV_XS_ERR_XML },
+	{ "UTF-16LE with BOM", "\xff\xfe<\0s\0", 6, 0, 0, 0, PV_XS_ERR_XML },
+	{ "whitespace in UTF-16LE", "\t\0", 2, 0, 0, 0, PV_XS_ERR_XML },
 	{ "control character", HDR "<message><body>\x01</body></message>", 0, 0, 0, PV_XS_ERR_XML },
 	{ "character reference to NUL", HDR "<message><body>&#0;</body></message>", 0, 0, 0,
 	  PV_XS_ERR_XML },
