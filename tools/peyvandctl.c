@@ -92,10 +92,10 @@ static int via_socket(const char *path, int argc, char **argv)
 		pv_buf_append(&ans, buf, (size_t)n);
 	close(fd);
 	int rc;
-	if (strncmp(ans.data, "ok\n", 3) == 0) {
+	if (strncmp(pv_buf_str(&ans), "ok\n", 3) == 0) {
 		fputs(ans.data + 3, stdout);
 		rc = 0;
-	} else if (strncmp(ans.data, "error ", 6) == 0) {
+	} else if (strncmp(pv_buf_str(&ans), "error ", 6) == 0) {
 		fprintf(stderr, "peyvandctl: %s", ans.data + 6);
 		rc = 1;
 	} else {
@@ -182,10 +182,10 @@ int main(int argc, char **argv)
 				unsigned iters = (unsigned)pv_conf_int(conf, "scram_iterations", 4096);
 				int r = pv_admin_exec_store(st, conf, iters, nargs, args, &out);
 				if (r == 0) {
-					fputs(out.data, stdout);
+					fputs(pv_buf_str(&out), stdout);
 					rc = 0;
 				} else {
-					fprintf(stderr, "peyvandctl: %s\n", out.data);
+					fprintf(stderr, "peyvandctl: %s\n", pv_buf_str(&out));
 					rc = 1;
 				}
 				pv_buf_fini(&out);

@@ -129,7 +129,8 @@ void pv_session_set_data(pv_session *s, const void *key, void *data, void (*free
 void pv_session_add_directed(pv_session *s, const char *full_jid);
 void pv_session_del_directed(pv_session *s, const char *full_jid);
 /* The directed presence targets, like pv_host_user_sessions: returns the count (may be
- * > cap, only cap filled).  Borrowed strings, valid until the list changes. */
+ * > cap, only cap filled; out may be NULL when cap is 0).  Borrowed strings, valid
+ * until the list changes. */
 size_t pv_session_directed(const pv_session *s, const char **out, size_t cap);
 
 /* ---- routing ---- */

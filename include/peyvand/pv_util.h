@@ -49,7 +49,9 @@ void pv_buf_puts(pv_buf *b, const char *s);
 void pv_buf_printf(pv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void pv_buf_consume(pv_buf *b, size_t n); /* drop n bytes from the front */
 void pv_buf_reset(pv_buf *b);
-char *pv_buf_take(pv_buf *b);             /* caller owns the returned string, b is reset */
+char *pv_buf_take(pv_buf *b);
+/* The contents as a C string; "" for a buffer that never held anything.  Borrowed. */
+const char *pv_buf_str(const pv_buf *b);             /* caller owns the returned string, b is reset */
 
 /* Monotonic milliseconds and wall-clock seconds. */
 uint64_t pv_now_ms(void);

@@ -106,7 +106,8 @@ typedef struct pv_xmlstream_cb {
 } pv_xmlstream_cb;
 
 typedef struct pv_xmlstream_limits {
-	size_t max_stanza;    /* bytes; default 262144 */
+	size_t max_stanza;    /* bytes; default 262144 (also bounds the stream header tag and
+	                       * non-whitespace text between stanzas) */
 	unsigned max_depth;   /* element depth below the stream root; default 32 */
 } pv_xmlstream_limits;
 
@@ -118,7 +119,10 @@ void pv_xmlstream_free(pv_xmlstream *xs);
  * <starttls/> so bytes that followed it in the same packet are discarded, never parsed. */
 pv_xs_error pv_xmlstream_feed(pv_xmlstream *xs, const char *data, size_t n);
 void pv_xmlstream_stop(pv_xmlstream *xs);
-/* Start over with a fresh parser (after STARTTLS / SASL success the stream restarts). */
+/* Start over with a fresh parser (after STARTTLS / SASL success the stream restarts).
+ * Never from inside a callback (nor feed/free): stop there, reset after feed returns.
+ * Until reset, feeding a stopped stream returns PV_XS_ERR_XML; reset also revives a
+ * stream that failed. */
 void pv_xmlstream_reset(pv_xmlstream *xs);
 const char *pv_xmlstream_error_text(const pv_xmlstream *xs); /* detail for logs */
 

@@ -242,7 +242,7 @@ static void admin_run(admin_conn *a)
 		pv_buf_puts(&ans, "ok\n");
 		pv_buf_append(&ans, out.data, out.len);
 	} else {
-		pv_buf_printf(&ans, "error %s\n", out.data);
+		pv_buf_printf(&ans, "error %s\n", pv_buf_str(&out));
 	}
 	pv_info("admin", "%s %s -> %s", argc > 0 ? argv[0] : "", argc > 1 ? argv[1] : "", rc == 0 ? "ok" : "error");
 	admin_wr *w = pv_calloc(1, sizeof(*w));

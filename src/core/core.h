@@ -188,7 +188,8 @@ const char *const *pv_module_names(void);
 pv_session *pv_session_new(pv_server *srv, pv_host *host);
 void pv_session_unbind(pv_session *s, const char *why); /* fire unbind, reroute, free */
 void pv_session_free(pv_session *s);
-void pv_session_ack_in(pv_session *s, uint32_t h);     /* client <a h/> */
+void pv_session_ack_in(pv_session *s, uint32_t h);     /* client <a h/>; asks again if needed */
+void pv_session_ack_apply(pv_session *s, uint32_t h);  /* the same without a new <r/> */
 int pv_session_ack_check(const pv_session *s, uint32_t h, uint64_t *out);
 void pv_session_hibernate(pv_session *s);
 void pv_session_resend_unacked(pv_session *s);
@@ -209,6 +210,7 @@ void pv_c2s_write_stanza(pv_c2s *c, pv_stanza *st, bool track_write, pv_session 
 void pv_c2s_write_raw(pv_c2s *c, const char *data, size_t n);
 void pv_c2s_stream_error(pv_c2s *c, const char *cond, const char *text);
 void pv_c2s_close(pv_c2s *c, const char *why);          /* </stream:stream> and close */
+void pv_c2s_detach(pv_c2s *c);                          /* forget its session (being freed) */
 void pv_c2s_shutdown_all(pv_server *srv);
 bool pv_c2s_is_secure(const pv_c2s *c);
 const char *pv_c2s_peer_ip(const pv_c2s *c);

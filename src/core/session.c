@@ -40,6 +40,7 @@ void pv_session_free(pv_session *s)
 		pv_map_del(s->srv->worker.by_sid, s->sid);
 	if (s->c2s) {
 		/* The connection outlives us only while it is being closed. */
+		pv_c2s_detach(s->c2s);
 		s->c2s = NULL;
 	}
 	for (pv_outrec *o = s->unacked, *nx; o; o = nx) {
@@ -246,7 +247,9 @@ void pv_session_send(pv_session *s, pv_stanza *st)
 int pv_session_ack_check(const pv_session *s, uint32_t h, uint64_t *out)
 {
 	uint32_t cur = (uint32_t)(s->out_acked - s->out_base);
-	uint64_t acked = s->out_acked + (uint32_t)(h - cur);
+	uint32_t delta = (uint32_t)(h - cur);
+	/* h never goes backwards; a "negative" delta is an old or repeated ack. */
+	uint64_t acked = delta > 0x80000000u ? s->out_acked : s->out_acked + delta;
 	if (s->restored) {
 		/* After a restart we do not know how many non-durable stanzas went out before
 		 * the crash; trust the client's count. */
@@ -259,20 +262,17 @@ int pv_session_ack_check(const pv_session *s, uint32_t h, uint64_t *out)
 	return 0;
 }
 
-void pv_session_ack_in(pv_session *s, uint32_t h)
+void pv_session_ack_apply(pv_session *s, uint32_t h)
 {
 	uint64_t acked;
 	if (pv_session_ack_check(s, h, &acked) != 0)
 		return;
 	if (s->restored) {
+		/* First ack after a restart: the client's count is the truth. */
 		s->restored = false;
 		if (acked > s->out_seq)
 			s->out_seq = acked;
-	}
-	if (acked <= s->out_acked && !(s->unacked && s->unacked->seq <= acked)) {
-		s->r_out = false;
-		request_ack(s);
-		return;
+		s->out_acked = acked;
 	}
 	bool any_durable = false;
 	while (s->unacked && s->unacked->seq <= acked) {
@@ -288,6 +288,11 @@ void pv_session_ack_in(pv_session *s, uint32_t h)
 		pv_store_outq_ack(s->srv->store, s->sid, acked, NULL, NULL);
 	if (acked > s->out_acked)
 		s->out_acked = acked;
+}
+
+void pv_session_ack_in(pv_session *s, uint32_t h)
+{
+	pv_session_ack_apply(s, h);
 	s->r_out = false;
 	request_ack(s);
 }
@@ -467,6 +472,7 @@ void pv_session_unbind(pv_session *s, const char *why)
 	if (s->c2s) {
 		pv_c2s *c = s->c2s;
 		s->c2s = NULL;
+		pv_c2s_detach(c);
 		pv_c2s_close(c, why);
 	}
 	if (s->bound) {

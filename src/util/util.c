@@ -323,3 +323,8 @@ bool pv_memeq_ct(const void *a, const void *b, size_t n)
 {
 	return CRYPTO_memcmp(a, b, n) == 0;
 }
+
+const char *pv_buf_str(const pv_buf *b)
+{
+	return b->data ? b->data : "";
+}

@@ -188,6 +188,11 @@ void pv_c2s_close(pv_c2s *c, const char *why)
 	pv_conn_close(c->conn);
 }
 
+void pv_c2s_detach(pv_c2s *c)
+{
+	c->sess = NULL;
+}
+
 bool pv_c2s_is_secure(const pv_c2s *c)
 {
 	return c->tls_done;
@@ -771,7 +776,7 @@ static void handle_sm(pv_c2s *c, pv_xml *el)
 			(unsigned)(uint32_t)(old->in_durable - old->in_base));
 		write_str(c, b);
 		pv_info("c2s", "[%s] resumed %s", c->ip, old->jid.full);
-		pv_session_ack_in(old, h);
+		pv_session_ack_apply(old, h); /* no <r/> before the retransmission */
 		pv_session_resend_unacked(old);
 		return;
 	}

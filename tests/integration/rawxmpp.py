@@ -558,13 +558,14 @@ class RawClient:
 
     def sm_resume(self, previd, h):
         """Send <resume/>; returns the <resumed/> or <failed/> element.  On success the
-        inbound counter continues from the previous session's value (set by caller)."""
+        inbound counter continues from the h we sent (XEP-0198 5: counting resumes there)."""
         self.send(f"<resume xmlns='{NS_SM}' previd={quoteattr(previd)} h='{h}'/>")
         el = self.next(lambda e: (ns_of(e.tag) == NS_SM and local(e.tag) in ("resumed", "failed"))
                        or e.tag == f"{{{NS_STREAM}}}error", what="<resumed/> or <failed/>")
         if local(el.tag) == "resumed":
             self.sm_enabled = True
             self.sm_id = previd
+            self.sm_in = int(h)
         return el
 
     def request_ack(self, timeout=None):

@@ -52,6 +52,9 @@ class Client(slixmpp.ClientXMPP):
         if register:
             # Relies on the server advertising the iq-register stream feature.
             self.register_plugin("xep_0077")
+            # slixmpp 1.8 holds back every stanza until the session starts, the
+            # registration iqs included ("NOT SENT"); let them through.
+            self._always_send_everything = True
         self.received = []
         self._new = asyncio.Event()
         self.failed_auth_conditions = []
