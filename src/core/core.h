@@ -107,7 +107,12 @@ struct pv_session {
 	uint64_t in_done;          /* handled prefix (all holds released) */
 	uint64_t in_durable;       /* in_done value committed to storage (what we ack) */
 	uint64_t in_saving;        /* in_done value being committed */
-	uint64_t ack_wanted;       /* answer <r/> once in_durable reaches this (0 = none) */
+	/* Pending <r/>s: each is answered once in_durable reaches the in_count it saw.  A
+	 * ring; when full, the newest entry's target is raised and it counts one more <r/>,
+	 * so every <r/> still gets its own <a/> (XEP-0198 4). */
+	uint64_t r_target[16];
+	uint32_t r_count[16];
+	unsigned r_head, r_len;
 	bool r_out;                /* our <r/> is waiting for the client's <a/> */
 	pv_inrec *in_head, *in_tail;
 	uv_timer_t *hib_timer;     /* hibernation expiry */
@@ -190,6 +195,7 @@ void pv_session_unbind(pv_session *s, const char *why); /* fire unbind, reroute,
 void pv_session_free(pv_session *s);
 void pv_session_ack_in(pv_session *s, uint32_t h);     /* client <a h/>; asks again if needed */
 void pv_session_ack_apply(pv_session *s, uint32_t h);  /* the same without a new <r/> */
+void pv_session_ack_requested(pv_session *s);          /* client <r/> */
 int pv_session_ack_check(const pv_session *s, uint32_t h, uint64_t *out);
 void pv_session_hibernate(pv_session *s);
 void pv_session_resend_unacked(pv_session *s);

@@ -316,11 +316,30 @@ typedef struct hsave {
 
 static void maybe_answer(pv_session *s)
 {
-	if (s->ack_wanted && s->in_durable >= s->ack_wanted) {
-		s->ack_wanted = 0;
-		if (s->c2s)
+	while (s->r_len && s->in_durable >= s->r_target[s->r_head]) {
+		uint32_t n = s->r_count[s->r_head];
+		s->r_head = (s->r_head + 1) % PV_ARRAY_LEN(s->r_target);
+		s->r_len--;
+		while (s->c2s && n--)
 			pv_c2s_answer_ack(s->c2s, s->in_durable - s->in_base);
 	}
+}
+
+void pv_session_ack_requested(pv_session *s)
+{
+	const unsigned cap = PV_ARRAY_LEN(s->r_target);
+	if (s->r_len == cap) {
+		unsigned last = (s->r_head + cap - 1) % cap;
+		s->r_target[last] = s->in_count;
+		if (s->r_count[last] < 1024)
+			s->r_count[last]++; /* beyond that, a flood of <r/> gets merged answers */
+	} else {
+		unsigned i = (s->r_head + s->r_len) % cap;
+		s->r_target[i] = s->in_count;
+		s->r_count[i] = 1;
+		s->r_len++;
+	}
+	maybe_answer(s);
 }
 
 static void h_saved(void *ud, int rc)

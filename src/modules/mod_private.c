@@ -198,9 +198,10 @@ static int on_set(pv_event *ev, void *ud)
 
 static int private_load(pv_host *h, const pv_conf *conf, void **state)
 {
-	/* XEP-0049 defines no service discovery feature, so none is added. */
+	/* XEP-0049 defines no disco feature; we advertise its namespace as deployed servers do. */
 	pv_hook(h, "iq-get/bare/" NS_PRIVATE, 0, on_get, NULL);
 	pv_hook(h, "iq-set/bare/" NS_PRIVATE, 0, on_set, NULL);
+	pv_host_add_feature(h, NS_PRIVATE);
 	*state = NULL;
 	return 0;
 }

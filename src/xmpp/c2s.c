@@ -687,11 +687,8 @@ static void handle_sm(pv_c2s *c, pv_xml *el)
 	if (strcmp(name, "r") == 0) {
 		if (!s || !s->sm)
 			return;
-		/* Answer once every stanza received so far is durably handled. */
-		if (s->in_durable >= s->in_count)
-			pv_c2s_answer_ack(c, s->in_durable - s->in_base);
-		else
-			s->ack_wanted = s->in_count;
+		/* Answered once every stanza received so far is durably handled. */
+		pv_session_ack_requested(s);
 		return;
 	}
 	if (strcmp(name, "a") == 0) {

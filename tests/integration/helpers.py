@@ -18,6 +18,18 @@ def login_raw(raw_factory, server, user, resource="raw", password=None, **kw):
     return c
 
 
+def list_users(srv, domain=DOMAIN):
+    """`peyvandctl user list DOMAIN` as sorted bare JIDs (lines may be JIDs or localparts)."""
+    r = srv.ctl("user", "list", domain)
+    assert r.rc == 0, r
+    out = []
+    for line in r.out.splitlines():
+        line = line.strip()
+        if line:
+            out.append(line if "@" in line else f"{line}@{domain}")
+    return sorted(out)
+
+
 def wait_until(cond, timeout=10.0, interval=0.1, what="condition"):
     deadline = time.monotonic() + timeout
     while True:

@@ -2,15 +2,18 @@
 --check-config), peyvandctl user management with exit codes (online over the admin
 socket and offline on the data dir), sessions/stats, and reload (peyvandctl reload and
 SIGHUP) that keeps sessions."""
+import socket
+import ssl
 import subprocess
 import time
 
 import pytest
 
 import pvserver
-from helpers import USERS, jid, login_raw
-from pvserver import host_config
+from helpers import list_users, login_raw
 from rawxmpp import AuthFailed
+
+NS_REGISTER_FEATURE = "http://jabber.org/features/iq-register"
 
 
 def one_line_error(r):
@@ -25,8 +28,7 @@ def ok(r):
 
 
 def users_of(srv, domain="localhost"):
-    r = ok(srv.ctl("user", "list", domain))
-    return sorted(l.strip() for l in r.out.splitlines() if l.strip())
+    return list_users(srv, domain)
 
 
 def can_login(srv, raw, user, password, domain="localhost"):
@@ -130,20 +132,61 @@ def test_sessions_and_stats(server, raw):
     one_line_error(server.ctl("sessions"))     # needs a running server
 
 
-def test_reload_via_ctl_keeps_sessions_and_adds_a_host(server, raw):
+def test_reload_via_ctl_keeps_sessions_and_applies_config(server, raw):
     alice = login_raw(raw, server, "alice", "a", presence=True, sm=True)
-    cfg = pvserver.deep_merge(server.config, {"hosts": {"second.localhost": host_config("second.localhost")}})
+    pre = raw(server.port)
+    pre.start()
+    f = pre.starttls()
+    assert f.find(f"{{{NS_REGISTER_FEATURE}}}register") is None
+    pre.close()
+    # module settings change: in-band registration switched on
+    cfg = pvserver.deep_merge(server.config, {"hosts": {"localhost": {"register": {"allow": True}}}})
     server.write_config(cfg)
     ok(server.ctl("reload"))
     time.sleep(0.5)
     assert alice.is_open(), "reload dropped a session"
     alice.ping()
-    ok(server.ctl("user", "add", "ivy@second.localhost", "ivy-pw"))
-    assert can_login(server, raw, "ivy", "ivy-pw", domain="second.localhost")
-    ivy = raw(server.port, domain="second.localhost")
-    ivy.login("ivy", "ivy-pw", resource="i")
-    ivy.message(alice.jid, "hello from the new host")
-    alice.wait_message("hello from the new host")
+    c = raw(server.port)
+    c.start()
+    f = c.starttls()
+    assert f.find(f"{{{NS_REGISTER_FEATURE}}}register") is not None, "reload did not apply register.allow"
+    r = c.iq("set", "<query xmlns='jabber:iq:register'><username>ivy</username>"
+             "<password>ivy-pw</password></query>", to="")
+    assert r.get("type") == "result", r
+    c.close()
+    assert can_login(server, raw, "ivy", "ivy-pw")
+    alice.message("ivy@localhost", "welcome")     # alice's session still routes
+    alice.ping()
+
+
+def _cert_der(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            return t.getpeercert(binary_form=True)
+
+
+def test_sighup_reloads_the_certificate(server, raw):
+    alice = login_raw(raw, server, "alice", "a", presence=True)
+    before = _cert_der(server.tls_port)
+    crt = server.data_dir / "certs" / "localhost.crt"
+    key = server.data_dir / "certs" / "localhost.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(crt)],
+                   check=True, capture_output=True, timeout=30)
+    new_der = ssl.PEM_cert_to_DER_cert(crt.read_text())
+    assert new_der != before
+    server.hup()
+    deadline = time.monotonic() + 5
+    while _cert_der(server.tls_port) != new_der:
+        assert time.monotonic() < deadline, "SIGHUP did not load the new certificate"
+        time.sleep(0.2)
+    assert alice.is_open(), "SIGHUP dropped a session"
+    alice.ping()
+    login_raw(raw, server, "bob", "b").ping()     # STARTTLS with the new certificate
 
 
 def test_sighup_keeps_sessions_and_survives_a_broken_config(server, raw):

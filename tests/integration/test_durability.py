@@ -109,7 +109,7 @@ def test_acked_messages_survive_kill9(server_factory, raw):
             if i == kill_at:
                 srv.kill9()
                 break
-            alice._pump(0)
+            alice._pump(0.002)  # paced a little so acks (one fsync away) come back
             for a in alice.collect(lambda e: e.tag == f"{{{NS_SM}}}a", 0):
                 acked = max(acked, int(a.get("h")))
         # acks the server wrote before it died are still in our socket buffer

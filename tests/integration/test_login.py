@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from helpers import USERS, jid
+from helpers import USERS, jid, list_users
 from rawxmpp import (NS_BIND, NS_CLIENT, NS_SASL, NS_STREAM, NS_TLS, AuthFailed, local,
                      stanza_error_condition, stream_error_condition, to_str)
 from slixclient import LoginFailed
@@ -191,7 +191,7 @@ def test_register_then_login(server_factory, slix, run):
         again = slix(jid("dave"), "dave-secret-1")
         await again.login(srv.port)
     run(scenario())
-    assert "dave@localhost" in srv.ctl("user", "list", "localhost").out
+    assert "dave@localhost" in list_users(srv)
 
 
 def _pre_auth(raw, port):
@@ -226,7 +226,7 @@ def test_register_is_off_by_default(server, raw):
     res = c.iq("set", f"<query xmlns='{NS_REGISTER}'><username>eve</username>"
                f"<password>eve-pw</password></query>", to="")
     assert res.get("type") == "error", to_str(res)
-    assert "eve@localhost" not in server.ctl("user", "list", "localhost").out
+    assert "eve@localhost" not in list_users(server)
 
 
 @pytest.mark.pv_timeout(90)
@@ -243,5 +243,5 @@ def test_register_rate_limited_per_ip(server_factory, raw):
         assert answers[i].get("type") == "result", f"registration {i}: {to_str(answers[i])}"
     assert answers[5].get("type") == "error", \
         f"6th registration from one IP within a minute accepted (rate_per_ip 5/1m)"
-    users = srv.ctl("user", "list", "localhost").out
+    users = list_users(srv)
     assert "user4@localhost" in users and "user5@localhost" not in users, users
