@@ -98,6 +98,16 @@ static int check_conf(pv_conf *conf, char **err)
 		*err = pv_sprintf("config: log_level '%s' is not debug, info, warn or error", lvl);
 		return PV_EINVAL;
 	}
+	for (size_t i = 0; i < 2; i++) {
+		const char *key = i ? "c2s.direct_tls_port" : "c2s.port";
+		int64_t port = pv_conf_int(conf, key, 5222);
+		if (port < 0 || port > 65535) {
+			*err = pv_sprintf("config: %s must be a port number (0 disables)", key);
+			return PV_EINVAL;
+		}
+	}
+	pv_conf_bool(conf, "c2s.require_encryption", true);
+	pv_conf_str(conf, "data_dir", NULL);
 	pv_limits lim;
 	pv_limits_read(&lim, conf);
 	if (pv_conf_errors(conf)) {

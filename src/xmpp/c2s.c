@@ -320,13 +320,20 @@ static void sasl_step(pv_c2s *c, pv_xml *el)
 	pv_sasl_rc rc = pv_sasl_step(c->sasl, in ? in : (const unsigned char *)"", inlen, &out, &outlen, &cond);
 	pv_free(in);
 	const char *user = pv_sasl_user(c->sasl);
-	if (rc == PV_SASL_CONTINUE) {
-		sasl_reply(c, "challenge", out ? out : (const unsigned char *)"", out ? outlen : 0);
-	} else if (rc == PV_SASL_SUCCESS && user && throttled(c, user)) {
-		/* The account is under attack: refuse even a correct password for now. */
+	if (rc != PV_SASL_FAILURE && user && throttled(c, user)) {
+		/* The account is under attack: refuse even a correct password for a while,
+		 * without spending a key derivation on it. */
 		sasl_failure(c, "temporary-auth-failure");
+		pv_info("c2s", "[%s] login for %s refused: too many failures", c->ip, user);
 		pv_sasl_free(c->sasl);
 		c->sasl = NULL;
+		pv_free(out);
+		return;
+	}
+	if (rc == PV_SASL_FAILURE && user && throttled(c, user))
+		cond = "temporary-auth-failure";
+	if (rc == PV_SASL_CONTINUE) {
+		sasl_reply(c, "challenge", out ? out : (const unsigned char *)"", out ? outlen : 0);
 	} else if (rc == PV_SASL_SUCCESS && user) {
 		c->authed = true;
 		c->srv->stats.c2s_auth_ok++;

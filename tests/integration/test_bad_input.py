@@ -4,6 +4,7 @@ disconnected; a second client, logged in before, keeps working and is pinged
 afterwards; the server stays up.  The server's log is checked for sanitizer reports
 at teardown (conftest)."""
 import base64
+import threading
 import time
 
 import pytest
@@ -397,6 +398,25 @@ def test_slow_reader_is_cut_off(server_factory, raw):
     bob.presence(to=alice.jid)                   # so alice learns when bob's session ends
     alice.next(lambda e: is_presence(e, frm=bob.jid), what="bob's directed presence")
     payload = "z" * 16384
+    # control: a client that keeps reading gets 640 KiB (sent 32 KiB per round trip,
+    # never more than half the limit at once) without being cut off
+    carol = raw(srv.port)
+    carol.login("carol", USERS["carol"], resource="fast", presence=True)
+    def read_all():
+        deadline = time.monotonic() + 8
+        while (not carol.eof and time.monotonic() < deadline
+               and len([e for e in carol.seen if is_message(e)]) < 40):
+            carol._pump(0.2)
+    reader = threading.Thread(target=read_all, daemon=True)
+    reader.start()
+    for i in range(40):
+        alice.message(carol.jid, f"{i}:{payload}")
+        if i % 2:
+            alice.ping(timeout=10)
+    reader.join(10)
+    got = [e for e in carol.seen if is_message(e)]
+    assert len(got) == 40 and not carol.eof, \
+        f"a reading client was cut off (got {len(got)} of 40, eof {carol.eof})"
     sent, cut = 0, False
     while sent < 800 and not cut:
         for _ in range(20):
@@ -411,6 +431,7 @@ def test_slow_reader_is_cut_off(server_factory, raw):
     while not bob.eof and time.monotonic() < deadline:
         bob._pump(0.5)
     got = len([e for e in bob.seen if is_message(e)])
+    print(f"slow reader: sent {sent} x 16 KiB, cut noticed by sender: {cut}, reader got {got}")
     assert bob.eof, f"slow reader still connected after {sent} x 16 KiB (got {got})"
     assert got < sent, f"slow reader received all {sent} messages: not cut off"
     alice.ping()

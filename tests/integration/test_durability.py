@@ -140,5 +140,6 @@ def test_acked_messages_survive_kill9(server_factory, raw):
         assert len(idx) == len(set(idx)), f"round {rnd}: duplicates delivered: {ours}"
         assert idx == sorted(idx), f"round {rnd}: offline messages out of order: {idx}"
         assert len(ours) >= acked and max(idx, default=-1) < sent
+        print(f"round {rnd}: sent {sent}, acked {acked}, delivered {len(ours)} (seed {seed})")
         bob.close()
     assert total_acked > 0, f"the server acked nothing in three rounds (seed {seed})"
