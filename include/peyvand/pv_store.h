@@ -143,6 +143,48 @@ void pv_store_outq_ack(pv_store *st, const char *sid, uint64_t upto,
 int pv_store_outq_list(pv_store *st, const char *sid, uint64_t after,
 	void (*cb)(void *ud, uint64_t seq, const char *xml, size_t len), void *ud);
 
+/* ---- server-to-server links (issue 3) ----
+ * Outbound: one durable queue per link (local domain -> remote domain), ordered by a
+ * 64-bit seq the caller assigns (monotonic per link, never reused within an epoch).  A
+ * stanza is pushed before the local sender's stream acknowledges it and leaves the queue
+ * when the peer acknowledged it (XEP-0198 on s2s) or it expired (bounced).
+ * Each link has an epoch: a random id made when the link's first queue row is created;
+ * the sender stamps stanzas with epoch:seq so the receiver can drop resends.
+ * Inbound: per link (remote domain -> local domain) the receiver keeps the epoch and the
+ * highest seq it committed (high-water mark); seq <= hwm in the same epoch is a duplicate. */
+typedef struct pv_store_s2s_queue {
+	char *local, *remote;
+	char *epoch;
+	uint64_t first_seq, last_seq;  /* 0, 0 when empty */
+	size_t count;
+	int64_t oldest;                /* created stamp of the first row; 0 when empty */
+} pv_store_s2s_queue;
+
+void pv_store_s2s_push(pv_store *st, const char *local, const char *remote, uint64_t seq,
+	int64_t created, const char *xml, size_t len, pv_store_done_fn done, void *ud);
+/* Rows with seq > after, in order, at most limit.  Returns count or <0. */
+int pv_store_s2s_list(pv_store *st, const char *local, const char *remote, uint64_t after,
+	size_t limit, void (*cb)(void *ud, uint64_t seq, int64_t created, const char *xml, size_t len),
+	void *ud);
+/* Deletes rows with seq <= upto. */
+void pv_store_s2s_ack(pv_store *st, const char *local, const char *remote, uint64_t upto,
+	pv_store_done_fn done, void *ud);
+/* Deletes every row of the link (operator "drop"); the epoch stays. */
+void pv_store_s2s_drop(pv_store *st, const char *local, const char *remote,
+	pv_store_done_fn done, void *ud);
+/* Calls cb for every link that has an epoch (even with an empty queue); the struct is
+ * borrowed for the duration of the callback.  Returns count or <0. */
+int pv_store_s2s_queues(pv_store *st, void (*cb)(void *ud, const pv_store_s2s_queue *q), void *ud);
+/* Get the link's epoch, creating (and committing) a new random one if it has none.
+ * Caller frees *epoch. */
+int pv_store_s2s_epoch(pv_store *st, const char *local, const char *remote, char **epoch);
+
+/* Inbound high-water mark of a link (remote -> local).  PV_ENOENT when none. */
+int pv_store_s2s_hwm_get(pv_store *st, const char *local, const char *remote, char **epoch,
+	uint64_t *hwm);
+void pv_store_s2s_hwm_set(pv_store *st, const char *local, const char *remote,
+	const char *epoch, uint64_t hwm, pv_store_done_fn done, void *ud);
+
 /* Counters for stats/metrics. */
 typedef struct pv_store_stats {
 	uint64_t commits, writes, reads, fsync_us_total;

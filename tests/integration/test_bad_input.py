@@ -481,3 +481,27 @@ def test_compression_is_refused(server, raw, bystander):
         assert local(list(el)[0].tag) in ("setup-failed", "unsupported-method"), to_str(el)
         c.ping()                     # still plain XML on the wire
     still_fine(server, bystander)
+
+
+@pytest.mark.pv_timeout(60)
+def test_read_rate_throttles_a_flooder(server_factory, raw):
+    srv = server_factory({"limits": {"read_rate": "64k"}, "log_level": "info"})
+    bystander = login_raw(raw, srv, "bob", "bystander", presence=True)
+    flooder = login_raw(raw, srv, "alice", "flood")
+    chunk = "f" * (60 * 1024)
+    t0 = time.monotonic()
+    data = "".join(f"<message to='{bystander.jid}' type='chat'><body>{i}:{chunk}</body></message>"
+                   for i in range(6))
+    threading.Thread(target=flooder.send, args=(data, True), daemon=True).start()
+    rtts = []
+    got = 0
+    while got < 6 and time.monotonic() - t0 < 20:
+        got += len(bystander.collect(lambda e: is_message(e), 0.3))
+        t = time.monotonic()
+        bystander.ping(timeout=5)
+        rtts.append(time.monotonic() - t)
+    elapsed = time.monotonic() - t0
+    assert got == 6, f"only {got} of 6 messages arrived in {elapsed:.1f}s (throttle, do not drop)"
+    assert elapsed >= 2.5, f"~360 KiB at read_rate 64k arrived in {elapsed:.2f}s: not throttled"
+    assert max(rtts) < 2, f"the other session waited {max(rtts):.2f}s for a ping"
+    flooder.ping(timeout=10)          # throttled, not disconnected

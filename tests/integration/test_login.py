@@ -1,12 +1,15 @@
 """Logging in: STARTTLS and direct TLS (XEP-0368), SCRAM (RFC 5802/7677), PLAIN only
 over TLS (RFC 6120 6.4), resource binding (RFC 6120 7), in-band registration (XEP-0077)."""
 import base64
+import socket
+import ssl
 
 import pytest
 
 from helpers import USERS, jid, list_users
-from rawxmpp import (NS_BIND, NS_CLIENT, NS_SASL, NS_STREAM, NS_TLS, AuthFailed, local,
-                     stanza_error_condition, stream_error_condition, to_str)
+from pvserver import host_config
+from rawxmpp import (NS_BIND, NS_SASL, NS_STREAM, NS_TLS, AuthFailed, RawClient, local,
+                     stanza_error_condition, to_str)
 from slixclient import LoginFailed
 
 NS_REGISTER_FEATURE = "http://jabber.org/features/iq-register"
@@ -245,3 +248,76 @@ def test_register_rate_limited_per_ip(server_factory, raw):
         f"6th registration from one IP within a minute accepted (rate_per_ip 5/1m)"
     users = list_users(srv)
     assert "user4@localhost" in users and "user5@localhost" not in users, users
+
+
+# --- TLS ---------------------------------------------------------------------------------
+
+def _tls(port, server_hostname="localhost", min_v=None, max_v=None, ciphers=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if min_v:
+        ctx.minimum_version = min_v
+    if max_v:
+        ctx.maximum_version = max_v
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        t = ctx.wrap_socket(s, server_hostname=server_hostname)
+    except (ssl.SSLError, OSError):
+        s.close()
+        raise
+    info = (t.version(), t.cipher()[0], t.getpeercert(binary_form=True))
+    t.close()
+    return info
+
+
+def test_tls_versions_and_ciphers(server):
+    version, cipher, _ = _tls(server.tls_port)
+    assert version == "TLSv1.3", version
+    version, cipher, _ = _tls(server.tls_port, max_v=ssl.TLSVersion.TLSv1_2)
+    assert version == "TLSv1.2"
+    assert ("GCM" in cipher or "CHACHA20" in cipher) and "ECDHE" in cipher, \
+        f"TLS 1.2 negotiated {cipher}: not a modern (ECDHE + AEAD) suite"
+    # old protocol versions are refused (the client side is opened up with SECLEVEL=0)
+    for old in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
+        with pytest.raises((ssl.SSLError, OSError)):
+            _tls(server.tls_port, min_v=old, max_v=old, ciphers="DEFAULT:@SECLEVEL=0")
+    # and so are suites without forward secrecy or AEAD
+    with pytest.raises((ssl.SSLError, OSError)):
+        _tls(server.tls_port, max_v=ssl.TLSVersion.TLSv1_2,
+             ciphers="AES128-SHA:AES256-SHA:AES128-SHA256:DES-CBC3-SHA:@SECLEVEL=0")
+    # the server is still fine
+    c = RawClient(server.port)
+    c.login("alice", USERS["alice"])
+    c.ping()
+    c.close()
+
+
+def test_sni_selects_the_host_certificate(server_factory, raw):
+    srv = server_factory({"hosts": {"second.localhost": host_config("second.localhost")}})
+    first = _tls(srv.tls_port, "localhost")[2]
+    second = _tls(srv.tls_port, "second.localhost")[2]
+    certs = srv.data_dir / "certs"
+    assert first == ssl.PEM_cert_to_DER_cert((certs / "localhost.crt").read_text())
+    assert second == ssl.PEM_cert_to_DER_cert((certs / "second.localhost.crt").read_text())
+    assert first != second
+
+
+def test_jids_are_normalised(server, raw):
+    bob = raw(server.port)
+    bob.login("bob", USERS["bob"], resource="Phone", presence=True)
+    alice = raw(server.port)
+    alice.login("alice", USERS["alice"], resource="a")
+    # RFC 7622: localpart and domainpart are case-insensitive, the resource is not
+    alice.message("BOB@LocalHost", "to the upper-case bare jid")
+    m = bob.wait_message("to the upper-case bare jid")
+    assert m.get("from") == jid("alice") + "/a"
+    alice.message("Bob@LOCALHOST/Phone", "to the upper-case full jid")
+    bob.wait_message("to the upper-case full jid")
+    alice.ping(to="LOCALHOST")
+    # a SCRAM username in another case is the same account
+    c = raw(server.port)
+    c.login("ALICE", USERS["alice"], resource="upper")
+    assert c.jid == jid("alice") + "/upper", c.jid

@@ -180,3 +180,36 @@ def test_subscription_request_to_offline_user_is_delivered_later(server, slix, r
         # RFC 6121 3.1.3: the request is stored and delivered at the contact's next login
         await bob.wait_for(presence(jid("alice"), "subscribe"), 10, "stored subscribe")
     run(scenario())
+
+
+def test_unsubscribe_and_cancel(server, slix, run):
+    alice = slix(jid("alice") + "/a", USERS["alice"])
+    bob = slix(jid("bob") + "/b", USERS["bob"])
+
+    async def scenario():
+        await alice.login(server.port)
+        await bob.login(server.port)
+        await befriend(alice, bob)
+        A, B = jid("alice"), jid("bob")
+        # alice stops watching bob (RFC 6121 3.3)
+        alice.send_presence(pto=B, ptype="unsubscribe")
+        await expect_push(alice, B, "from")
+        await expect_push(bob, A, "to")
+        await bob.wait_for(presence(A, "unsubscribe"), 10, "unsubscribe")
+        await alice.wait_for(lambda e: is_presence(e, frm=str(bob.boundjid), type="unavailable"), 10,
+                             "bob's unavailable presence after unsubscribing")
+        # alice stops bob watching her (RFC 6121 3.2)
+        alice.send_presence(pto=B, ptype="unsubscribed")
+        await expect_push(alice, B, "none")
+        await expect_push(bob, A, "none")
+        await bob.wait_for(presence(A, "unsubscribed"), 10, "unsubscribed")
+        await bob.wait_for(lambda e: is_presence(e, frm=str(alice.boundjid), type="unavailable"), 10,
+                           "alice's unavailable presence after cancelling")
+        # no presence flows any more
+        alice.send_presence(pstatus="private now")
+        await bob.none_for(lambda e: is_presence(e, frm=A)
+                           and e.findtext(f"{{{NS_CLIENT}}}status") == "private now", 0.7,
+                           "presence after the subscription was cancelled")
+        res = await roster_items(alice)
+        assert [(i.get("jid"), i.get("subscription")) for i in res.iter(ITEM)] == [(B, "none")]
+    run(scenario())
