@@ -25,12 +25,15 @@
  *  - pv_store_close must come before the loop's handles are closed (uv_walk): it closes
  *    the store's own async handle, which is freed by a later uv_run;
  *  - asynchronous writes copy all their input before returning;
- *  - reads (and the account writes, which are synchronous) block the caller on a
- *    per-operation semaphore; rows are collected on the storage thread and the caller's
- *    callback runs afterwards IN THE CALLER'S THREAD, so callbacks may use the store;
+ *  - reads and the synchronous writes (accounts; pv_store_s2s_epoch, which may create
+ *    the epoch it returns) block the caller on a per-operation semaphore; a synchronous
+ *    write runs in its batch like any write and is answered after the COMMIT; rows are
+ *    collected on the storage thread and the caller's callback runs afterwards IN THE
+ *    CALLER'S THREAD, so callbacks may use the store;
  *  - loop == NULL (tools): writes wait for their commit and call `done` inline.
- * uint64 values (seq, h_in, roster version) are stored as their int64 bit pattern;
- * ordering by seq is therefore correct below 2^63. */
+ * uint64 values (seq, h_in, roster version, s2s seq and hwm) are stored as their int64
+ * bit pattern; ordering by seq is therefore correct below 2^63 (an s2s bound above that,
+ * such as UINT64_MAX for "everything", is clamped to 2^63-1). */
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -50,6 +53,7 @@
 #define DB_FILE "peyvand.sqlite"
 #define BUSY_TIMEOUT_MS 10000 /* another process (peyvandctl) may hold the write lock */
 #define BATCH_MAX 4096        /* bounds one transaction's size and its callers' latency */
+#define EPOCH_BYTES 8         /* an s2s epoch is 16 hex chars: 64 random bits never repeat */
 
 /* Generated from src/storage/schema/sqlite/NNN_*.sql (cmake/embed_schema.cmake). */
 extern const char *const pv_schema_sqlite[];
@@ -68,6 +72,8 @@ enum {
 	Q_SESS_PUT, Q_SESS_SET_H, Q_SESS_SET_EXPIRY, Q_SESS_DEL, Q_SESS_GET, Q_SESS_LIST,
 	Q_SESS_DELETE_ALL,
 	Q_OUTQ_APPEND, Q_OUTQ_ACK, Q_OUTQ_LIST, Q_OUTQ_DEL, Q_OUTQ_DELETE_ALL,
+	Q_S2S_LINK_GET, Q_S2S_LINK_INSERT, Q_S2S_PUSH, Q_S2S_LIST, Q_S2S_ACK, Q_S2S_DROP,
+	Q_S2S_QUEUES, Q_S2S_HWM_GET, Q_S2S_HWM_SET,
 	Q__N
 };
 
@@ -140,6 +146,25 @@ static const char *const q_sql[Q__N] = {
 	[Q_OUTQ_DEL] = "DELETE FROM outq WHERE sid = ?1",
 	[Q_OUTQ_DELETE_ALL] = "DELETE FROM outq WHERE sid IN"
 		" (SELECT sid FROM sessions WHERE host = ?1 AND user = ?2)",
+	[Q_S2S_LINK_GET] = "SELECT epoch FROM s2s_link WHERE local = ?1 AND remote = ?2",
+	[Q_S2S_LINK_INSERT] = "INSERT INTO s2s_link (local, remote, epoch) VALUES (?1, ?2, ?3)",
+	[Q_S2S_PUSH] = "INSERT INTO s2s_queue (local, remote, seq, created, xml)"
+		" VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_S2S_LIST] = "SELECT seq, created, xml FROM s2s_queue"
+		" WHERE local = ?1 AND remote = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+	[Q_S2S_ACK] = "DELETE FROM s2s_queue WHERE local = ?1 AND remote = ?2 AND seq <= ?3",
+	[Q_S2S_DROP] = "DELETE FROM s2s_queue WHERE local = ?1 AND remote = ?2",
+	/* Every link, with or without rows (LEFT JOIN).  "oldest" is the created stamp of
+	 * the first row by seq, as pv_store.h promises (not min(created): a wall clock may
+	 * step back); the subquery is one primary-key probe per link. */
+	[Q_S2S_QUEUES] = "SELECT l.local, l.remote, l.epoch, count(q.seq), ifnull(min(q.seq), 0),"
+		" ifnull(max(q.seq), 0), ifnull((SELECT f.created FROM s2s_queue f"
+		" WHERE f.local = l.local AND f.remote = l.remote ORDER BY f.seq LIMIT 1), 0)"
+		" FROM s2s_link l LEFT JOIN s2s_queue q ON q.local = l.local AND q.remote = l.remote"
+		" GROUP BY l.local, l.remote ORDER BY l.local, l.remote",
+	[Q_S2S_HWM_GET] = "SELECT epoch, hwm FROM s2s_hwm WHERE local = ?1 AND remote = ?2",
+	[Q_S2S_HWM_SET] = "INSERT INTO s2s_hwm (local, remote, epoch, hwm) VALUES (?1, ?2, ?3, ?4)"
+		" ON CONFLICT (local, remote) DO UPDATE SET epoch = excluded.epoch, hwm = excluded.hwm",
 };
 
 /* ---- operations ---- */
@@ -162,11 +187,11 @@ struct pv_op {
 	pv_store_done_fn done;
 	void *ud;
 	sem_t sem;
-	/* input, owned (copied) */
+	/* input, owned (copied); s2s operations put local/remote into host/user */
 	char *host, *user, *s1, *s2;
 	char *data;
 	size_t dlen;
-	int64_t n1;
+	int64_t n1, n2;
 	pv_scram_cred *creds;
 	size_t ncreds;
 	pv_roster_item *item;
@@ -178,6 +203,8 @@ struct pv_op {
 	size_t nitems, capitems;
 	pv_store_sess *sessv;
 	size_t nsess, capsess;
+	pv_store_s2s_queue *queues;
+	size_t nqueues, capqueues;
 	pv_scram_cred cred;
 };
 
@@ -231,6 +258,12 @@ static void op_free(pv_op *op)
 	for (size_t i = 0; i < op->nsess; i++)
 		sess_free_fields(&op->sessv[i]);
 	pv_free(op->sessv);
+	for (size_t i = 0; i < op->nqueues; i++) {
+		pv_free(op->queues[i].local);
+		pv_free(op->queues[i].remote);
+		pv_free(op->queues[i].epoch);
+	}
+	pv_free(op->queues);
 	pv_free(op);
 }
 
@@ -796,6 +829,139 @@ static int run_outq_list(pv_store *st, pv_op *op)
 	bind_str(s, 1, op->s1);
 	sqlite3_bind_int64(s, 2, op->n1);
 	return each_row(st, Q_OUTQ_LIST, s, op, row_outq);
+}
+
+/* ---- server-to-server links (storage thread) ---- */
+
+/* The link's epoch, creating it if the link has none.  *out (if out) gets a copy. */
+static int link_epoch(pv_store *st, pv_op *op, char **out)
+{
+	sqlite3_stmt *s = q(st, Q_S2S_LINK_GET);
+	bind_hu(s, op);
+	int rc = sqlite3_step(s), ret = 0;
+	if (rc == SQLITE_ROW) {
+		if (out)
+			*out = col_dup(s, 0, NULL);
+		sqlite3_reset(s);
+		return 0;
+	}
+	if (rc != SQLITE_DONE)
+		ret = sqlerr(st, rc, Q_S2S_LINK_GET);
+	sqlite3_reset(s);
+	if (ret < 0)
+		return ret;
+	/* Made here, inside the write transaction, so two callers racing for a new link
+	 * cannot end up with different epochs: the second one finds the first one's row. */
+	char *e = pv_random_hex(EPOCH_BYTES);
+	s = q(st, Q_S2S_LINK_INSERT);
+	bind_hu(s, op);
+	bind_str(s, 3, e);
+	ret = exec_q(st, Q_S2S_LINK_INSERT, s);
+	if (ret == 0 && out)
+		*out = e;
+	else
+		pv_free(e);
+	return ret;
+}
+
+static int run_s2s_epoch(pv_store *st, pv_op *op)
+{
+	op_row *r = row_add(op);
+	return link_epoch(st, op, &r->s);
+}
+
+static int run_s2s_push(pv_store *st, pv_op *op)
+{
+	/* A link's first row gives it an epoch (pv_store.h), so pv_store_s2s_queues sees
+	 * every link that holds rows even if the sender never asked for the epoch. */
+	int rc = link_epoch(st, op, NULL);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *s = q(st, Q_S2S_PUSH);
+	bind_hu(s, op);
+	sqlite3_bind_int64(s, 3, op->n1);
+	sqlite3_bind_int64(s, 4, op->n2);
+	sqlite3_bind_blob64(s, 5, op->data, op->dlen, SQLITE_STATIC);
+	return exec_q(st, Q_S2S_PUSH, s);
+}
+
+static void row_s2s(pv_op *op, sqlite3_stmt *s)
+{
+	op_row *r = row_add(op);
+	r->a = sqlite3_column_int64(s, 0);
+	r->b = sqlite3_column_int64(s, 1);
+	r->s = col_dup(s, 2, &r->len);
+}
+
+static int run_s2s_list(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_S2S_LIST);
+	bind_hu(s, op);
+	sqlite3_bind_int64(s, 3, op->n1);
+	sqlite3_bind_int64(s, 4, op->n2);
+	return each_row(st, Q_S2S_LIST, s, op, row_s2s);
+}
+
+static int run_s2s_ack(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_S2S_ACK);
+	bind_hu(s, op);
+	sqlite3_bind_int64(s, 3, op->n1);
+	return exec_q(st, Q_S2S_ACK, s);
+}
+
+static int run_s2s_drop(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_S2S_DROP);
+	bind_hu(s, op);
+	return exec_q(st, Q_S2S_DROP, s);
+}
+
+static void row_s2s_queue(pv_op *op, sqlite3_stmt *s)
+{
+	if (op->nqueues == op->capqueues) {
+		op->capqueues = op->capqueues ? op->capqueues * 2 : 16;
+		op->queues = pv_realloc(op->queues, op->capqueues * sizeof *op->queues);
+	}
+	pv_store_s2s_queue *qu = &op->queues[op->nqueues++];
+	memset(qu, 0, sizeof *qu);
+	qu->local = col_dup(s, 0, NULL);
+	qu->remote = col_dup(s, 1, NULL);
+	qu->epoch = col_dup(s, 2, NULL);
+	qu->count = (size_t)sqlite3_column_int64(s, 3);
+	qu->first_seq = (uint64_t)sqlite3_column_int64(s, 4);
+	qu->last_seq = (uint64_t)sqlite3_column_int64(s, 5);
+	qu->oldest = sqlite3_column_int64(s, 6);
+}
+
+static int run_s2s_queues(pv_store *st, pv_op *op)
+{
+	return each_row(st, Q_S2S_QUEUES, q(st, Q_S2S_QUEUES), op, row_s2s_queue);
+}
+
+static int run_s2s_hwm_get(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_S2S_HWM_GET);
+	bind_hu(s, op);
+	int rc = sqlite3_step(s), ret = 0;
+	if (rc == SQLITE_ROW) {
+		op_row *r = row_add(op);
+		r->s = col_dup(s, 0, NULL);
+		r->a = sqlite3_column_int64(s, 1);
+	} else {
+		ret = rc == SQLITE_DONE ? PV_ENOENT : sqlerr(st, rc, Q_S2S_HWM_GET);
+	}
+	sqlite3_reset(s);
+	return ret;
+}
+
+static int run_s2s_hwm_set(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_S2S_HWM_SET);
+	bind_hu(s, op);
+	bind_str(s, 3, op->s1);
+	sqlite3_bind_int64(s, 4, op->n1);
+	return exec_q(st, Q_S2S_HWM_SET, s);
 }
 
 /* ---- the storage thread ---- */

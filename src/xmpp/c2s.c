@@ -26,6 +26,8 @@ struct pv_c2s {
 	char *stream_id;
 	pv_sasl *sasl;
 	int sasl_failures;
+	bool sasl_slow;            /* the mechanism's steps run in the thread pool */
+	bool busy, free_pending;   /* a thread-pool job holds this c2s */
 	unsigned char cb[64];
 	int cblen;
 	const char *cbtype;
@@ -295,34 +297,12 @@ static void sasl_reply(pv_c2s *c, const char *el, const unsigned char *data, siz
 	pv_buf_fini(&b);
 }
 
-static void sasl_step(pv_c2s *c, pv_xml *el)
+/* The result of one SASL step, on the loop thread. */
+static void sasl_finish(pv_c2s *c, pv_sasl_rc rc, unsigned char *out, size_t outlen, const char *cond)
 {
-	char *txt = pv_xml_text(el);
-	unsigned char *in = NULL;
-	size_t inlen = 0;
-	const char *t = txt;
-	while (*t == ' ' || *t == '\n' || *t == '\r' || *t == '\t')
-		t++;
-	size_t tl = strlen(t);
-	while (tl && (t[tl - 1] == ' ' || t[tl - 1] == '\n' || t[tl - 1] == '\r' || t[tl - 1] == '\t'))
-		tl--;
-	if (!(tl == 1 && t[0] == '=') && tl > 0 && pv_base64_decode(t, tl, &in, &inlen) < 0) {
-		pv_free(txt);
-		pv_sasl_free(c->sasl);
-		c->sasl = NULL;
-		sasl_failure(c, "incorrect-encoding");
-		return;
-	}
-	pv_free(txt);
-	unsigned char *out = NULL;
-	size_t outlen = 0;
-	const char *cond = "not-authorized";
-	pv_sasl_rc rc = pv_sasl_step(c->sasl, in ? in : (const unsigned char *)"", inlen, &out, &outlen, &cond);
-	pv_free(in);
 	const char *user = pv_sasl_user(c->sasl);
 	if (rc != PV_SASL_FAILURE && user && throttled(c, user)) {
-		/* The account is under attack: refuse even a correct password for a while,
-		 * without spending a key derivation on it. */
+		/* The account is under attack: refuse even a correct password for a while. */
 		sasl_failure(c, "temporary-auth-failure");
 		pv_info("c2s", "[%s] login for %s refused: too many failures", c->ip, user);
 		pv_sasl_free(c->sasl);
@@ -343,7 +323,6 @@ static void sasl_step(pv_c2s *c, pv_xml *el)
 		pv_sasl_free(c->sasl);
 		c->sasl = NULL;
 		c->restart = true;
-		pv_xmlstream_stop(c->xs);
 	} else {
 		c->srv->stats.c2s_auth_fail++;
 		note_failure(c, user);
@@ -356,6 +335,91 @@ static void sasl_step(pv_c2s *c, pv_xml *el)
 			pv_c2s_stream_error(c, "policy-violation", "too many failed authentication attempts");
 	}
 	pv_free(out);
+}
+
+/* PLAIN derives SCRAM keys from the password (PBKDF2, milliseconds of CPU): that step
+ * runs in libuv's thread pool while the connection's reading is paused. */
+typedef struct sasl_job {
+	uv_work_t req;
+	pv_c2s *c;
+	unsigned char *in, *out;
+	size_t inlen, outlen;
+	const char *cond;
+	pv_sasl_rc rc;
+} sasl_job;
+
+static void c2s_free(pv_c2s *c);
+
+static void sasl_work(uv_work_t *req)
+{
+	sasl_job *j = req->data;
+	j->rc = pv_sasl_step(j->c->sasl, j->in ? j->in : (const unsigned char *)"", j->inlen, &j->out,
+		&j->outlen, &j->cond);
+}
+
+static void sasl_work_done(uv_work_t *req, int status)
+{
+	sasl_job *j = req->data;
+	pv_c2s *c = j->c;
+	c->busy = false;
+	pv_free(j->in);
+	if (c->free_pending) {
+		pv_free(j->out);
+		pv_free(j);
+		c2s_free(c);
+		return;
+	}
+	sasl_finish(c, status == 0 ? j->rc : PV_SASL_FAILURE, j->out, j->outlen, j->cond);
+	pv_free(j);
+	if (c->conn && !c->closing) {
+		if (c->restart) {
+			c->restart = false;
+			pv_xmlstream_reset(c->xs);
+			c->header_sent = false;
+		}
+		pv_conn_read_resume(c->conn);
+	}
+}
+
+static void sasl_step(pv_c2s *c, pv_xml *el)
+{
+	char *txt = pv_xml_text(el);
+	unsigned char *in = NULL;
+	size_t inlen = 0;
+	const char *t = txt;
+	while (*t == ' ' || *t == '\n' || *t == '\r' || *t == '\t')
+		t++;
+	size_t tl = strlen(t);
+	while (tl && (t[tl - 1] == ' ' || t[tl - 1] == '\n' || t[tl - 1] == '\r' || t[tl - 1] == '\t'))
+		tl--;
+	if (!(tl == 1 && t[0] == '=') && tl > 0 && pv_base64_decode(t, tl, &in, &inlen) < 0) {
+		pv_free(txt);
+		pv_sasl_free(c->sasl);
+		c->sasl = NULL;
+		sasl_failure(c, "incorrect-encoding");
+		return;
+	}
+	pv_free(txt);
+	if (c->sasl_slow) {
+		sasl_job *j = pv_calloc(1, sizeof(*j));
+		j->req.data = j;
+		j->c = c;
+		j->in = in;
+		j->inlen = inlen;
+		j->cond = "not-authorized";
+		c->busy = true;
+		pv_conn_read_pause(c->conn);
+		uv_queue_work(c->srv->loop, &j->req, sasl_work, sasl_work_done);
+		return;
+	}
+	unsigned char *out = NULL;
+	size_t outlen = 0;
+	const char *cond = "not-authorized";
+	pv_sasl_rc rc = pv_sasl_step(c->sasl, in ? in : (const unsigned char *)"", inlen, &out, &outlen, &cond);
+	pv_free(in);
+	sasl_finish(c, rc, out, outlen, cond);
+	if (c->restart)
+		pv_xmlstream_stop(c->xs);
 }
 
 /* Channel binding data for the type the client asks for in its gs2 header ("p=type,").
@@ -419,6 +483,7 @@ static void handle_sasl(pv_c2s *c, pv_xml *el)
 			.host = c->host->name,
 		};
 		c->sasl = mech ? pv_sasl_new(mech, &ctx) : NULL;
+		c->sasl_slow = mech && strcmp(mech, "PLAIN") == 0;
 		if (!c->sasl) {
 			sasl_failure(c, "invalid-mechanism");
 			return;
@@ -797,7 +862,11 @@ static void on_element(void *ud, pv_xml *el)
 		return;
 	}
 	const char *ns = el->ns ? el->ns : "";
-	if (strcmp(ns, PV_NS_TLS) == 0) {
+	if (c->busy) {
+		/* The client must wait for the SASL outcome (RFC 6120 6.4); pipelining here
+		 * would race the thread-pool step. */
+		pv_c2s_stream_error(c, "policy-violation", "wait for the authentication result");
+	} else if (strcmp(ns, PV_NS_TLS) == 0) {
 		handle_starttls(c, el);
 	} else if (!c->tls_done && pv_conf_bool(c->srv->conf, "c2s.require_encryption", true) &&
 		   strcmp(ns, PV_NS_SASL) != 0) {
@@ -904,7 +973,8 @@ static void rate_resume(uv_timer_t *t)
 	pv_c2s *c = t->data;
 	if (c->paused && c->conn && !c->closing) {
 		c->paused = false;
-		pv_conn_read_resume(c->conn);
+		if (!c->busy)
+			pv_conn_read_resume(c->conn);
 	}
 }
 
@@ -1012,6 +1082,15 @@ static void on_conn_close(pv_conn *conn, const char *why)
 	w->nconns--;
 	uv_timer_stop(c->timer);
 	uv_close((uv_handle_t *)c->timer, timer_close_cb);
+	if (c->busy) {
+		c->free_pending = true; /* sasl_work_done frees it */
+		return;
+	}
+	c2s_free(c);
+}
+
+static void c2s_free(pv_c2s *c)
+{
 	pv_xmlstream_free(c->xs);
 	pv_sasl_free(c->sasl);
 	pv_free(c->stream_id);
