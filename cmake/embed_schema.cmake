@@ -1,6 +1,7 @@
 # Turns the numbered SQL migration files into a C array: pv_schema_sqlite[] = {sql, ...}.
 set(body "// generated from the numbered SQL files in src/storage/schema/sqlite -- do not edit\n#include <stddef.h>\n")
 set(list "const char *const pv_schema_sqlite[] = {\n")
+string(REPLACE "|" ";" FILES "${FILES}")
 set(i 0)
 foreach(f ${FILES})
   file(READ ${f} sql)

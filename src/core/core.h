@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "core/config.h"
+#include "core/inq.h"
 #include "net/conn.h"
 #include "peyvand/pv_module.h"
 #include "util/map.h"
@@ -18,7 +19,6 @@
 typedef struct pv_server pv_server;
 typedef struct pv_worker pv_worker;
 typedef struct pv_c2s pv_c2s;
-typedef struct pv_inrec pv_inrec;
 
 /* Limits and tunables read from the config (core keys; see docs/config.md). */
 typedef struct pv_limits {
@@ -100,34 +100,18 @@ struct pv_session {
 	/* XEP-0198 */
 	bool sm, resumable;
 	uint64_t out_seq;          /* stanzas sent to the client since bind */
-	uint64_t out_base, in_base; /* out_seq / in_count when <enable/> came (h counts from there) */
+	uint64_t out_base;         /* out_seq when <enable/> came (the client's h counts from there) */
 	uint64_t out_acked;        /* highest h the client acknowledged (64-bit) */
 	pv_outrec *unacked, *unacked_tail;
-	uint64_t in_count;         /* stanzas received from the client */
-	uint64_t in_done;          /* handled prefix (all holds released) */
-	uint64_t in_durable;       /* in_done value committed to storage (what we ack) */
-	uint64_t in_saving;        /* in_done value being committed */
-	/* Pending <r/>s: each is answered once in_durable reaches the in_count it saw.  A
-	 * ring; when full, the newest entry's target is raised and it counts one more <r/>,
-	 * so every <r/> still gets its own <a/> (XEP-0198 4). */
-	uint64_t r_target[16];
-	uint32_t r_count[16];
-	unsigned r_head, r_len;
+	pv_inq in;                 /* received stanzas and their durability (inq.h) */
+	uint64_t in_saving;        /* in.done value being committed as sessions.h_in */
 	bool r_out;                /* our <r/> is waiting for the client's <a/> */
-	pv_inrec *in_head, *in_tail;
 	uv_timer_t *hib_timer;     /* hibernation expiry */
 	int64_t created;
 	bool closing;              /* being torn down */
 	bool restored;             /* rebuilt from storage after a restart, not yet resumed */
 };
 
-/* One inbound stanza waiting for its durable handling; the "hold" of pv_module.h. */
-struct pv_inrec {
-	pv_inrec *next;
-	pv_session *sess;          /* NULL once the session is gone */
-	uint64_t seq;
-	int holds;
-};
 
 struct pv_worker {
 	pv_server *srv;
@@ -158,7 +142,8 @@ struct pv_server {
 	bool admin_open;
 	bool stopping;
 	int64_t started;
-	unsigned char secret[32];  /* <data_dir>/secret: keys fake SCRAM salts of unknown users */
+	unsigned char secret[32];  /* <data_dir>/secret: keys fake SCRAM salts and dialback */
+	struct pv_s2s *s2s;        /* server-to-server links (src/xmpp/s2s*.c), NULL if off */
 	struct {
 		uint64_t c2s_accepted, c2s_auth_ok, c2s_auth_fail, stanzas_in, stanzas_out,
 			stream_errors, offline_stored, resumed;
@@ -195,12 +180,9 @@ void pv_session_unbind(pv_session *s, const char *why); /* fire unbind, reroute,
 void pv_session_free(pv_session *s);
 void pv_session_ack_in(pv_session *s, uint32_t h);     /* client <a h/>; asks again if needed */
 void pv_session_ack_apply(pv_session *s, uint32_t h);  /* the same without a new <r/> */
-void pv_session_ack_requested(pv_session *s);          /* client <r/> */
 int pv_session_ack_check(const pv_session *s, uint32_t h, uint64_t *out);
 void pv_session_hibernate(pv_session *s);
 void pv_session_resend_unacked(pv_session *s);
-pv_inrec *pv_session_in_begin(pv_session *s);          /* new inbound stanza, 1 hold */
-void pv_session_in_end(pv_inrec *r);                    /* release the dispatch hold */
 void pv_session_flush_out(pv_session *s);
 int pv_sessions_restore(pv_server *srv);                 /* at start-up */
 void pv_session_reroute_unacked(pv_session *s);

@@ -2,9 +2,9 @@
  * delivery to the client, and the XEP-0198 bookkeeping that carries the durability
  * promise:
  *  - inbound: every stanza from the client gets a pv_inrec with one hold for its
- *    dispatch; handlers take more holds for storage writes.  in_done is the prefix of
+ *    dispatch; handlers take more holds for storage writes (core/inq.c).  in.done is the prefix of
  *    stanzas whose holds are all released; for resumable sessions it is written to
- *    storage (sess.h_in) and only the committed value (in_durable) is ever sent as h.
+ *    storage (sess.h_in) and only the committed value (in.durable) is ever sent as h.
  *  - outbound: every stanza gets a sequence number; messages are appended to the
  *    session's stored queue before they reach the socket and leave it when the client
  *    acked them (XEP-0198) or, without XEP-0198, when the kernel took the bytes.
@@ -18,11 +18,15 @@
 
 pv_server *pv_the_server;
 
+static void in_advanced(void *owner);
+static void in_answer(void *owner, uint32_t h);
+
 pv_session *pv_session_new(pv_server *srv, pv_host *host)
 {
 	pv_session *s = pv_calloc(1, sizeof(*s));
 	s->srv = srv;
 	s->host = host;
+	pv_inq_init(&s->in, s, in_advanced, in_answer);
 	s->created = pv_wall_s();
 	return s;
 }
@@ -48,14 +52,7 @@ void pv_session_free(pv_session *s)
 		pv_stanza_unref(o->st);
 		pv_free(o);
 	}
-	for (pv_inrec *r = s->in_head, *nx; r; r = nx) {
-		nx = r->next;
-		r->next = NULL;
-		if (r->holds > 0)
-			r->sess = NULL; /* freed by its last pv_hold_release */
-		else
-			pv_free(r);
-	}
+	pv_inq_fini(&s->in);
 	for (pv_sdata *d = s->data, *nx; d; d = nx) {
 		nx = d->next;
 		if (d->free_fn)
@@ -306,7 +303,7 @@ void pv_session_resend_unacked(pv_session *s)
 	request_ack(s);
 }
 
-/* ---- inbound holds ---- */
+/* ---- inbound durability (inq.h) ---- */
 
 typedef struct hsave {
 	pv_server *srv;
@@ -314,123 +311,41 @@ typedef struct hsave {
 	uint64_t value;
 } hsave;
 
-static void maybe_answer(pv_session *s)
-{
-	while (s->r_len && s->in_durable >= s->r_target[s->r_head]) {
-		uint32_t n = s->r_count[s->r_head];
-		s->r_head = (s->r_head + 1) % PV_ARRAY_LEN(s->r_target);
-		s->r_len--;
-		while (s->c2s && n--)
-			pv_c2s_answer_ack(s->c2s, s->in_durable - s->in_base);
-	}
-}
-
-void pv_session_ack_requested(pv_session *s)
-{
-	const unsigned cap = PV_ARRAY_LEN(s->r_target);
-	if (s->r_len == cap) {
-		unsigned last = (s->r_head + cap - 1) % cap;
-		s->r_target[last] = s->in_count;
-		if (s->r_count[last] < 1024)
-			s->r_count[last]++; /* beyond that, a flood of <r/> gets merged answers */
-	} else {
-		unsigned i = (s->r_head + s->r_len) % cap;
-		s->r_target[i] = s->in_count;
-		s->r_count[i] = 1;
-		s->r_len++;
-	}
-	maybe_answer(s);
-}
-
 static void h_saved(void *ud, int rc)
 {
 	hsave *hs = ud;
 	pv_session *s = pv_map_get(hs->srv->worker.by_sid, hs->sid);
-	if (s && rc == 0 && hs->value > s->in_durable) {
-		s->in_durable = hs->value;
-		maybe_answer(s);
-	}
+	if (s && rc == 0)
+		pv_inq_set_durable(&s->in, hs->value);
 	pv_free(hs->sid);
 	pv_free(hs);
 }
 
-static void advance(pv_session *s)
+/* More received stanzas are handled: a resumable session commits the new count first
+ * (so a resumption after a crash neither loses nor repeats them); others have nothing
+ * to resume and acknowledge at once. */
+static void in_advanced(void *owner)
 {
-	uint64_t before = s->in_done;
-	while (s->in_head && s->in_head->holds == 0) {
-		pv_inrec *r = s->in_head;
-		s->in_head = r->next;
-		s->in_done = r->seq;
-		pv_free(r);
-	}
-	if (!s->in_head)
-		s->in_tail = NULL;
-	if (s->in_done == before)
-		return;
+	pv_session *s = owner;
 	if (!s->sm) {
-		s->in_durable = s->in_done;
+		pv_inq_set_durable(&s->in, s->in.done);
 		return;
 	}
-	if (s->in_saving < s->in_done) {
-		s->in_saving = s->in_done;
+	if (s->in_saving < s->in.done) {
+		s->in_saving = s->in.done;
 		hsave *hs = pv_malloc(sizeof(*hs));
 		hs->srv = s->srv;
 		hs->sid = pv_strdup(s->sid);
-		hs->value = s->in_done;
-		pv_store_sess_set_h(s->srv->store, s->sid, s->in_done, h_saved, hs);
+		hs->value = s->in.done;
+		pv_store_sess_set_h(s->srv->store, s->sid, s->in.done, h_saved, hs);
 	}
 }
 
-pv_inrec *pv_session_in_begin(pv_session *s)
+static void in_answer(void *owner, uint32_t h)
 {
-	pv_inrec *r = pv_calloc(1, sizeof(*r));
-	r->sess = s;
-	r->seq = ++s->in_count;
-	r->holds = 1;
-	if (s->in_tail)
-		s->in_tail->next = r;
-	else
-		s->in_head = r;
-	s->in_tail = r;
-	s->srv->worker.cur_hold = r;
-	return r;
-}
-
-void pv_session_in_end(pv_inrec *r)
-{
-	pv_the_server->worker.cur_hold = NULL;
-	pv_hold_release((pv_hold *)r);
-}
-
-pv_hold *pv_hold_take(void)
-{
-	pv_inrec *r = pv_the_server ? pv_the_server->worker.cur_hold : NULL;
-	if (!r)
-		return NULL;
-	r->holds++;
-	return (pv_hold *)r;
-}
-
-void pv_hold_release(pv_hold *h)
-{
-	pv_inrec *r = (pv_inrec *)h;
-	if (!r)
-		return;
-	PV_ASSERT(r->holds > 0);
-	if (--r->holds > 0)
-		return;
-	if (!r->sess) {
-		pv_free(r);
-		return;
-	}
-	advance(r->sess);
-}
-
-void pv_hold_store_done(void *ud, int rc)
-{
-	if (rc != 0)
-		pv_error("store", "a write a stanza's acknowledgement rests on failed: rc=%d", rc);
-	pv_hold_release(ud);
+	pv_session *s = owner;
+	if (s->c2s)
+		pv_c2s_answer_ack(s->c2s, h);
 }
 
 /* ---- end of a session ---- */
@@ -599,9 +514,9 @@ int pv_sessions_restore(pv_server *srv)
 		bool ok_jid = h && pv_jid_make(&s->jid, ss->user, ss->host, ss->resource) == 0;
 		s->sm = ss->sm;
 		s->resumable = ss->sm;
-		s->in_base = ss->in_base;
+		s->in.base = ss->in_base;
 		s->out_base = ss->out_base;
-		s->in_count = s->in_done = s->in_durable = s->in_saving = ss->h_in;
+		s->in.count = s->in.done = s->in.durable = s->in_saving = ss->h_in;
 		lastseq l = {0};
 		pv_store_outq_list(srv->store, ss->sid, 0, seq_row, &l);
 		s->out_acked = l.n ? l.first - 1 : s->out_base;

@@ -7,10 +7,14 @@
  * or planted row cannot declare entities, and nesting is capped so a tree never gets
  * deeper than the stream parser would have allowed in the first place.
  * Namespaces: expat reports "uri\x01local" (no XML 1.0 document may contain U+0001, so
- * the separator cannot be confused with data); an element without a namespace keeps
- * ns NULL (inherit), which is what pv_stanza_wire writes for a stanza's root.
- * Attributes in the xml namespace become "xml:lang"-style names; other namespaced
- * attributes keep their local name (our serialiser never writes any).
+ * the separator cannot be confused with data).  An element without a namespace keeps
+ * ns NULL (inherit) while nothing above it has one -- pv_stanza_wire writes a stanza's
+ * root and its jabber:client children that way -- but becomes "" (no namespace) under
+ * an ancestor that has one (xmlns='' undeclared it), or it would inherit that
+ * ancestor's namespace.  Attributes are named as the stream parser names them
+ * (pv_xml.h): "xml:lang" for the xml namespace, "{uri}local" for any other, because
+ * the serialiser writes such attributes (with a generated prefix) for stanzas that
+ * came in with them.
  *
  * Threading: none shared; one parser per call. */
 #include <limits.h>
@@ -51,6 +55,15 @@ static const char *split_name(const char *qname, char **ns)
 	return sep + 1;
 }
 
+/* Whether x or an ancestor has a namespace of its own (a non-empty one). */
+static bool ns_in_scope(const pv_xml *x)
+{
+	for (; x; x = x->parent)
+		if (x->ns)
+			return x->ns[0] != '\0';
+	return false;
+}
+
 static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
 {
 	parse_ctx *c = ud;
@@ -62,17 +75,20 @@ static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
 	}
 	char *ns = NULL;
 	const char *local = split_name(name, &ns);
+	if (!ns && ns_in_scope(c->cur))
+		ns = pv_strdup(""); /* xmlns='' under a namespaced parent */
 	pv_xml *x = pv_xml_new(local, ns);
 	pv_free(ns);
 	for (size_t i = 0; atts[i] && atts[i + 1]; i += 2) {
 		char *ans = NULL;
 		const char *alocal = split_name(atts[i], &ans);
-		if (ans && strcmp(ans, XML_NS_URI) == 0) {
-			char *qn = pv_sprintf("xml:%s", alocal);
+		if (!ans) {
+			pv_xml_set_attr(x, alocal, atts[i + 1]);
+		} else {
+			char *qn = strcmp(ans, XML_NS_URI) == 0 ? pv_sprintf("xml:%s", alocal)
+								 : pv_sprintf("{%s}%s", ans, alocal);
 			pv_xml_set_attr(x, qn, atts[i + 1]);
 			pv_free(qn);
-		} else {
-			pv_xml_set_attr(x, alocal, atts[i + 1]);
 		}
 		pv_free(ans);
 	}

@@ -26,9 +26,14 @@ typedef struct pv_target {
  * call. */
 typedef void (*pv_resolve_cb)(void *ud, const pv_target *targets, size_t n, const char *err);
 
-/* dns_server: "ip:port" to query instead of /etc/resolv.conf (tests), or NULL. */
+/* dns_server: "ip:port" to query instead of /etc/resolv.conf (tests), or NULL.
+ * Returns NULL when c-ares cannot start or dns_server is malformed. */
 pv_resolver *pv_resolver_new(uv_loop_t *loop, const char *dns_server);
-void pv_resolver_free(pv_resolver *r);  /* pending lookups complete with err "cancelled" */
+/* Pending lookups complete with err "cancelled" before this returns (so no callback
+ * comes later).  The uv handles close asynchronously: the caller must run the loop
+ * afterwards until they have closed (as for any libuv shutdown) before uv_loop_close.
+ * Safe to call from inside a pv_resolve_cb. */
+void pv_resolver_free(pv_resolver *r);
 /* Static route: domain -> "host:port" or "[v6]:port", optionally prefixed "tls:" for
  * direct TLS.  Replaces DNS for that domain.  Returns 0 or PV_EINVAL. */
 int pv_resolver_add_route(pv_resolver *r, const char *domain, const char *target);

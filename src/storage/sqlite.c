@@ -35,6 +35,7 @@
  * bit pattern; ordering by seq is therefore correct below 2^63 (an s2s bound above that,
  * such as UINT64_MAX for "everything", is clamped to 2^63-1). */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -1017,8 +1018,9 @@ static void __attribute__((noreturn)) fatal(pv_store *st, const char *what)
 	abort();
 }
 
-static void run_batch(pv_store *st, pv_op *list, pv_store_stats *delta)
+static void run_batch(pv_store *st, pv_op *list)
 {
+	pv_store_stats counts = {0}, *delta = &counts;
 	pv_op *pend = NULL, **pend_tail = &pend; /* answered after the COMMIT */
 	bool txn = false, wake = false, begin_failed = false;
 
@@ -1084,6 +1086,14 @@ static void run_batch(pv_store *st, pv_op *list, pv_store_stats *delta)
 		delta->fsync_us_total += mono_us() - t0;
 		delta->commits++;
 	}
+	/* Counted before anyone is answered: a caller woken by pv_store_flush must find its
+	 * writes in pv_store_get_stats. */
+	pthread_mutex_lock(&st->mu);
+	st->stats.commits += delta->commits;
+	st->stats.writes += delta->writes;
+	st->stats.reads += delta->reads;
+	st->stats.fsync_us_total += delta->fsync_us_total;
+	pthread_mutex_unlock(&st->mu);
 	wake |= finish_list(st, pend, 0);
 	if (wake && st->async)
 		uv_async_send(st->async);
@@ -1107,14 +1117,8 @@ static void *store_thread(void *arg)
 		last->next = NULL;
 		pthread_mutex_unlock(&st->mu);
 
-		pv_store_stats delta = {0};
-		run_batch(st, list, &delta);
-
+		run_batch(st, list);
 		pthread_mutex_lock(&st->mu);
-		st->stats.commits += delta.commits;
-		st->stats.writes += delta.writes;
-		st->stats.reads += delta.reads;
-		st->stats.fsync_us_total += delta.fsync_us_total;
 	}
 	pthread_mutex_unlock(&st->mu);
 	return NULL;
@@ -1772,4 +1776,116 @@ int pv_store_outq_list(pv_store *st, const char *sid, uint64_t after,
 			cb(ud, (uint64_t)op->rows[i].a, op->rows[i].s, op->rows[i].len);
 	op_free(op);
 	return rc;
+}
+
+/* A uint64 bound (after, upto) as an SQL integer: stored seqs are int64 bit patterns,
+ * so a bound above 2^63-1 ("everything") must not turn negative. */
+static int64_t seq_bound(uint64_t v)
+{
+	return v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
+static pv_op *link_op(op_run_fn run, bool write, const char *local, const char *remote,
+	int64_t n)
+{
+	pv_op *op = op_new(run, write, local, remote);
+	op->n1 = n;
+	return op;
+}
+
+void pv_store_s2s_push(pv_store *st, const char *local, const char *remote, uint64_t seq,
+	int64_t created, const char *xml, size_t len, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(local && remote && xml);
+	pv_op *op = link_op(run_s2s_push, true, local, remote, (int64_t)seq);
+	op->n2 = created;
+	op->data = bytes_dup(xml, len);
+	op->dlen = len;
+	submit(st, op, done, ud);
+}
+
+int pv_store_s2s_list(pv_store *st, const char *local, const char *remote, uint64_t after,
+	size_t limit, void (*cb)(void *ud, uint64_t seq, int64_t created, const char *xml, size_t len),
+	void *ud)
+{
+	if (!local || !remote)
+		return PV_EINVAL;
+	pv_op *op = link_op(run_s2s_list, false, local, remote, seq_bound(after));
+	/* The count is returned as an int: more rows than that is no limit at all. */
+	op->n2 = limit > (size_t)INT_MAX ? INT_MAX : (int64_t)limit;
+	int rc = call(st, op);
+	if (rc >= 0 && cb)
+		for (size_t i = 0; i < op->nrows; i++)
+			cb(ud, (uint64_t)op->rows[i].a, op->rows[i].b, op->rows[i].s, op->rows[i].len);
+	op_free(op);
+	return rc;
+}
+
+void pv_store_s2s_ack(pv_store *st, const char *local, const char *remote, uint64_t upto,
+	pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(local && remote);
+	submit(st, link_op(run_s2s_ack, true, local, remote, seq_bound(upto)), done, ud);
+}
+
+void pv_store_s2s_drop(pv_store *st, const char *local, const char *remote,
+	pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(local && remote);
+	submit(st, link_op(run_s2s_drop, true, local, remote, 0), done, ud);
+}
+
+int pv_store_s2s_queues(pv_store *st, void (*cb)(void *ud, const pv_store_s2s_queue *q), void *ud)
+{
+	pv_op *op = op_new(run_s2s_queues, false, NULL, NULL);
+	int rc = call(st, op);
+	if (rc >= 0 && cb)
+		for (size_t i = 0; i < op->nqueues; i++)
+			cb(ud, &op->queues[i]);
+	op_free(op);
+	return rc;
+}
+
+int pv_store_s2s_epoch(pv_store *st, const char *local, const char *remote, char **epoch)
+{
+	if (!local || !remote || !epoch)
+		return PV_EINVAL;
+	*epoch = NULL;
+	/* A synchronous write: it may create the epoch, and the caller stamps stanzas with
+	 * it, so it is answered only once the batch that holds it has committed. */
+	pv_op *op = link_op(run_s2s_epoch, true, local, remote, 0);
+	int rc = call(st, op);
+	if (rc == 0) {
+		*epoch = op->rows[0].s;
+		op->rows[0].s = NULL;
+	}
+	op_free(op);
+	return rc;
+}
+
+int pv_store_s2s_hwm_get(pv_store *st, const char *local, const char *remote, char **epoch,
+	uint64_t *hwm)
+{
+	if (!local || !remote || !epoch || !hwm)
+		return PV_EINVAL;
+	*epoch = NULL;
+	*hwm = 0;
+	pv_op *op = link_op(run_s2s_hwm_get, false, local, remote, 0);
+	int rc = call(st, op);
+	if (rc == 0) {
+		*epoch = op->rows[0].s;
+		*hwm = (uint64_t)op->rows[0].a;
+		op->rows[0].s = NULL;
+	}
+	op_free(op);
+	return rc;
+}
+
+void pv_store_s2s_hwm_set(pv_store *st, const char *local, const char *remote,
+	const char *epoch, uint64_t hwm, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(local && remote && epoch);
+	pv_op *op = link_op(run_s2s_hwm_set, true, local, remote, (int64_t)hwm);
+	op->s1 = pv_strdup(epoch);
+	submit(st, op, done, ud);
 }

@@ -760,7 +760,7 @@ static void handle_sm(pv_c2s *c, pv_xml *el)
 		if (!s || !s->sm)
 			return;
 		/* Answered once every stanza received so far is durably handled. */
-		pv_session_ack_requested(s);
+		pv_inq_request(&s->in);
 		return;
 	}
 	if (strcmp(name, "a") == 0) {
@@ -788,10 +788,10 @@ static void handle_sm(pv_c2s *c, pv_xml *el)
 		s->sm = true;
 		s->resumable = r && (strcmp(r, "true") == 0 || strcmp(r, "1") == 0);
 		s->out_base = s->out_acked = s->out_seq;
-		s->in_base = s->in_count;
+		s->in.base = s->in.count;
 		pv_store_sess rec = {.sid = s->sid, .host = c->host->name, .user = s->user,
-			.resource = s->jid.resource, .sm = s->resumable, .h_in = s->in_durable,
-			.in_base = s->in_base, .out_base = s->out_base};
+			.resource = s->jid.resource, .sm = s->resumable, .h_in = s->in.durable,
+			.in_base = s->in.base, .out_base = s->out_base};
 		pv_store_sess_put(c->srv->store, &rec, NULL, NULL);
 		char b[256];
 		if (s->resumable)
@@ -842,7 +842,7 @@ static void handle_sm(pv_c2s *c, pv_xml *el)
 		c->srv->stats.resumed++;
 		char b[256];
 		snprintf(b, sizeof(b), "<resumed xmlns='" PV_NS_SM "' previd='%s' h='%u'/>", old->sid,
-			(unsigned)(uint32_t)(old->in_durable - old->in_base));
+			(unsigned)(uint32_t)(old->in.durable - old->in.base));
 		write_str(c, b);
 		pv_info("c2s", "[%s] resumed %s", c->ip, old->jid.full);
 		pv_session_ack_apply(old, h); /* no <r/> before the retransmission */
@@ -910,8 +910,7 @@ static void on_element(void *ud, pv_xml *el)
 			}
 			if (c->sess && c->sess->bound) {
 				/* Still counts for XEP-0198. */
-				pv_inrec *r = pv_session_in_begin(c->sess);
-				pv_session_in_end(r);
+				pv_inq_end(pv_inq_begin(&c->sess->in, 0));
 			}
 			pv_stanza_unref(st);
 			return;
@@ -933,10 +932,10 @@ static void on_element(void *ud, pv_xml *el)
 			pv_c2s_stream_error(c, "invalid-from", "you may only send from your own address");
 		} else {
 			pv_session *s = c->sess;
-			pv_inrec *r = pv_session_in_begin(s);
+			pv_inrec *r = pv_inq_begin(&s->in, 0);
 			pv_stanza_set_from(st, s->jid.full);
 			pv_router_from_client(s, st);
-			pv_session_in_end(r);
+			pv_inq_end(r);
 		}
 		pv_stanza_unref(st);
 		return;

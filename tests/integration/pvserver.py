@@ -6,8 +6,10 @@ file in that directory, and is stopped by PID (SIGTERM, then SIGKILL) when the t
 ends.  A restart reuses the same ports, config and data directory, which is what the
 durability and stream-resumption tests need.
 """
+import ctypes
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -27,6 +29,30 @@ DEFAULT_MODULES = ["roster", "presence", "offline", "disco", "ping", "version",
 SANITIZER_PATTERNS = re.compile(
     r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|"
     r"ERROR: UndefinedBehaviorSanitizer|SUMMARY: (Address|Undefined|Leak)Sanitizer")
+
+# $PEYVAND_WRAPPER prefixes the server command, e.g.
+#   PEYVAND_WRAPPER="valgrind --error-exitcode=99 --leak-check=full
+#                    --errors-for-leak-kinds=definite" PEYVAND_BIN=build/peyvand
+# (make valgrind).  Such a run is many times slower, so start-up, stop and test
+# bounds are stretched by SLOW.  Valgrind writes its reports to stderr, i.e. into
+# the server log; any error it reports, or its error exit code, fails the test.
+WRAPPER = shlex.split(os.environ.get("PEYVAND_WRAPPER", ""))
+SLOW = int(os.environ.get("PEYVAND_SLOW", "6")) if WRAPPER else 1
+VALGRIND_ERROR_EXIT = 99
+VALGRIND_PATTERNS = re.compile(
+    r"^==\d+== (Invalid (read|write|free)|Conditional jump|Use of uninitialised|"
+    r"Syscall param|Mismatched free|Source and destination overlap|"
+    r"Argument .* of function|.*definitely lost in loss record|"
+    r"ERROR SUMMARY: [1-9])", re.M)
+
+
+def _die_with_parent():
+    """In the child before exec: SIGKILL it if the test runner dies (PR_SET_PDEATHSIG),
+    so that a killed pytest (ctest timeout, kill -9) leaves no server behind."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def find_binary(env_name, name):
@@ -148,6 +174,8 @@ class Server:
         self.log_path = self.dir / "peyvand.log"
         self.admin_socket = self.dir / "admin.sock"
         self.port, self.tls_port = free_ports(2)
+        # further ports start() waits for (e.g. the s2s listeners of tests/integration/s2s)
+        self.extra_ports = []
         self.proc = None
         self.exits = []          # (how stopped, returncode) for every stopped run
         self.expected_bad_exit = False
@@ -176,20 +204,21 @@ class Server:
 
     # --- process --------------------------------------------------------------
     def start(self, timeout=30):
+        timeout *= SLOW
         assert self.proc is None or self.proc.poll() is not None, "already running"
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== test harness: starting {self.bin} =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [self.bin, "--config", str(self.config_path)],
+                WRAPPER + [self.bin, "--config", str(self.config_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=_die_with_parent)
         self.wait_listening(timeout)
         return self
 
     def wait_listening(self, timeout=30):
         deadline = time.monotonic() + timeout
-        pending = [self.port, self.tls_port]
+        pending = [self.port, self.tls_port] + [p for p in self.extra_ports if p]
         while pending:
             if self.proc.poll() is not None:
                 raise RuntimeError(
@@ -216,6 +245,7 @@ class Server:
 
     def stop(self, timeout=20):
         """SIGTERM, wait, SIGKILL if needed.  Returns the exit status (negative = signal)."""
+        timeout *= SLOW
         if not self.proc or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         with open(self.log_path, "ab") as log:
@@ -271,7 +301,22 @@ class Server:
             if how == "SIGTERM" and rc != 0 and not self.expected_bad_exit:
                 out.append(f"exit status {rc} after SIGTERM (graceful stop must exit 0)")
             if how.startswith("SIGTERM timed out"):
-                out.append("did not exit within 20s of SIGTERM")
+                out.append(f"did not exit within {20 * SLOW}s of SIGTERM")
+        if WRAPPER:
+            for m in VALGRIND_PATTERNS.finditer(text):
+                out.append("valgrind: " + text[m.start():text.find("\n", m.end())])
+            for how, rc in self.exits:
+                if rc == VALGRIND_ERROR_EXIT:
+                    out.append(f"exit status {rc} after {how}: the wrapper "
+                               f"({WRAPPER[0]}) reported errors (see the log)")
+        keep = os.environ.get("PEYVAND_LOG_DIR")
+        if out and keep:
+            # The temporary directory goes away with the test; keep the whole log
+            # (a valgrind report is longer than the tail in the test report).
+            os.makedirs(keep, exist_ok=True)
+            dest = Path(keep) / f"{self.dir.name}.log"
+            shutil.copyfile(self.log_path, dest)
+            out.append(f"full log kept in {dest}")
         return out
 
     def cleanup(self):

@@ -14,7 +14,7 @@ import copy
 import ssl
 
 import slixmpp
-from slixmpp.exceptions import IqError, IqTimeout  # noqa: F401  (re-exported)
+from slixmpp.exceptions import IqError
 
 DEFAULT_PLUGINS = ("xep_0030", "xep_0199", "xep_0092", "xep_0049", "xep_0054", "xep_0203")
 
@@ -61,6 +61,8 @@ class Client(slixmpp.ClientXMPP):
         self.stream_errors = []
         self.mechanisms_offered = []
         self._session = asyncio.get_event_loop().create_future()
+        # login() reports failures itself; keep asyncio from warning about them again
+        self._session.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.is_disconnected = asyncio.Event()
         self.add_filter("in", self._record)
         self.add_event_handler("session_start", self._on_session_start)

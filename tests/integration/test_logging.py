@@ -2,7 +2,7 @@
 bodies at info level (STYLE.md, issue 2 "Logging")."""
 import base64
 
-from helpers import USERS, jid, login_raw
+from helpers import USERS, login_raw
 
 
 def _exercise(srv, raw):

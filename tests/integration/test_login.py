@@ -273,6 +273,7 @@ def _tls(port, server_hostname="localhost", min_v=None, max_v=None, ciphers=None
     return info
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
 def test_tls_versions_and_ciphers(server):
     version, cipher, _ = _tls(server.tls_port)
     assert version == "TLSv1.3", version

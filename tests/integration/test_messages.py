@@ -6,7 +6,7 @@ import re
 
 from helpers import USERS, jid
 from pvserver import host_config
-from rawxmpp import NS_CLIENT, NS_DELAY, body_of, is_message, stanza_error_condition, to_str
+from rawxmpp import NS_DELAY, body_of, is_message, stanza_error_condition, to_str
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 

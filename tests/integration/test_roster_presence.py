@@ -213,3 +213,23 @@ def test_unsubscribe_and_cancel(server, slix, run):
         res = await roster_items(alice)
         assert [(i.get("jid"), i.get("subscription")) for i in res.iter(ITEM)] == [(B, "none")]
     run(scenario())
+
+
+def test_unsolicited_subscribed_changes_nothing(server, slix, run):
+    alice = slix(jid("alice") + "/a", USERS["alice"])
+    bob = slix(jid("bob") + "/b", USERS["bob"])
+
+    async def scenario():
+        await alice.login(server.port)
+        await bob.login(server.port)
+        # bob "approves" a request alice never made (RFC 6121 3.1.5 / 3.4: at most a
+        # pre-approval on bob's side); alice's subscription must not change
+        bob.send_presence(pto=jid("alice"), ptype="subscribed")
+        await alice.none_for(lambda e: roster_push(jid("bob"))(e) or is_presence(e, frm=jid("bob")),
+                             0.7, "roster push or presence from an unsolicited 'subscribed'")
+        res = await roster_items(alice)
+        assert list(res.iter(ITEM)) == [], to_str(res)
+        alice.send_presence(pstatus="still private")
+        await bob.none_for(lambda e: is_presence(e, frm=jid("alice"))
+                           and e.findtext(f"{{{NS_CLIENT}}}status") == "still private", 0.5)
+    run(scenario())

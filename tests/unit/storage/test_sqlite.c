@@ -4,8 +4,10 @@
  * the loop thread, which is this test thread) and with loop == NULL (writes synchronous,
  * done inline).  Done callbacks are recorded in fixture-owned "cells" with the rc the
  * test expects; teardown closes the store and checks every cell ran exactly once with
- * that rc.  Further tests: group commit, many writer threads, reopen, migrations, and a
- * crash test (a child is SIGKILLed mid-stream; every write whose done ran must survive). */
+ * that rc.  Further tests: group commit, many writer threads, reopen, migrations, the
+ * server-to-server link state (queues, epochs, high-water marks), and crash tests (a child
+ * is SIGKILLed mid-stream; every write whose done ran must survive), for the offline and
+ * the s2s queue. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +29,7 @@
 #include "peyvand/pv_log.h"
 #include "peyvand/pv_store.h"
 
+extern const char *const pv_schema_sqlite[];
 extern const size_t pv_schema_sqlite_count;
 
 #define MAX_CELLS 8192
@@ -898,6 +901,509 @@ static void test_schema_too_new(void **state)
 	rm_dir(dir);
 }
 
+/* ---- server-to-server links ---- */
+
+typedef struct s2srows {
+	uint64_t seq[32];
+	int64_t created[32];
+	char xml[32][32];
+	size_t len[32];
+	int n;
+} s2srows;
+
+static void collect_s2s(void *ud, uint64_t seq, int64_t created, const char *xml, size_t len)
+{
+	s2srows *r = ud;
+	assert_true(r->n < 32 && len < 32);
+	r->seq[r->n] = seq;
+	r->created[r->n] = created;
+	memcpy(r->xml[r->n], xml, len);
+	r->xml[r->n][len] = '\0';
+	r->len[r->n] = len;
+	r->n++;
+}
+
+/* Pushes seq from..to on local -> remote: "<message n='SEQ'/>", created = created0 + seq. */
+static void s2s_push_range(fx *f, const char *local, const char *remote, uint64_t from,
+	uint64_t to, int64_t created0)
+{
+	for (uint64_t seq = from; seq <= to; seq++) {
+		char xml[32];
+		int len = snprintf(xml, sizeof xml, "<message n='%d'/>", (int)seq);
+		pv_store_s2s_push(f->st, local, remote, seq, created0 + (int64_t)seq, xml, (size_t)len,
+			on_done, W(f, 0));
+	}
+}
+
+/* Lists local -> remote after `after` (at most limit) and checks the rows are exactly
+ * first, first+1, ... (n of them) as pushed by s2s_push_range with created0. */
+static void s2s_expect(fx *f, const char *local, const char *remote, uint64_t after,
+	size_t limit, int n, uint64_t first, int64_t created0)
+{
+	s2srows r = {0};
+	assert_int_equal(pv_store_s2s_list(f->st, local, remote, after, limit, collect_s2s, &r), n);
+	assert_int_equal(r.n, n);
+	for (int j = 0; j < n; j++) {
+		char want[32];
+		snprintf(want, sizeof want, "<message n='%d'/>", (int)(first + (uint64_t)j));
+		assert_int_equal(r.seq[j], first + (uint64_t)j);
+		assert_int_equal(r.created[j], created0 + (int64_t)(first + (uint64_t)j));
+		assert_string_equal(r.xml[j], want);
+		assert_int_equal(r.len[j], strlen(want));
+	}
+}
+
+static char *epoch_of(fx *f, const char *local, const char *remote)
+{
+	char *e = NULL;
+	assert_int_equal(pv_store_s2s_epoch(f->st, local, remote, &e), 0);
+	assert_non_null(e);
+	return e;
+}
+
+/* One integer from another connection to the database: it sees committed data only. */
+static int64_t ext_int(const fx *f, const char *sql)
+{
+	char path[128];
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	int64_t v = -1;
+	snprintf(path, sizeof path, "%s/peyvand.sqlite", f->dir);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+static void reopen(fx *f)
+{
+	pv_store_close(f->st);
+	f->st = pv_store_open(f->dir, f->use_loop ? &f->loop : NULL);
+	assert_non_null(f->st);
+}
+
+static void test_s2s_push_list_ack_drop(void **state)
+{
+	fx *f = *state;
+	pv_store *st = f->st;
+	s2s_push_range(f, "a.test", "b.test", 1, 10, 1000);
+	s2s_push_range(f, "a.test", "c.test", 1, 2, 2000);
+	s2s_push_range(f, "b.test", "a.test", 1, 3, 3000); /* the other direction: its own link */
+	/* A seq is never stored twice; the failed push does not fail its batch. */
+	pv_store_s2s_push(st, "a.test", "b.test", 5, 1, "<dup/>", 6, on_done, W(f, PV_EEXIST));
+	/* Binary-safe, and the length is the bound. */
+	pv_store_s2s_push(st, "a.test", "d.test", 1, 7, "a\0b<x/>TRAIL", 7, on_done, W(f, 0));
+
+	static const struct {
+		uint64_t after;
+		size_t limit;
+		int n;
+		uint64_t first;
+	} lists[] = {
+		{0, 100, 10, 1},
+		{0, 3, 3, 1},
+		{3, 3, 3, 4},
+		{8, 100, 2, 9},
+		{10, 100, 0, 0},
+		{0, 0, 0, 0},             /* at most 0 rows */
+		{0, SIZE_MAX, 10, 1},     /* no practical limit */
+		{UINT64_MAX, 100, 0, 0},  /* above 2^63: clamped, not negative */
+	};
+	for (size_t i = 0; i < PV_ARRAY_LEN(lists); i++)
+		s2s_expect(f, "a.test", "b.test", lists[i].after, lists[i].limit, lists[i].n,
+			lists[i].first, 1000);
+	s2s_expect(f, "a.test", "c.test", 0, 100, 2, 1, 2000);
+	s2s_expect(f, "b.test", "a.test", 1, 100, 2, 2, 3000);
+	s2s_expect(f, "a.test", "x.test", 0, 100, 0, 0, 0);
+	s2srows r = {0};
+	assert_int_equal(pv_store_s2s_list(st, "a.test", "d.test", 0, 10, collect_s2s, &r), 1);
+	assert_int_equal(r.seq[0], 1);
+	assert_int_equal(r.created[0], 7);
+	assert_int_equal(r.len[0], 7);
+	assert_memory_equal(r.xml[0], "a\0b<x/>", 7);
+	assert_int_equal(pv_store_s2s_list(st, "a.test", "b.test", 0, 10, NULL, NULL), 10);
+	assert_int_equal(pv_store_s2s_list(st, NULL, "b.test", 0, 10, NULL, NULL), PV_EINVAL);
+	assert_int_equal(pv_store_s2s_list(st, "a.test", NULL, 0, 10, NULL, NULL), PV_EINVAL);
+
+	/* ack deletes up to a seq, only on its link. */
+	static const struct {
+		uint64_t upto;
+		int n;
+		uint64_t first;
+	} acks[] = {
+		{0, 10, 1},
+		{4, 6, 5},
+		{4, 6, 5},                /* idempotent */
+		{2, 6, 5},                /* an old ack changes nothing */
+		{9, 1, 10},
+		{UINT64_MAX, 0, 0},       /* everything */
+	};
+	for (size_t i = 0; i < PV_ARRAY_LEN(acks); i++) {
+		pv_store_s2s_ack(st, "a.test", "b.test", acks[i].upto, on_done, W(f, 0));
+		s2s_expect(f, "a.test", "b.test", 0, 100, acks[i].n, acks[i].first, 1000);
+	}
+	s2s_expect(f, "a.test", "c.test", 0, 100, 2, 1, 2000);
+	s2s_expect(f, "b.test", "a.test", 0, 100, 3, 1, 3000);
+	/* The queue goes on after being emptied. */
+	s2s_push_range(f, "a.test", "b.test", 11, 12, 1000);
+	s2s_expect(f, "a.test", "b.test", 0, 100, 2, 11, 1000);
+
+	/* drop empties one link and keeps its epoch. */
+	char *e1 = epoch_of(f, "a.test", "c.test");
+	pv_store_s2s_drop(st, "a.test", "c.test", on_done, W(f, 0));
+	pv_store_s2s_drop(st, "a.test", "nowhere.test", on_done, W(f, 0)); /* not an error */
+	s2s_expect(f, "a.test", "c.test", 0, 100, 0, 0, 0);
+	s2s_expect(f, "a.test", "b.test", 0, 100, 2, 11, 1000);
+	s2s_expect(f, "b.test", "a.test", 0, 100, 3, 1, 3000);
+	char *e2 = epoch_of(f, "a.test", "c.test");
+	assert_string_equal(e1, e2);
+	free(e1);
+	free(e2);
+}
+
+typedef struct qlist {
+	char local[8][32], remote[8][32], epoch[8][32];
+	pv_store_s2s_queue q[8];
+	int n;
+} qlist;
+
+static void collect_queue(void *ud, const pv_store_s2s_queue *q)
+{
+	qlist *l = ud;
+	assert_true(l->n < 8);
+	snprintf(l->local[l->n], sizeof l->local[0], "%s", q->local);
+	snprintf(l->remote[l->n], sizeof l->remote[0], "%s", q->remote);
+	snprintf(l->epoch[l->n], sizeof l->epoch[0], "%s", q->epoch);
+	l->q[l->n] = *q;
+	l->q[l->n].local = l->q[l->n].remote = l->q[l->n].epoch = NULL; /* borrowed */
+	l->n++;
+}
+
+typedef struct qwant {
+	const char *local, *remote;
+	size_t count;
+	uint64_t first, last;
+	int64_t oldest;
+} qwant;
+
+static void expect_queues(fx *f, const qwant *want, int n)
+{
+	qlist l = {0};
+	assert_int_equal(pv_store_s2s_queues(f->st, collect_queue, &l), n);
+	assert_int_equal(l.n, n);
+	for (int i = 0; i < n; i++) {
+		assert_string_equal(l.local[i], want[i].local);
+		assert_string_equal(l.remote[i], want[i].remote);
+		assert_int_equal(l.q[i].count, want[i].count);
+		assert_int_equal(l.q[i].first_seq, want[i].first);
+		assert_int_equal(l.q[i].last_seq, want[i].last);
+		assert_int_equal(l.q[i].oldest, want[i].oldest);
+		/* Every link has an epoch, the one pv_store_s2s_epoch gives. */
+		char *e = epoch_of(f, want[i].local, want[i].remote);
+		assert_string_equal(l.epoch[i], e);
+		free(e);
+	}
+}
+
+static void test_s2s_queues(void **state)
+{
+	fx *f = *state;
+	pv_store *st = f->st;
+	const uint64_t big = (UINT64_C(1) << 40) + 1;
+	assert_int_equal(pv_store_s2s_queues(st, collect_queue, &(qlist){0}), 0);
+
+	free(epoch_of(f, "a.test", "c.test")); /* a link with an epoch and no rows */
+	/* created need not follow seq (the wall clock may step back): oldest is the created
+	 * of the first row by seq. */
+	pv_store_s2s_push(st, "a.test", "b.test", 5, 300, "<a/>", 4, on_done, W(f, 0));
+	pv_store_s2s_push(st, "a.test", "b.test", 6, 100, "<b/>", 4, on_done, W(f, 0));
+	pv_store_s2s_push(st, "a.test", "b.test", 7, 200, "<c/>", 4, on_done, W(f, 0));
+	pv_store_s2s_push(st, "x.test", "b.test", big, 50, "<d/>", 4, on_done, W(f, 0));
+	/* Inbound marks are not outbound links. */
+	pv_store_s2s_hwm_set(st, "a.test", "z.test", "peer", 9, on_done, W(f, 0));
+
+	const qwant w1[] = {
+		{"a.test", "b.test", 3, 5, 7, 300},
+		{"a.test", "c.test", 0, 0, 0, 0},
+		{"x.test", "b.test", 1, big, big, 50},
+	};
+	expect_queues(f, w1, 3);
+	assert_int_equal(pv_store_s2s_queues(st, NULL, NULL), 3);
+
+	pv_store_s2s_ack(st, "a.test", "b.test", 5, on_done, W(f, 0));
+	const qwant w2[] = {
+		{"a.test", "b.test", 2, 6, 7, 100},
+		{"a.test", "c.test", 0, 0, 0, 0},
+		{"x.test", "b.test", 1, big, big, 50},
+	};
+	expect_queues(f, w2, 3);
+
+	pv_store_s2s_drop(st, "a.test", "b.test", on_done, W(f, 0));
+	pv_store_s2s_ack(st, "x.test", "b.test", big, on_done, W(f, 0));
+	const qwant w3[] = {
+		{"a.test", "b.test", 0, 0, 0, 0},
+		{"a.test", "c.test", 0, 0, 0, 0},
+		{"x.test", "b.test", 0, 0, 0, 0},
+	};
+	expect_queues(f, w3, 3);
+}
+
+static bool is_hex16(const char *s)
+{
+	if (strlen(s) != 16)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
+static void test_s2s_epoch(void **state)
+{
+	fx *f = *state;
+	char *e1 = epoch_of(f, "a.test", "b.test");
+	assert_true(is_hex16(e1));
+	/* Committed when the call returns: another connection sees it. */
+	char sql[160];
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM s2s_link WHERE local = 'a.test'"
+		" AND remote = 'b.test' AND epoch = '%s'", e1);
+	assert_int_equal(ext_int(f, sql), 1);
+
+	/* Created once: the next calls, and a push, keep it. */
+	char *e2 = epoch_of(f, "a.test", "b.test");
+	assert_string_equal(e1, e2);
+	pv_store_s2s_push(f->st, "a.test", "b.test", 1, 1, "<m/>", 4, on_done, W(f, 0));
+	free(e2);
+	e2 = epoch_of(f, "a.test", "b.test");
+	assert_string_equal(e1, e2);
+	free(e2);
+
+	/* Each link has its own (64 random bits: equal only by a bug). */
+	char *e3 = epoch_of(f, "b.test", "a.test");
+	assert_true(is_hex16(e3));
+	assert_string_not_equal(e1, e3);
+	/* A push on a new link gives it an epoch, which the sender then gets. */
+	pv_store_s2s_push(f->st, "a.test", "new.test", 1, 1, "<m/>", 4, on_done, W(f, 0));
+	pv_store_flush(f->st);
+	assert_int_equal(ext_int(f, "SELECT count(*) FROM s2s_link WHERE local = 'a.test'"
+		" AND remote = 'new.test'"), 1);
+	char *e4 = epoch_of(f, "a.test", "new.test");
+	assert_true(is_hex16(e4));
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM s2s_link WHERE remote = 'new.test'"
+		" AND epoch = '%s'", e4);
+	assert_int_equal(ext_int(f, sql), 1);
+
+	char *bad = (char *)"sentinel";
+	assert_int_equal(pv_store_s2s_epoch(f->st, NULL, "b.test", &bad), PV_EINVAL);
+	assert_int_equal(pv_store_s2s_epoch(f->st, "a.test", NULL, &bad), PV_EINVAL);
+	assert_int_equal(pv_store_s2s_epoch(f->st, "a.test", "b.test", NULL), PV_EINVAL);
+
+	/* Stable across a restart, together with the queue and the inbound mark. */
+	pv_store_s2s_hwm_set(f->st, "a.test", "b.test", "their-epoch", 41, on_done, W(f, 0));
+	reopen(f);
+	e2 = epoch_of(f, "a.test", "b.test");
+	assert_string_equal(e1, e2);
+	free(e2);
+	e2 = epoch_of(f, "b.test", "a.test");
+	assert_string_equal(e3, e2);
+	free(e2);
+	e2 = epoch_of(f, "a.test", "new.test");
+	assert_string_equal(e4, e2);
+	free(e2);
+	assert_int_equal(pv_store_s2s_list(f->st, "a.test", "b.test", 0, 10, NULL, NULL), 1);
+	char *he;
+	uint64_t hwm;
+	assert_int_equal(pv_store_s2s_hwm_get(f->st, "a.test", "b.test", &he, &hwm), 0);
+	assert_string_equal(he, "their-epoch");
+	assert_int_equal(hwm, 41);
+	free(he);
+	free(e1);
+	free(e3);
+	free(e4);
+}
+
+typedef struct epoch_racer {
+	pv_store *st;
+	char *epoch;
+	int rc;
+} epoch_racer;
+
+static void *race_epoch(void *arg)
+{
+	epoch_racer *r = arg;
+	r->rc = pv_store_s2s_epoch(r->st, "a.test", "race.test", &r->epoch);
+	return NULL;
+}
+
+/* Callers racing for a new link's epoch all get the same one. */
+static void test_s2s_epoch_race(void **state)
+{
+	fx *f = *state;
+	enum { N = 8 };
+	pthread_t t[N];
+	epoch_racer r[N];
+	for (int i = 0; i < N; i++) {
+		r[i] = (epoch_racer){.st = f->st};
+		assert_int_equal(pthread_create(&t[i], NULL, race_epoch, &r[i]), 0);
+	}
+	for (int i = 0; i < N; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(r[i].rc, 0);
+		assert_true(is_hex16(r[i].epoch));
+		assert_string_equal(r[i].epoch, r[0].epoch);
+	}
+	for (int i = 0; i < N; i++)
+		free(r[i].epoch);
+	assert_int_equal(ext_int(f, "SELECT count(*) FROM s2s_link"), 1);
+}
+
+static void test_s2s_hwm(void **state)
+{
+	fx *f = *state;
+	pv_store *st = f->st;
+	char *e = (char *)"sentinel";
+	uint64_t hwm = 99;
+	assert_int_equal(pv_store_s2s_hwm_get(st, "a.test", "b.test", &e, &hwm), PV_ENOENT);
+	assert_null(e);
+	assert_int_equal(hwm, 0);
+
+	static const struct {
+		const char *local, *remote, *epoch;
+		uint64_t hwm;
+	} sets[] = {
+		{"a.test", "b.test", "0123456789abcdef", 10},
+		{"a.test", "c.test", "fedcba9876543210", 0},
+		{"a.test", "b.test", "0123456789abcdef", 11},
+		{"a.test", "d.test", "e", (UINT64_C(1) << 63) + 5}, /* uint64 survives int64 */
+		{"a.test", "c.test", "new-epoch", 3}, /* the peer restarted: a new epoch, lower mark */
+	};
+	for (size_t i = 0; i < PV_ARRAY_LEN(sets); i++)
+		pv_store_s2s_hwm_set(st, sets[i].local, sets[i].remote, sets[i].epoch, sets[i].hwm,
+			on_done, W(f, 0));
+
+	static const struct {
+		const char *local, *remote;
+		int rc;
+		const char *epoch;
+		uint64_t hwm;
+	} gets[] = {
+		{"a.test", "b.test", 0, "0123456789abcdef", 11},
+		{"a.test", "c.test", 0, "new-epoch", 3},
+		{"a.test", "d.test", 0, "e", (UINT64_C(1) << 63) + 5},
+		{"b.test", "a.test", PV_ENOENT, NULL, 0}, /* per direction */
+		{"x.test", "b.test", PV_ENOENT, NULL, 0},
+	};
+	for (size_t i = 0; i < PV_ARRAY_LEN(gets); i++) {
+		e = (char *)"sentinel";
+		hwm = 99;
+		assert_int_equal(pv_store_s2s_hwm_get(st, gets[i].local, gets[i].remote, &e, &hwm),
+			gets[i].rc);
+		assert_true(hwm == gets[i].hwm);
+		if (gets[i].epoch) {
+			assert_string_equal(e, gets[i].epoch);
+			free(e);
+		} else {
+			assert_null(e);
+		}
+	}
+	assert_int_equal(pv_store_s2s_hwm_get(st, NULL, "b.test", &e, &hwm), PV_EINVAL);
+	assert_int_equal(pv_store_s2s_hwm_get(st, "a.test", "b.test", NULL, &hwm), PV_EINVAL);
+	assert_int_equal(pv_store_s2s_hwm_get(st, "a.test", "b.test", &e, NULL), PV_EINVAL);
+}
+
+/* Reads answer in FIFO order: they see every s2s write queued before them although no
+ * done has run yet (with a loop); pv_store_s2s_epoch, a synchronous write, returns only
+ * after its batch committed, so the writes queued before it are committed too. */
+static void test_s2s_fifo(void **state)
+{
+	fx *f = *state;
+	pv_store *st = f->st;
+	cell *first = NULL;
+	for (int i = 1; i <= 100; i++) {
+		cell *c = W(f, 0);
+		if (!first)
+			first = c;
+		pv_store_s2s_push(st, "a.test", "b.test", (uint64_t)i, i, "<m/>", 4, on_done, c);
+		if (i % 25 == 0)
+			assert_int_equal(pv_store_s2s_list(st, "a.test", "b.test", 0, 1000, NULL, NULL), i);
+	}
+	assert_int_equal(first->called, f->use_loop ? 0 : 1);
+
+	pv_store_s2s_ack(st, "a.test", "b.test", 50, on_done, W(f, 0));
+	s2srows r = {0};
+	assert_int_equal(pv_store_s2s_list(st, "a.test", "b.test", 0, 1, collect_s2s, &r), 1);
+	assert_int_equal(r.seq[0], 51);
+	assert_int_equal(r.created[0], 51);
+
+	pv_store_s2s_hwm_set(st, "a.test", "b.test", "p", 77, on_done, W(f, 0));
+	char *e;
+	uint64_t hwm;
+	assert_int_equal(pv_store_s2s_hwm_get(st, "a.test", "b.test", &e, &hwm), 0);
+	assert_int_equal(hwm, 77);
+	free(e);
+
+	pv_store_s2s_drop(st, "a.test", "b.test", on_done, W(f, 0));
+	qlist l = {0};
+	assert_int_equal(pv_store_s2s_queues(st, collect_queue, &l), 1);
+	assert_int_equal(l.q[0].count, 0);
+
+	cell *last = NULL;
+	for (int i = 101; i <= 110; i++) {
+		last = W(f, 0);
+		pv_store_s2s_push(st, "a.test", "b.test", (uint64_t)i, i, "<m/>", 4, on_done, last);
+	}
+	free(epoch_of(f, "a.test", "b.test"));
+	/* Committed (another connection sees them) before their done ran. */
+	assert_int_equal(ext_int(f, "SELECT count(*) FROM s2s_queue"), 10);
+	assert_int_equal(ext_int(f, "SELECT min(seq) FROM s2s_queue"), 101);
+	assert_int_equal(last->called, f->use_loop ? 0 : 1);
+	run_until(f, &last->called, 1);
+	for (size_t i = 0; i < f->ncells; i++)
+		assert_int_equal(f->cells[i].called, 1); /* in FIFO order, so all ran */
+}
+
+/* A database made by an older build (schema version 1) gains the s2s tables at open
+ * and keeps its data. */
+static void test_migrate_from_v1(void **state)
+{
+	char dir[64], path[128];
+	sqlite3 *db;
+	make_dir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/peyvand.sqlite", dir);
+	assert_true(pv_schema_sqlite_count >= 2);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, pv_schema_sqlite[0], NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 1;"
+		" INSERT INTO offline (host, user, stamp, xml) VALUES ('a.test', 'juliet', 1, '<m/>')",
+		NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "SELECT * FROM s2s_link", NULL, NULL, NULL), SQLITE_ERROR);
+	sqlite3_close(db);
+
+	pv_store *st = pv_store_open(dir, NULL);
+	assert_non_null(st);
+	assert_int_equal(pv_store_offline_count(st, "a.test", "juliet"), 1);
+	char *e = NULL;
+	assert_int_equal(pv_store_s2s_epoch(st, "a.test", "b.test", &e), 0);
+	assert_true(is_hex16(e));
+	free(e);
+	pv_store_s2s_push(st, "a.test", "b.test", 1, 1, "<m/>", 4, NULL, NULL);
+	assert_int_equal(pv_store_s2s_list(st, "a.test", "b.test", 0, 10, NULL, NULL), 1);
+	pv_store_close(st);
+
+	sqlite3_stmt *s;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int64(s, 0), (int64_t)pv_schema_sqlite_count);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	rm_dir(dir);
+}
+
 /* ---- crash: every write whose done ran survives a SIGKILL ---- */
 
 /* The child keeps CRASH_INFLIGHT writes queued at all times (each done queues the next
@@ -905,8 +1411,11 @@ static void test_schema_too_new(void **state)
  * commits in progress. */
 enum { CRASH_WRITES = 20000, CRASH_INFLIGHT = 500, CRASH_AFTER = 1000 };
 
+#define CRASH_CREATED 1700000000 /* s2s rows: created = CRASH_CREATED + i, seq = i + 1 */
+
 typedef struct crash_ctx {
 	pv_store *st;
+	bool s2s;                /* push to the s2s queue a.test -> b.test, not offline */
 	int fd, seen;
 	int32_t next;
 } crash_ctx;
@@ -926,8 +1435,12 @@ static void crash_push(crash_ctx *c)
 	char xml[32];
 	int len = snprintf(xml, sizeof xml, "<m i='%d'/>", (int)i);
 	crash_args[i] = (crash_arg){.c = c, .i = i};
-	pv_store_offline_push(c->st, "a.test", "juliet", xml, (size_t)len, crash_done,
-		&crash_args[i]);
+	if (c->s2s)
+		pv_store_s2s_push(c->st, "a.test", "b.test", (uint64_t)i + 1, CRASH_CREATED + i, xml,
+			(size_t)len, crash_done, &crash_args[i]);
+	else
+		pv_store_offline_push(c->st, "a.test", "juliet", xml, (size_t)len, crash_done,
+			&crash_args[i]);
 }
 
 static void crash_done(void *ud, int rc)
@@ -944,11 +1457,11 @@ static void crash_done(void *ud, int rc)
 		crash_push(a->c);
 }
 
-static void crash_child(const char *dir, int fd)
+static void crash_child(const char *dir, int fd, bool s2s)
 {
 	uv_loop_t loop;
 	uv_timer_t tick;
-	crash_ctx c = {.fd = fd};
+	crash_ctx c = {.fd = fd, .s2s = s2s};
 	if (uv_loop_init(&loop) != 0)
 		_exit(2);
 	c.st = pv_store_open(dir, &loop);
@@ -978,7 +1491,28 @@ static void collect_present(void *ud, int64_t id, int64_t stamp, const char *xml
 	p->n++;
 }
 
-static void test_crash(void **state)
+static void collect_present_s2s(void *ud, uint64_t seq, int64_t created, const char *xml,
+	size_t len)
+{
+	present *p = ud;
+	assert_int_equal(seq, (uint64_t)p->n + 1);
+	assert_int_equal(created, CRASH_CREATED + p->n);
+	collect_present(ud, 0, 0, xml, len);
+}
+
+static void crash_queue(void *ud, const pv_store_s2s_queue *q)
+{
+	pv_store_s2s_queue *out = ud;
+	assert_string_equal(q->local, "a.test");
+	assert_string_equal(q->remote, "b.test");
+	assert_int_equal(strlen(q->epoch), 16);
+	out->count = q->count;
+	out->first_seq = q->first_seq;
+	out->last_seq = q->last_seq;
+	out->oldest = q->oldest;
+}
+
+static void crash_run(bool s2s)
 {
 	char dir[64];
 	int pfd[2];
@@ -989,7 +1523,7 @@ static void test_crash(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		close(pfd[0]);
-		crash_child(dir, pfd[1]);
+		crash_child(dir, pfd[1], s2s);
 	}
 	close(pfd[1]);
 
@@ -1015,14 +1549,35 @@ static void test_crash(void **state)
 	static unsigned char seen[CRASH_WRITES];
 	memset(seen, 0, sizeof seen);
 	present p = {.seen = seen};
-	int n = pv_store_offline_list(st, "a.test", "juliet", collect_present, &p);
+	int n = s2s ? pv_store_s2s_list(st, "a.test", "b.test", 0, SIZE_MAX, collect_present_s2s, &p)
+		: pv_store_offline_list(st, "a.test", "juliet", collect_present, &p);
 	assert_true(n >= CRASH_AFTER);
 	assert_true(n < CRASH_WRITES);
+	assert_int_equal(p.n, n);
 	for (int j = 0; j < CRASH_WRITES; j++)
 		if (acked[j] && !seen[j])
 			fail_msg("write %d was acknowledged (done ran) but is lost", j);
+	if (s2s) {
+		/* The link and its epoch were committed with the first row. */
+		pv_store_s2s_queue qs = {0};
+		assert_int_equal(pv_store_s2s_queues(st, crash_queue, &qs), 1);
+		assert_int_equal(qs.count, (size_t)n);
+		assert_int_equal(qs.first_seq, 1);
+		assert_int_equal(qs.last_seq, (uint64_t)n);
+		assert_int_equal(qs.oldest, CRASH_CREATED);
+	}
 	pv_store_close(st);
 	rm_dir(dir);
+}
+
+static void test_crash(void **state)
+{
+	crash_run(false);
+}
+
+static void test_crash_s2s(void **state)
+{
+	crash_run(true);
 }
 
 #define BOTH(fn) \
@@ -1041,12 +1596,20 @@ int main(void)
 		BOTH(test_user_delete_all),
 		BOTH(test_read_after_queued_write),
 		BOTH(test_reopen),
+		BOTH(test_s2s_push_list_ack_drop),
+		BOTH(test_s2s_queues),
+		BOTH(test_s2s_epoch),
+		BOTH(test_s2s_hwm),
+		BOTH(test_s2s_fifo),
 		cmocka_unit_test_setup_teardown(test_inline_done, setup_inline, teardown),
 		cmocka_unit_test_setup_teardown(test_many_async_writers, setup_loop, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup_loop, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_locked, setup_loop, teardown),
 		cmocka_unit_test(test_schema_too_new),
+		cmocka_unit_test(test_migrate_from_v1),
+		cmocka_unit_test_setup_teardown(test_s2s_epoch_race, setup_loop, teardown),
 		cmocka_unit_test(test_crash),
+		cmocka_unit_test(test_crash_s2s),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

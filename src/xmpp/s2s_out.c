@@ -1,0 +1,967 @@
+/* s2s_out.c -- outbound server-to-server links (RFC 6120 4-6, XEP-0178, XEP-0220,
+ * XEP-0198, XEP-0368).
+ *
+ * A link is (local host, remote domain).  Its queue is in storage; the head of it is
+ * mirrored in memory (rows) so sending never waits for a read.  Life of a link:
+ *   IDLE -> RESOLVING -> CONNECTING (each target in turn) -> NEGOTIATING (stream
+ *   header, STARTTLS, SASL EXTERNAL or dialback, XEP-0198 enable) -> READY (pump rows)
+ *   -> on failure WAIT (exponential backoff with jitter) -> IDLE -> ...
+ * While not READY, rows older than s2s.queue_expiry bounce to their senders with
+ * remote-server-timeout.  A "verify_only" link carries XEP-0220 <db:verify/> requests
+ * for inbound dialback and nothing else.
+ * Threading: the worker loop only.  Links live until the server stops. */
+#include <stdio.h>
+#include <string.h>
+
+#include "peyvand/pv_log.h"
+#include "xmpp/s2s_int.h"
+
+#define MEM_ROWS 4096     /* queue rows mirrored in memory per link */
+#define WINDOW 512        /* stanzas in flight before waiting for an XEP-0198 ack */
+
+static void link_fail(pv_s2s_link *l, const char *why);
+static void try_target(pv_s2s_link *l);
+static void pump(pv_s2s_link *l);
+
+static void lwrite(pv_s2s_link *l, const char *s, size_t n)
+{
+	if (l->conn && !l->closing)
+		pv_conn_write(l->conn, s, n, NULL, NULL);
+}
+
+static void lputs(pv_s2s_link *l, const char *s)
+{
+	lwrite(l, s, strlen(s));
+}
+
+/* ---- creation and memory rows ---- */
+
+pv_s2s_link *pv_s2s_link_get(pv_s2s *s, pv_host *h, const char *remote, bool create)
+{
+	char *key = pv_sprintf("%s %s", h->name, remote);
+	pv_s2s_link *l = pv_map_get(s->links, key);
+	if (l || !create) {
+		pv_free(key);
+		return l;
+	}
+	l = pv_calloc(1, sizeof(*l));
+	l->s2s = s;
+	l->host = h;
+	l->local = pv_strdup(h->name);
+	l->remote = pv_strdup(remote);
+	l->key = key;
+	l->timer = pv_calloc(1, sizeof(uv_timer_t));
+	uv_timer_init(s->srv->loop, l->timer);
+	l->timer->data = l;
+	if (pv_store_s2s_epoch(s->srv->store, l->local, l->remote, &l->epoch) != 0)
+		l->epoch = pv_random_hex(8);
+	/* Seqs only grow within an epoch: start above anything this link ever used. */
+	l->next_seq = 1;
+	l->acked_upto = 0;
+	pv_map_put(s->links, key, l);
+	return l;
+}
+
+static void free_row(pv_qrow *r)
+{
+	pv_free(r->xml);
+	pv_free(r);
+}
+
+static void append_row(pv_s2s_link *l, pv_qrow *r)
+{
+	if (l->rows_tail)
+		l->rows_tail->next = r;
+	else
+		l->rows = r;
+	l->rows_tail = r;
+	l->nrows++;
+}
+
+/* Refill the in-memory window from storage when rows exist only there. */
+static void refill_cb(void *ud, uint64_t seq, int64_t created, const char *xml, size_t len)
+{
+	pv_s2s_link *l = ud;
+	pv_qrow *r = pv_calloc(1, sizeof(*r));
+	r->seq = seq;
+	r->created = created;
+	r->xml = pv_strndup(xml, len);
+	r->len = len;
+	r->committed = true;
+	append_row(l, r);
+}
+
+static void refill(pv_s2s_link *l)
+{
+	if (!l->mem_partial || l->nrows >= MEM_ROWS / 2)
+		return;
+	uint64_t after = l->rows_tail ? l->rows_tail->seq : l->acked_upto;
+	size_t want = MEM_ROWS - l->nrows;
+	int n = pv_store_s2s_list(l->s2s->srv->store, l->local, l->remote, after, want, refill_cb, l);
+	if (n >= 0 && (size_t)n < want)
+		l->mem_partial = false;
+}
+
+typedef struct push_ctx {
+	pv_s2s_link *l;
+	pv_qrow *r;       /* NULL when the row is not mirrored in memory */
+	pv_hold *hold;
+} push_ctx;
+
+static void pushed(void *ud, int rc)
+{
+	push_ctx *p = ud;
+	if (p->r)
+		p->r->committed = true;
+	pv_hold_release(p->hold);
+	pv_s2s_link *l = p->l;
+	pv_free(p);
+	pv_s2s_link_kick(l);
+}
+
+void pv_s2s_row_pushed(pv_s2s_link *l, pv_qrow *r)
+{
+	push_ctx *p = pv_calloc(1, sizeof(*p));
+	p->l = l;
+	p->hold = pv_hold_take();
+	pv_store_s2s_push(l->s2s->srv->store, l->local, l->remote, r->seq, r->created, r->xml, r->len,
+		pushed, p);
+	l->queued++;
+	if (l->mem_partial || l->nrows >= MEM_ROWS) {
+		l->mem_partial = true; /* storage has it; refill() brings it in order */
+		free_row(r);
+	} else {
+		p->r = r;
+		append_row(l, r);
+	}
+}
+
+void pv_s2s_link_restore(pv_s2s *s, const pv_store_s2s_queue *q)
+{
+	pv_host *h = pv_server_host(s->srv, q->local);
+	if (!h)
+		return;
+	pv_s2s_link *l = pv_s2s_link_get(s, h, q->remote, true);
+	if (q->epoch && strcmp(q->epoch, l->epoch) != 0) {
+		pv_free(l->epoch);
+		l->epoch = pv_strdup(q->epoch);
+	}
+	l->next_seq = q->last_seq + 1;
+	l->acked_upto = q->count ? q->first_seq - 1 : q->last_seq;
+	l->queued = q->count;
+	l->mem_partial = q->count > 0;
+	refill(l);
+	if (q->count)
+		pv_info("s2s", "%s -> %s: %zu queued stanza(s) restored", l->local, l->remote, q->count);
+	pv_s2s_link_kick(l);
+}
+
+/* Rows up to `upto` left the queue (acked, bounced or dropped). */
+static void forget_upto(pv_s2s_link *l, uint64_t upto)
+{
+	while (l->rows && l->rows->seq <= upto) {
+		pv_qrow *r = l->rows;
+		l->rows = r->next;
+		free_row(r);
+		l->nrows--;
+		if (l->queued)
+			l->queued--;
+	}
+	if (!l->rows)
+		l->rows_tail = NULL;
+	if (upto > l->acked_upto)
+		l->acked_upto = upto;
+}
+
+/* ---- connection life ---- */
+
+static void timer_close_cb(uv_handle_t *h)
+{
+	pv_free(h);
+}
+
+static uint64_t backoff_ms(pv_s2s_link *l)
+{
+	const pv_s2s_conf *c = &l->s2s->conf;
+	uint64_t d = c->retry_min_ms;
+	for (unsigned i = 0; i < l->retries && d < c->retry_max_ms; i++)
+		d *= 2;
+	if (d > c->retry_max_ms)
+		d = c->retry_max_ms;
+	/* +-25% jitter so that many links do not retry in lock-step */
+	uint32_t rnd;
+	pv_random(&rnd, sizeof(rnd));
+	return d * 3 / 4 + (d / 2) * (rnd % 1000) / 1000;
+}
+
+static void reset_stream_state(pv_s2s_link *l)
+{
+	l->tls = l->authed = l->sm = l->restart = l->starttls = l->header_sent = false;
+	l->closing = false;
+	l->auth = NULL;
+	pv_free(l->stream_id);
+	l->stream_id = NULL;
+	l->nin = l->inhead = 0;
+	l->peer_h = 0;
+	l->r_out = false;
+	l->sent_upto = l->acked_upto;
+}
+
+static void finish_verifies(pv_s2s_link *l, bool valid_default)
+{
+	for (pv_dbv *v = l->verifies, *nx; v; v = nx) {
+		nx = v->next;
+		v->cb(v->ud, false);
+		pv_free(v->receiving);
+		pv_free(v->originating);
+		pv_free(v->stream_id);
+		pv_free(v->key);
+		pv_free(v);
+	}
+	l->verifies = NULL;
+	(void)valid_default;
+}
+
+static void on_close(pv_conn *c, const char *why)
+{
+	pv_s2s_link *l = pv_conn_owner(c);
+	l->conn = NULL;
+	pv_xmlstream_free(l->xs);
+	l->xs = NULL;
+	bool was_ready = l->state == L_READY;
+	pv_debug("s2s", "%s -> %s: connection closed (%s)", l->local, l->remote, why);
+	reset_stream_state(l);
+	if (l->state == L_CONNECTING || l->state == L_NEGOTIATING) {
+		/* Try the next address, then back off. */
+		if (l->ti + 1 < l->ntargets && !l->s2s->srv->stopping) {
+			l->ti++;
+			try_target(l);
+			return;
+		}
+		link_fail(l, l->last_error[0] ? l->last_error : why);
+		return;
+	}
+	if (was_ready && !l->s2s->srv->stopping && (l->queued || l->verifies)) {
+		l->state = L_IDLE;
+		pv_s2s_link_kick(l);
+		return;
+	}
+	l->state = L_IDLE;
+	finish_verifies(l, false);
+}
+
+static void link_fail(pv_s2s_link *l, const char *why)
+{
+	l->s2s->stats.out_failures++;
+	snprintf(l->last_error, sizeof(l->last_error), "%s", why);
+	pv_info("s2s", "%s -> %s: link failed: %s (retry %u)", l->local, l->remote, why, l->retries + 1);
+	finish_verifies(l, false);
+	if (l->conn) {
+		l->closing = true;
+		pv_conn_abort(l->conn);
+	}
+	l->state = L_WAIT;
+	uint64_t d = backoff_ms(l);
+	l->retries++;
+	l->next_try_ms = pv_now_ms() + d;
+}
+
+void pv_s2s_link_close(pv_s2s_link *l, const char *why)
+{
+	if (l->conn && !l->closing) {
+		if (why && strcmp(why, "system-shutdown") == 0)
+			lputs(l, "</stream:stream>");
+		l->closing = true;
+		pv_conn_close(l->conn);
+	}
+}
+
+void pv_s2s_link_free(pv_s2s_link *l)
+{
+	finish_verifies(l, false);
+	if (l->conn) {
+		pv_conn_set_owner(l->conn, NULL);
+		pv_conn_abort(l->conn);
+	}
+	pv_xmlstream_free(l->xs);
+	for (pv_qrow *r = l->rows, *nx; r; r = nx) {
+		nx = r->next;
+		free_row(r);
+	}
+	uv_timer_stop(l->timer);
+	uv_close((uv_handle_t *)l->timer, timer_close_cb);
+	pv_free(l->inflight);
+	pv_free(l->stream_id);
+	pv_free(l->epoch);
+	pv_free(l->local);
+	pv_free(l->remote);
+	pv_free(l->key);
+	pv_free(l);
+}
+
+/* ---- the stream ---- */
+
+static void send_header(pv_s2s_link *l)
+{
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_buf_puts(&b, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+			"xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='");
+	pv_xml_escape(l->local, strlen(l->local), &b);
+	pv_buf_puts(&b, "' to='");
+	pv_xml_escape(l->remote, strlen(l->remote), &b);
+	pv_buf_puts(&b, "' version='1.0'>");
+	lwrite(l, b.data, b.len);
+	pv_buf_fini(&b);
+	l->header_sent = true;
+}
+
+static void stream_error(pv_s2s_link *l, const char *cond, const char *text)
+{
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_buf_printf(&b, "<stream:error><%s xmlns='" PV_NS_STREAMS "'/>", cond);
+	if (text) {
+		pv_buf_puts(&b, "<text xmlns='" PV_NS_STREAMS "'>");
+		pv_xml_escape(text, strlen(text), &b);
+		pv_buf_puts(&b, "</text>");
+	}
+	pv_buf_puts(&b, "</stream:error></stream:stream>");
+	lwrite(l, b.data, b.len);
+	pv_buf_fini(&b);
+	snprintf(l->last_error, sizeof(l->last_error), "%s: %s", cond, text ? text : "");
+	link_fail(l, l->last_error);
+}
+
+static void on_open(void *ud, const pv_xml *hdr, const char *default_ns)
+{
+	pv_s2s_link *l = ud;
+	if (!default_ns || strcmp(default_ns, PV_NS_SERVER) != 0) {
+		stream_error(l, "invalid-namespace", "expected jabber:server");
+		return;
+	}
+	const char *id = pv_xml_attr(hdr, "id");
+	pv_free(l->stream_id);
+	l->stream_id = pv_strdup(id ? id : "");
+}
+
+static void send_verifies(pv_s2s_link *l)
+{
+	for (pv_dbv *v = l->verifies; v; v = v->next) {
+		if (v->sent)
+			continue;
+		v->sent = true;
+		pv_buf b;
+		pv_buf_init(&b);
+		pv_buf_puts(&b, "<db:verify from='");
+		pv_xml_escape(v->receiving, strlen(v->receiving), &b);
+		pv_buf_puts(&b, "' to='");
+		pv_xml_escape(v->originating, strlen(v->originating), &b);
+		pv_buf_puts(&b, "' id='");
+		pv_xml_escape(v->stream_id, strlen(v->stream_id), &b);
+		pv_buf_puts(&b, "'>");
+		pv_xml_escape(v->key, strlen(v->key), &b);
+		pv_buf_puts(&b, "</db:verify>");
+		lwrite(l, b.data, b.len);
+		pv_buf_fini(&b);
+	}
+}
+
+static void become_ready(pv_s2s_link *l)
+{
+	l->state = L_READY;
+	l->retries = 0;
+	l->last_error[0] = 0;
+	pv_info("s2s", "%s -> %s: link up (auth=%s, %s, sm=%s)", l->local, l->remote, l->auth ? l->auth : "none",
+		pv_conn_tls_version(l->conn) ? pv_conn_tls_version(l->conn) : "no TLS", l->sm ? "yes" : "no");
+	pump(l);
+}
+
+/* The peer's identity as RFC 6125 sees it, and the interconnect policy for it. */
+static bool peer_ok(pv_s2s_link *l, bool via_dialback)
+{
+	SSL *ssl = pv_conn_ssl(l->conn);
+	const char *why = NULL;
+	bool cert_ok = ssl && pv_cert_verify_peer(ssl, l->s2s->conf.trust, l->remote, &why);
+	if (!cert_ok && !(via_dialback && l->s2s->conf.dialback)) {
+		snprintf(l->last_error, sizeof(l->last_error), "peer certificate: %s", why ? why : "missing");
+		return false;
+	}
+	const pv_membership *m = pv_s2s_membership(l->host);
+	if (m && !pv_membership_allows(m, l->remote, ssl, cert_ok, via_dialback, &why)) {
+		snprintf(l->last_error, sizeof(l->last_error), "interconnect policy: %s", why ? why : "refused");
+		return false;
+	}
+	return true;
+}
+
+static void on_features(pv_s2s_link *l, pv_xml *f)
+{
+	pv_xml *st = pv_xml_child(f, "starttls", PV_NS_TLS);
+	if (!l->tls) {
+		if (st) {
+			lputs(l, "<starttls xmlns='" PV_NS_TLS "'/>");
+			return;
+		}
+		if (l->s2s->conf.require_tls) {
+			stream_error(l, "policy-violation", "TLS is required");
+			return;
+		}
+	}
+	if (l->verify_only) {
+		/* A dialback verification stream needs no authentication of its own. */
+		l->state = L_READY;
+		send_verifies(l);
+		return;
+	}
+	if (!l->authed) {
+		pv_xml *mechs = pv_xml_child(f, "mechanisms", PV_NS_SASL);
+		bool external = false;
+		for (pv_xml *m = mechs ? pv_xml_first_element(mechs) : NULL; m; m = pv_xml_next_element(m)) {
+			char *t = pv_xml_text(m);
+			if (t && strcmp(t, "EXTERNAL") == 0)
+				external = true;
+			pv_free(t);
+		}
+		l->sm = false;
+		if (external && peer_ok(l, false)) {
+			char *b64 = pv_base64_encode(l->local, strlen(l->local));
+			pv_buf b;
+			pv_buf_init(&b);
+			pv_buf_printf(&b, "<auth xmlns='" PV_NS_SASL "' mechanism='EXTERNAL'>%s</auth>", b64);
+			lwrite(l, b.data, b.len);
+			pv_buf_fini(&b);
+			pv_free(b64);
+			return;
+		}
+		bool db_offered = pv_xml_child(f, "dialback", PV_NS_DIALBACK_FEATURE) != NULL;
+		if (l->s2s->conf.dialback && db_offered) {
+			if (!peer_ok(l, true)) {
+				link_fail(l, l->last_error);
+				return;
+			}
+			/* Remember whether stream management is on offer for after dialback. */
+			l->sm = pv_xml_child(f, "sm", PV_NS_SM) != NULL;
+			char key[65];
+			pv_s2s_dialback_key(l->s2s->srv, l->remote, l->local, l->stream_id, key);
+			pv_buf b;
+			pv_buf_init(&b);
+			pv_buf_puts(&b, "<db:result from='");
+			pv_xml_escape(l->local, strlen(l->local), &b);
+			pv_buf_puts(&b, "' to='");
+			pv_xml_escape(l->remote, strlen(l->remote), &b);
+			pv_buf_printf(&b, "'>%s</db:result>", key);
+			lwrite(l, b.data, b.len);
+			pv_buf_fini(&b);
+			return;
+		}
+		if (!l->last_error[0])
+			snprintf(l->last_error, sizeof(l->last_error), "no usable authentication (%s)",
+				external ? "EXTERNAL offered but the peer's certificate is not acceptable"
+					 : "peer did not accept our certificate and dialback is off");
+		pv_s2s_link_close(l, NULL);
+		link_fail(l, l->last_error);
+		return;
+	}
+	/* Authenticated by SASL: stream management if offered, then ready. */
+	if (pv_xml_child(f, "sm", PV_NS_SM)) {
+		lputs(l, "<enable xmlns='" PV_NS_SM "'/>");
+		return;
+	}
+	become_ready(l);
+}
+
+static void on_sm(pv_s2s_link *l, pv_xml *el)
+{
+	if (strcmp(el->name, "enabled") == 0) {
+		l->sm = true;
+		become_ready(l);
+	} else if (strcmp(el->name, "failed") == 0) {
+		l->sm = false;
+		if (l->state != L_READY)
+			become_ready(l);
+	} else if (strcmp(el->name, "r") == 0) {
+		/* We receive nothing on an outbound stream: h is 0. */
+		lputs(l, "<a xmlns='" PV_NS_SM "' h='0'/>");
+	} else if (strcmp(el->name, "a") == 0) {
+		const char *hs = pv_xml_attr(el, "h");
+		char *end = NULL;
+		unsigned long long h = hs ? strtoull(hs, &end, 10) : 0;
+		if (!hs || *end || h > 0xffffffffULL) {
+			stream_error(l, "bad-format", "invalid h");
+			return;
+		}
+		uint32_t delta = (uint32_t)h - l->peer_h;
+		if (delta > l->nin - l->inhead) {
+			stream_error(l, "undefined-condition", "handled-count-too-high");
+			return;
+		}
+		if (delta) {
+			uint64_t upto = l->inflight[l->inhead + delta - 1];
+			l->inhead += delta;
+			l->peer_h = (uint32_t)h;
+			l->acked_total += delta;
+			l->s2s->stats.acked += delta;
+			pv_store_s2s_ack(l->s2s->srv->store, l->local, l->remote, upto, NULL, NULL);
+			forget_upto(l, upto);
+			if (l->inhead == l->nin)
+				l->nin = l->inhead = 0;
+		}
+		l->r_out = false;
+		pump(l);
+	}
+}
+
+static void on_dialback(pv_s2s_link *l, pv_xml *el)
+{
+	const char *type = pv_xml_attr(el, "type");
+	if (strcmp(el->name, "result") == 0) {
+		if (type && strcmp(type, "valid") == 0) {
+			l->authed = true;
+			l->auth = "dialback";
+			l->s2s->stats.dialback_ok++;
+			if (l->sm) {
+				lputs(l, "<enable xmlns='" PV_NS_SM "'/>");
+				l->sm = false;
+				return;
+			}
+			become_ready(l);
+		} else {
+			l->s2s->stats.dialback_fail++;
+			snprintf(l->last_error, sizeof(l->last_error), "dialback refused by %s", l->remote);
+			pv_s2s_link_close(l, NULL);
+			link_fail(l, l->last_error);
+		}
+		return;
+	}
+	if (strcmp(el->name, "verify") == 0) {
+		const char *id = pv_xml_attr(el, "id");
+		for (pv_dbv **pp = &l->verifies; *pp; pp = &(*pp)->next) {
+			pv_dbv *v = *pp;
+			if (v->sent && id && strcmp(v->stream_id, id) == 0) {
+				*pp = v->next;
+				v->cb(v->ud, type && strcmp(type, "valid") == 0);
+				pv_free(v->receiving);
+				pv_free(v->originating);
+				pv_free(v->stream_id);
+				pv_free(v->key);
+				pv_free(v);
+				break;
+			}
+		}
+	}
+}
+
+static void on_element(void *ud, pv_xml *el)
+{
+	pv_s2s_link *l = ud;
+	const char *ns = el->ns ? el->ns : "";
+	if (l->closing || !l->conn) {
+		pv_xml_free(el);
+		return;
+	}
+	if (strcmp(el->name, "features") == 0 && strcmp(ns, PV_NS_STREAM) == 0) {
+		on_features(l, el);
+	} else if (strcmp(el->name, "error") == 0 && strcmp(ns, PV_NS_STREAM) == 0) {
+		pv_xml *c = pv_xml_first_element(el);
+		snprintf(l->last_error, sizeof(l->last_error), "stream error from peer: %s",
+			c ? c->name : "?");
+		pv_info("s2s", "%s -> %s: %s", l->local, l->remote, l->last_error);
+		l->closing = true;
+		pv_conn_close(l->conn);
+	} else if (strcmp(ns, PV_NS_TLS) == 0 && strcmp(el->name, "proceed") == 0) {
+		l->starttls = true;
+		pv_xmlstream_stop(l->xs);
+	} else if (strcmp(ns, PV_NS_TLS) == 0) {
+		stream_error(l, "undefined-condition", "STARTTLS refused by the peer");
+	} else if (strcmp(ns, PV_NS_SASL) == 0 && strcmp(el->name, "success") == 0) {
+		l->authed = true;
+		l->auth = "external";
+		l->restart = true;
+		pv_xmlstream_stop(l->xs);
+	} else if (strcmp(ns, PV_NS_SASL) == 0) {
+		pv_xml *c = pv_xml_first_element(el);
+		snprintf(l->last_error, sizeof(l->last_error), "SASL EXTERNAL refused: %s", c ? c->name : "?");
+		pv_s2s_link_close(l, NULL);
+		link_fail(l, l->last_error);
+	} else if (strcmp(ns, PV_NS_SM) == 0) {
+		on_sm(l, el);
+	} else if (strcmp(ns, PV_NS_SERVER_DIALBACK) == 0) {
+		on_dialback(l, el);
+	} else {
+		/* Stanzas on an outbound-only stream: not for us (no XEP-0288 yet). */
+		pv_debug("s2s", "%s -> %s: ignoring <%s/> on an outbound stream", l->local, l->remote, el->name);
+	}
+	pv_xml_free(el);
+}
+
+static void on_stream_close(void *ud)
+{
+	pv_s2s_link *l = ud;
+	pv_s2s_link_close(l, NULL);
+}
+
+static const pv_xmlstream_cb xs_cb = {.open = on_open, .element = on_element, .close = on_stream_close};
+
+static void on_data(pv_conn *c, const char *data, size_t n)
+{
+	pv_s2s_link *l = pv_conn_owner(c);
+	if (!l || l->closing)
+		return;
+	pv_xs_error e = pv_xmlstream_feed(l->xs, data, n);
+	if (e != PV_XS_OK) {
+		stream_error(l, e == PV_XS_ERR_SIZE || e == PV_XS_ERR_DEPTH ? "policy-violation" : "not-well-formed",
+			pv_xmlstream_error_text(l->xs));
+		return;
+	}
+	if (l->starttls) {
+		l->starttls = false;
+		pv_xmlstream_reset(l->xs);
+		if (pv_conn_client_tls(l->conn, pv_s2s_client_ctx(l->host), l->remote) != 0)
+			link_fail(l, "TLS setup failed");
+		return;
+	}
+	if (l->restart) {
+		l->restart = false;
+		pv_xmlstream_reset(l->xs);
+		send_header(l);
+	}
+}
+
+static void on_tls(pv_conn *c)
+{
+	pv_s2s_link *l = pv_conn_owner(c);
+	l->tls = true;
+	send_header(l);
+}
+
+static const pv_conn_cb conn_cb = {.on_data = on_data, .on_tls = on_tls, .on_close = on_close};
+
+static void connected(pv_conn *c, int status)
+{
+	pv_s2s_link *l = pv_conn_owner(c);
+	if (!l)
+		return;
+	if (status != 0) {
+		snprintf(l->last_error, sizeof(l->last_error), "connect: %s", uv_strerror(status));
+		return; /* on_close follows and tries the next target */
+	}
+	l->state = L_NEGOTIATING;
+	if (!l->targets[l->ti].direct_tls)
+		send_header(l);
+}
+
+static void try_target(pv_s2s_link *l)
+{
+	pv_target *t = &l->targets[l->ti];
+	l->state = L_CONNECTING;
+	l->s2s->stats.out_connects++;
+	pv_xmlstream_limits lim = {.max_stanza = l->s2s->conf.max_stanza, .max_depth = l->s2s->srv->lim.max_depth};
+	l->xs = pv_xmlstream_new(&xs_cb, l, &lim);
+	reset_stream_state(l);
+	l->conn = pv_conn_connect(l->s2s->srv->loop, (struct sockaddr *)&t->addr, &conn_cb, l, connected);
+	if (!l->conn) {
+		pv_xmlstream_free(l->xs);
+		l->xs = NULL;
+		link_fail(l, "cannot create a socket");
+		return;
+	}
+	if (t->direct_tls)
+		pv_conn_client_tls(l->conn, pv_s2s_client_ctx(l->host), l->remote);
+	l->next_try_ms = pv_now_ms() + l->s2s->conf.connect_timeout_ms; /* negotiation deadline */
+}
+
+static void resolved(void *ud, const pv_target *targets, size_t n, const char *err)
+{
+	pv_s2s_link *l = ud;
+	if (l->state != L_RESOLVING)
+		return;
+	if (n == 0) {
+		link_fail(l, err ? err : "no address");
+		return;
+	}
+	l->ntargets = n < 32 ? n : 32;
+	memcpy(l->targets, targets, l->ntargets * sizeof(pv_target));
+	l->ti = 0;
+	try_target(l);
+}
+
+void pv_s2s_link_kick(pv_s2s_link *l)
+{
+	if (l->s2s->srv->stopping)
+		return;
+	if (l->state == L_READY) {
+		pump(l);
+		return;
+	}
+	bool work = (l->queued > 0 && !l->paused) || l->verifies;
+	if (l->state != L_IDLE || !work)
+		return;
+	l->state = L_RESOLVING;
+	pv_resolve_xmpp_server(l->s2s->res, l->remote, resolved, l);
+}
+
+/* ---- sending ---- */
+
+/* The stored stanza plus our XEP-0359 stanza-id, for a jabber:server stream.  Stored
+ * bytes are the jabber:client serialisation without a namespace on the top element, so
+ * they are valid in the server namespace as they are. */
+static void wire_row(pv_s2s_link *l, pv_qrow *r, pv_buf *b)
+{
+	char sid[160];
+	snprintf(sid, sizeof(sid), "<stanza-id xmlns='" PV_NS_SID "' by='%s' id='%s:%llu'/>", l->local, l->epoch,
+		(unsigned long long)r->seq);
+	const char *x = r->xml;
+	size_t n = r->len;
+	if (n >= 2 && x[n - 2] == '/' && x[n - 1] == '>' && memchr(x + 1, '<', n - 1) == NULL) {
+		/* <message .../> -> <message ...>sid</message> */
+		const char *name_end = x + 1;
+		while (name_end < x + n && *name_end != ' ' && *name_end != '/' && *name_end != '>')
+			name_end++;
+		pv_buf_append(b, x, n - 2);
+		pv_buf_puts(b, ">");
+		pv_buf_puts(b, sid);
+		pv_buf_puts(b, "</");
+		pv_buf_append(b, x + 1, (size_t)(name_end - x - 1));
+		pv_buf_puts(b, ">");
+		return;
+	}
+	const char *close = x + n;
+	while (close > x && *close != '<')
+		close--;
+	pv_buf_append(b, x, (size_t)(close - x));
+	pv_buf_puts(b, sid);
+	pv_buf_append(b, close, (size_t)(x + n - close));
+}
+
+typedef struct wctx {
+	pv_s2s_link *l;
+	uint64_t seq;
+} wctx;
+
+/* Without XEP-0198 on the peer, the kernel taking the bytes is all we learn. */
+static void written(void *ud, int status)
+{
+	wctx *w = ud;
+	if (status == 0) {
+		pv_store_s2s_ack(w->l->s2s->srv->store, w->l->local, w->l->remote, w->seq, NULL, NULL);
+		forget_upto(w->l, w->seq);
+		w->l->acked_total++;
+	}
+	pv_free(w);
+}
+
+static void pump(pv_s2s_link *l)
+{
+	if (l->state != L_READY || l->paused || !l->conn || l->closing || l->verify_only)
+		return;
+	refill(l);
+	size_t sent = 0;
+	pv_buf b;
+	pv_buf_init(&b);
+	for (pv_qrow *r = l->rows; r; r = r->next) {
+		if (r->seq <= l->sent_upto)
+			continue;
+		if (!r->committed)
+			break;
+		if (l->sm && l->nin - l->inhead >= WINDOW)
+			break;
+		pv_buf_reset(&b);
+		wire_row(l, r, &b);
+		if (l->sm) {
+			if (l->nin == l->capin) {
+				l->capin = l->capin ? l->capin * 2 : 64;
+				l->inflight = pv_realloc(l->inflight, l->capin * sizeof(uint64_t));
+			}
+			l->inflight[l->nin++] = r->seq;
+			pv_conn_write(l->conn, b.data, b.len, NULL, NULL);
+		} else {
+			wctx *w = pv_malloc(sizeof(*w));
+			w->l = l;
+			w->seq = r->seq;
+			pv_conn_write(l->conn, b.data, b.len, written, w);
+		}
+		l->sent_upto = r->seq;
+		l->sent_total++;
+		l->s2s->stats.sent++;
+		sent++;
+	}
+	pv_buf_fini(&b);
+	if (l->sm && sent && !l->r_out) {
+		l->r_out = true;
+		lputs(l, "<r xmlns='" PV_NS_SM "'/>");
+	}
+}
+
+/* ---- timers: retries, expiry, idle ---- */
+
+static void bounce_row(pv_s2s_link *l, pv_qrow *r)
+{
+	pv_xml *x = pv_xml_parse(r->xml, r->len);
+	const char *bad = NULL;
+	pv_stanza *st = x ? pv_stanza_new(x, &bad) : NULL;
+	if (!st) {
+		pv_xml_free(x);
+		return;
+	}
+	pv_stanza *e = pv_stanza_error(st, "wait", "remote-server-timeout", "the remote server could not be reached");
+	if (e && e->has_to) {
+		pv_route(l->host, e);
+		l->bounced_total++;
+		l->s2s->stats.bounced++;
+	}
+	if (e)
+		pv_stanza_unref(e);
+	pv_stanza_unref(st);
+}
+
+static void expire(pv_s2s_link *l)
+{
+	int64_t limit = pv_wall_s() - (int64_t)(l->s2s->conf.queue_expiry_ms / 1000);
+	uint64_t upto = 0;
+	size_t n = 0;
+	refill(l);
+	while (l->rows && l->rows->committed && l->rows->created <= limit) {
+		pv_qrow *r = l->rows;
+		bounce_row(l, r);
+		upto = r->seq;
+		forget_upto(l, r->seq);
+		n++;
+		if (!l->rows)
+			refill(l);
+	}
+	if (n) {
+		pv_store_s2s_ack(l->s2s->srv->store, l->local, l->remote, upto, NULL, NULL);
+		pv_info("s2s", "%s -> %s: %zu queued stanza(s) expired and bounced", l->local, l->remote, n);
+	}
+}
+
+void pv_s2s_link_tick(pv_s2s_link *l, uint64_t now)
+{
+	if (l->state != L_READY && l->queued)
+		expire(l);
+	if (l->state == L_WAIT && now >= l->next_try_ms) {
+		l->state = L_IDLE;
+		pv_s2s_link_kick(l);
+	} else if ((l->state == L_CONNECTING || l->state == L_NEGOTIATING) && now >= l->next_try_ms) {
+		snprintf(l->last_error, sizeof(l->last_error), "connection or negotiation timed out");
+		if (l->conn) {
+			l->closing = true;
+			pv_conn_abort(l->conn); /* on_close tries the next target */
+		}
+	}
+}
+
+void pv_s2s_link_drop(pv_s2s_link *l)
+{
+	pv_store_s2s_drop(l->s2s->srv->store, l->local, l->remote, NULL, NULL);
+	uint64_t last = l->next_seq - 1;
+	/* Uncommitted rows are still being written: keep them (they belong after the drop). */
+	while (l->rows && l->rows->committed) {
+		pv_qrow *r = l->rows;
+		l->rows = r->next;
+		free_row(r);
+		l->nrows--;
+	}
+	if (!l->rows)
+		l->rows_tail = NULL;
+	l->queued = l->nrows;
+	l->mem_partial = false;
+	l->acked_upto = l->rows ? l->rows->seq - 1 : last;
+	if (l->sent_upto < l->acked_upto)
+		l->sent_upto = l->acked_upto;
+}
+
+static const char *state_name(pv_link_state s)
+{
+	switch (s) {
+	case L_IDLE: return "idle";
+	case L_RESOLVING: return "resolving";
+	case L_CONNECTING: return "connecting";
+	case L_NEGOTIATING: return "negotiating";
+	case L_READY: return "connected";
+	case L_WAIT: return "waiting";
+	}
+	return "?";
+}
+
+void pv_s2s_link_describe(const pv_s2s_link *l, pv_buf *out)
+{
+	int64_t oldest = l->rows ? pv_wall_s() - l->rows->created : 0;
+	pv_buf_printf(out, "%s -> %s state=%s auth=%s tls=%s queue=%zu oldest=%lld retries=%u paused=%s sent=%llu acked=%llu bounced=%llu%s%s\n",
+		l->local, l->remote, state_name(l->state), l->auth ? l->auth : "none",
+		l->conn && pv_conn_tls_version(l->conn) ? pv_conn_tls_version(l->conn) : "none", l->queued,
+		(long long)oldest, l->retries, l->paused ? "yes" : "no", (unsigned long long)l->sent_total,
+		(unsigned long long)l->acked_total, (unsigned long long)l->bounced_total,
+		l->last_error[0] ? " error=" : "", l->last_error[0] ? l->last_error : "");
+}
+
+/* ---- dialback verification requests (we are the receiving server) ---- */
+
+void pv_s2s_verify_dialback(pv_server *srv, const char *receiving, const char *originating,
+	const char *stream_id, const char *key, void (*cb)(void *ud, bool valid), void *ud)
+{
+	pv_s2s *s = srv->s2s;
+	pv_host *h = pv_server_host(srv, receiving);
+	char *vkey = pv_sprintf("verify %s", originating);
+	pv_s2s_link *l = pv_map_get(s->links, vkey);
+	if (!l && h) {
+		l = pv_calloc(1, sizeof(*l));
+		l->s2s = s;
+		l->host = h;
+		l->local = pv_strdup(receiving);
+		l->remote = pv_strdup(originating);
+		l->key = pv_strdup(vkey);
+		l->epoch = pv_strdup("-");
+		l->verify_only = true;
+		l->timer = pv_calloc(1, sizeof(uv_timer_t));
+		uv_timer_init(srv->loop, l->timer);
+		l->timer->data = l;
+		pv_map_put(s->links, vkey, l);
+	}
+	pv_free(vkey);
+	if (!l) {
+		cb(ud, false);
+		return;
+	}
+	pv_dbv *v = pv_calloc(1, sizeof(*v));
+	v->receiving = pv_strdup(receiving);
+	v->originating = pv_strdup(originating);
+	v->stream_id = pv_strdup(stream_id);
+	v->key = pv_strdup(key);
+	v->cb = cb;
+	v->ud = ud;
+	v->next = l->verifies;
+	l->verifies = v;
+	if (l->state == L_READY)
+		send_verifies(l);
+	else if (l->state == L_WAIT)
+		finish_verifies(l, false);
+	else
+		pv_s2s_link_kick(l);
+}
+
+static int cancel_in(void *ud, const char *key, void *val)
+{
+	pv_s2s_link *l = val;
+	for (pv_dbv **pp = &l->verifies; *pp;) {
+		if ((*pp)->ud == ud) {
+			pv_dbv *v = *pp;
+			*pp = v->next;
+			pv_free(v->receiving);
+			pv_free(v->originating);
+			pv_free(v->stream_id);
+			pv_free(v->key);
+			pv_free(v);
+		} else {
+			pp = &(*pp)->next;
+		}
+	}
+	return 0;
+}
+
+void pv_s2s_verify_cancel(pv_server *srv, void *ud)
+{
+	if (srv->s2s)
+		pv_map_each(srv->s2s->links, cancel_in, ud);
+}
