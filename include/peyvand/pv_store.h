@@ -155,7 +155,8 @@ int pv_store_outq_list(pv_store *st, const char *sid, uint64_t after,
 typedef struct pv_store_s2s_queue {
 	char *local, *remote;
 	char *epoch;
-	uint64_t first_seq, last_seq;  /* 0, 0 when empty */
+	uint64_t first_seq;            /* 0 when empty */
+	uint64_t last_seq;             /* highest seq ever pushed on the link (even if acked) */
 	size_t count;
 	int64_t oldest;                /* created stamp of the first row; 0 when empty */
 } pv_store_s2s_queue;
@@ -184,6 +185,14 @@ int pv_store_s2s_hwm_get(pv_store *st, const char *local, const char *remote, ch
 	uint64_t *hwm);
 void pv_store_s2s_hwm_set(pv_store *st, const char *local, const char *remote,
 	const char *epoch, uint64_t hwm, pv_store_done_fn done, void *ud);
+
+/* Writes queued between begin and end reach the storage thread together, so they are
+ * committed in one transaction (all or none survive a crash).  Used where a delivery
+ * and its bookkeeping must not be split (s2s high-water mark).  Reads inside a batch
+ * are not allowed to wait for the batch's own writes (they go ahead of them).  Not
+ * nestable; loop thread only. */
+void pv_store_batch_begin(pv_store *st);
+void pv_store_batch_end(pv_store *st);
 
 /* Counters for stats/metrics. */
 typedef struct pv_store_stats {

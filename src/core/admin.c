@@ -13,6 +13,7 @@
 
 #include "core/core.h"
 #include "peyvand/pv_log.h"
+#include "xmpp/s2s.h"
 #include "xmpp/sasl/sasl.h"
 
 typedef struct admin_conn {
@@ -116,7 +117,7 @@ int pv_admin_exec_store(pv_store *st, const pv_conf *conf, unsigned iterations, 
 			pv_buf_puts(out, "storage error");
 		goto done;
 	}
-	pv_buf_puts(out, "unknown command (try: user add|del|passwd|list, sessions, stats, reload)");
+	pv_buf_puts(out, "unknown command (try: user add|del|passwd|list, sessions, stats, reload, links, queue)");
 	return PV_EINVAL;
 done:
 	pv_jid_fini(&j);
@@ -160,6 +161,8 @@ static int server_exec(pv_server *srv, int argc, char **argv, pv_buf *out)
 			(unsigned long long)ss.commits, (unsigned long long)ss.writes);
 		return 0;
 	}
+	if ((argc == 1 && strcmp(argv[0], "links") == 0) || (argc >= 1 && strcmp(argv[0], "queue") == 0))
+		return pv_s2s_admin(srv, argc, argv, out);
 	if (argc == 1 && strcmp(argv[0], "reload") == 0) {
 		char *err = NULL;
 		int rc = pv_server_reload(srv, &err);

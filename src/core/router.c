@@ -3,8 +3,8 @@
  * from a local client:  pv_router_from_client -> module events ("pre-presence") ->
  *                       pv_route
  * pv_route:             local domain -> pv_router_dispatch (events for the recipient,
- *                       then the default rules below); other domains -> remote (s2s is a
- *                       later stage: today remote-server-not-found)
+ *                       then the default rules below); other domains -> the s2s link
+ *                       queue of (sender's host, remote domain) (src/xmpp/s2s*.c)
  * default rules:        message/presence/iq to host, bare JID and full JID, exactly as
  *                       RFC 6121 8.5.1 (no such user), 8.5.2 (bare, by priority),
  *                       8.5.3 (full JID, resource present or not) say.
@@ -14,6 +14,7 @@
 
 #include "core/core.h"
 #include "peyvand/pv_log.h"
+#include "xmpp/s2s.h"
 
 #define MAX_RES 64
 
@@ -264,6 +265,16 @@ void pv_router_dispatch(pv_host *h, pv_session *origin, pv_stanza *st)
 	}
 }
 
+/* A stanza for another server goes to the link queue of its sender's host. */
+static void to_remote(pv_host *h, pv_session *origin, pv_stanza *st)
+{
+	pv_host *from = st->has_from ? pv_server_host(h->srv, st->from.domain) : NULL;
+	if (from && pv_s2s_send(h->srv, from, st) == 0)
+		return;
+	if (!type_is(st, "error") && !type_is(st, "result"))
+		bounce(h, origin, st, "cancel", "remote-server-not-found");
+}
+
 void pv_route(pv_host *h, pv_stanza *st)
 {
 	if (!st->has_to) {
@@ -275,9 +286,7 @@ void pv_route(pv_host *h, pv_stanza *st)
 		pv_router_dispatch(target, NULL, st);
 		return;
 	}
-	/* Remote domains arrive with the s2s stage. */
-	if (!type_is(st, "error") && !type_is(st, "result"))
-		bounce(h, NULL, st, "cancel", "remote-server-not-found");
+	to_remote(h, NULL, st);
 }
 
 void pv_router_from_client(pv_session *origin, pv_stanza *st)
@@ -312,6 +321,5 @@ void pv_router_from_client(pv_session *origin, pv_stanza *st)
 		pv_router_dispatch(target, origin, st);
 		return;
 	}
-	if (!type_is(st, "error") && !type_is(st, "result"))
-		bounce(h, origin, st, "cancel", "remote-server-not-found");
+	to_remote(h, origin, st);
 }

@@ -15,6 +15,7 @@
 
 #include "core/core.h"
 #include "peyvand/pv_log.h"
+#include "xmpp/s2s.h"
 
 static uint64_t ms_of(const pv_conf *c, const char *path, uint64_t def)
 {
@@ -251,6 +252,11 @@ int pv_server_init(pv_server *srv, const char *config_path, bool check_only)
 	}
 	if (pv_sessions_restore(srv) != 0)
 		return PV_EIO;
+	if (pv_s2s_start(srv, &err) != 0) {
+		pv_error("server", "%s", err ? err : "s2s start failed");
+		pv_free(err);
+		return PV_EINVAL;
+	}
 	if (listen_all(srv) != 0) {
 		pv_error("server", "cannot listen on the configured c2s addresses");
 		return PV_EIO;
@@ -304,6 +310,11 @@ int pv_server_reload(pv_server *srv, char **err)
 			still_used = true;
 	if (!still_used)
 		pv_conf_free(old);
+	if (srv->s2s && pv_s2s_reload(srv, err) != 0) {
+		pv_error("server", "reload: %s", *err);
+		pv_free(*err);
+		*err = NULL;
+	}
 	pv_info("server", "configuration reloaded");
 	return 0;
 }
@@ -333,6 +344,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 	srv->nlisteners = 0;
 	pv_admin_stop(srv);
 	pv_c2s_shutdown_all(srv);
+	pv_s2s_stop(srv);
 	uv_signal_stop(&srv->sigterm);
 	uv_signal_stop(&srv->sigint);
 	uv_signal_stop(&srv->sighup);
@@ -369,7 +381,7 @@ int pv_server_run(pv_server *srv)
 	/* Runs until shutdown closed the listeners and every connection finished closing;
 	 * storage completions keep arriving through the store's async handle. */
 	while (uv_run(srv->loop, UV_RUN_ONCE)) {
-		if (srv->stopping && srv->worker.nconns == 0)
+		if (srv->stopping && srv->worker.nconns == 0 && pv_s2s_nconns(srv) == 0)
 			break;
 	}
 	return 0;
@@ -381,6 +393,7 @@ void pv_server_fini(pv_server *srv)
 		/* Sessions stay on disk for resumption after the restart; free memory only. */
 		for (size_t i = 0; i < srv->nhosts; i++)
 			pv_map_each(srv->hosts[i]->users, free_sess, NULL);
+		pv_s2s_free(srv);
 		pv_store_close(srv->store);
 		srv->store = NULL;
 	}

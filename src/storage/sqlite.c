@@ -74,7 +74,7 @@ enum {
 	Q_SESS_DELETE_ALL,
 	Q_OUTQ_APPEND, Q_OUTQ_ACK, Q_OUTQ_LIST, Q_OUTQ_DEL, Q_OUTQ_DELETE_ALL,
 	Q_S2S_LINK_GET, Q_S2S_LINK_INSERT, Q_S2S_PUSH, Q_S2S_LIST, Q_S2S_ACK, Q_S2S_DROP,
-	Q_S2S_QUEUES, Q_S2S_HWM_GET, Q_S2S_HWM_SET,
+	Q_S2S_QUEUES, Q_S2S_HWM_GET, Q_S2S_HWM_SET, Q_S2S_LAST_SEQ,
 	Q__N
 };
 
@@ -159,10 +159,12 @@ static const char *const q_sql[Q__N] = {
 	 * the first row by seq, as pv_store.h promises (not min(created): a wall clock may
 	 * step back); the subquery is one primary-key probe per link. */
 	[Q_S2S_QUEUES] = "SELECT l.local, l.remote, l.epoch, count(q.seq), ifnull(min(q.seq), 0),"
-		" ifnull(max(q.seq), 0), ifnull((SELECT f.created FROM s2s_queue f"
+		" max(l.last_seq, ifnull(max(q.seq), 0)), ifnull((SELECT f.created FROM s2s_queue f"
 		" WHERE f.local = l.local AND f.remote = l.remote ORDER BY f.seq LIMIT 1), 0)"
 		" FROM s2s_link l LEFT JOIN s2s_queue q ON q.local = l.local AND q.remote = l.remote"
 		" GROUP BY l.local, l.remote ORDER BY l.local, l.remote",
+	[Q_S2S_LAST_SEQ] = "UPDATE s2s_link SET last_seq = max(last_seq, ?3)"
+		" WHERE local = ?1 AND remote = ?2",
 	[Q_S2S_HWM_GET] = "SELECT epoch, hwm FROM s2s_hwm WHERE local = ?1 AND remote = ?2",
 	[Q_S2S_HWM_SET] = "INSERT INTO s2s_hwm (local, remote, epoch, hwm) VALUES (?1, ?2, ?3, ?4)"
 		" ON CONFLICT (local, remote) DO UPDATE SET epoch = excluded.epoch, hwm = excluded.hwm",
@@ -183,6 +185,7 @@ struct pv_op {
 	pv_op *next;
 	op_run_fn run;          /* NULL: a flush marker */
 	bool write;
+	bool glue;                   /* in one transaction with the next op (pv_store_batch_*) */
 	bool sync;              /* a caller waits on sem */
 	int rc;
 	pv_store_done_fn done;
@@ -225,6 +228,9 @@ struct pv_store {
 
 	pthread_mutex_t done_mu;     /* guards the finished-writes list */
 	pv_op *done_head, *done_tail;
+
+	bool staging;                /* loop thread: inside pv_store_batch_begin/end */
+	pv_op *stage_head, *stage_tail;
 };
 
 static void sess_free_fields(pv_store_sess *s)
@@ -883,7 +889,13 @@ static int run_s2s_push(pv_store *st, pv_op *op)
 	sqlite3_bind_int64(s, 3, op->n1);
 	sqlite3_bind_int64(s, 4, op->n2);
 	sqlite3_bind_blob64(s, 5, op->data, op->dlen, SQLITE_STATIC);
-	return exec_q(st, Q_S2S_PUSH, s);
+	rc = exec_q(st, Q_S2S_PUSH, s);
+	if (rc < 0)
+		return rc;
+	s = q(st, Q_S2S_LAST_SEQ);
+	bind_hu(s, op);
+	sqlite3_bind_int64(s, 3, op->n1);
+	return exec_q(st, Q_S2S_LAST_SEQ, s);
 }
 
 static void row_s2s(pv_op *op, sqlite3_stmt *s)
@@ -1109,7 +1121,7 @@ static void *store_thread(void *arg)
 		if (!st->head)
 			break; /* stopping and drained */
 		pv_op *list = st->head, *last = list;
-		for (size_t n = 1; n < BATCH_MAX && last->next; n++)
+		for (size_t n = 1; (n < BATCH_MAX || last->glue) && last->next; n++)
 			last = last->next;
 		st->head = last->next;
 		if (!st->head)
@@ -1128,6 +1140,18 @@ static void *store_thread(void *arg)
 
 static void enqueue(pv_store *st, pv_op *op)
 {
+	if (st->staging && !op->sync) {
+		/* Held back until pv_store_batch_end queues the whole group at once. */
+		op->next = NULL;
+		if (st->stage_tail) {
+			st->stage_tail->glue = true;
+			st->stage_tail->next = op;
+		} else {
+			st->stage_head = op;
+		}
+		st->stage_tail = op;
+		return;
+	}
 	pthread_mutex_lock(&st->mu);
 	PV_ASSERT(!st->stop); /* queued after pv_store_close finished draining */
 	op->next = NULL;
@@ -1139,6 +1163,29 @@ static void enqueue(pv_store *st, pv_op *op)
 	}
 	st->tail = op;
 	pthread_mutex_unlock(&st->mu);
+}
+
+void pv_store_batch_begin(pv_store *st)
+{
+	PV_ASSERT(!st->staging);
+	st->staging = st->loop != NULL; /* inline mode runs every write at once anyway */
+}
+
+void pv_store_batch_end(pv_store *st)
+{
+	st->staging = false;
+	if (!st->stage_head)
+		return;
+	pthread_mutex_lock(&st->mu);
+	if (st->tail) {
+		st->tail->next = st->stage_head;
+	} else {
+		st->head = st->stage_head;
+		pthread_cond_signal(&st->cv);
+	}
+	st->tail = st->stage_tail;
+	pthread_mutex_unlock(&st->mu);
+	st->stage_head = st->stage_tail = NULL;
 }
 
 /* Queues op and waits until it is answered.  The caller still owns op. */

@@ -17,6 +17,7 @@ CREATE TABLE s2s_link (
 	local TEXT NOT NULL,
 	remote TEXT NOT NULL,
 	epoch TEXT NOT NULL,                      -- 16 lowercase hex chars
+	last_seq INTEGER NOT NULL DEFAULT 0,      -- highest seq ever pushed: seqs never repeat in an epoch
 	PRIMARY KEY (local, remote)
 ) WITHOUT ROWID;
 

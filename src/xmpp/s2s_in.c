@@ -1,0 +1,672 @@
+/* s2s_in.c -- inbound server-to-server streams (RFC 6120; XEP-0178 SASL EXTERNAL,
+ * XEP-0220 dialback in both its receiving and authoritative roles, XEP-0198 acks).
+ *
+ * A peer connects, opens a jabber:server stream to one of our hosts, negotiates TLS,
+ * then authenticates its domain: SASL EXTERNAL when its certificate names that domain
+ * (RFC 6125 checks, s2s_auth.c), or dialback when allowed.  The interconnect policy of
+ * the host (open / members, pins) decides.  Afterwards every stanza's 'from' must be in
+ * the authenticated domain and its 'to' in ours.  Stanzas go to the router with a hold
+ * (core/inq.c); our XEP-0198 <a h/> counts only stanzas whose delivery is committed,
+ * and a peyvand peer's XEP-0359 stanza-id (EPOCH:SEQ) lets us drop resends: the
+ * high-water mark is written in the same storage transaction as the delivery.
+ * Limits per remote domain: connections, stanza rate (reading pauses), stanza size.
+ * Threading: the worker loop only. */
+#include <stdio.h>
+#include <string.h>
+
+#include "peyvand/pv_log.h"
+#include "xmpp/s2s_int.h"
+
+struct pv_s2s_in {
+	pv_s2s *s2s;
+	pv_s2s_in *next, *prev;
+	pv_conn *conn;
+	pv_xmlstream *xs;
+	pv_host *host;             /* our domain (stream 'to') */
+	char *claimed;             /* the peer's 'from' in its stream header */
+	char *peer;                /* authenticated domain */
+	const char *auth;
+	char *stream_id;
+	char ip[64];
+	bool direct_tls, tls, header_sent, restart, starttls, closing, counted;
+	bool sm, db_pending;
+	pv_inq in;
+	char *epoch;               /* the peer queue's epoch and our high-water mark */
+	uint64_t hwm;
+	bool hwm_loaded;
+	double tokens;
+	uint64_t tokens_ms, opened_ms, last_read_ms;
+	bool paused;
+	uv_timer_t *timer;
+	uint64_t stanzas;
+};
+
+static void in_free(pv_s2s_in *c);
+
+static void iwrite(pv_s2s_in *c, const char *s)
+{
+	if (c->conn && !c->closing)
+		pv_conn_write(c->conn, s, strlen(s), NULL, NULL);
+}
+
+static void send_header(pv_s2s_in *c)
+{
+	if (c->header_sent)
+		return;
+	pv_free(c->stream_id);
+	c->stream_id = pv_random_hex(12);
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_buf_puts(&b, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+			"xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' id='");
+	pv_buf_puts(&b, c->stream_id);
+	pv_buf_puts(&b, "'");
+	if (c->host) {
+		pv_buf_puts(&b, " from='");
+		pv_xml_escape(c->host->name, strlen(c->host->name), &b);
+		pv_buf_puts(&b, "'");
+	}
+	if (c->claimed) {
+		pv_buf_puts(&b, " to='");
+		pv_xml_escape(c->claimed, strlen(c->claimed), &b);
+		pv_buf_puts(&b, "'");
+	}
+	pv_buf_puts(&b, " version='1.0'>");
+	if (c->conn)
+		pv_conn_write(c->conn, b.data, b.len, NULL, NULL);
+	pv_buf_fini(&b);
+	c->header_sent = true;
+}
+
+/* RFC 6120 4.9: the error, our close tag, then the connection. */
+static void stream_error(pv_s2s_in *c, const char *cond, const char *text)
+{
+	if (c->closing)
+		return;
+	pv_info("s2s", "[%s] inbound from %s refused: %s%s%s", c->ip,
+		c->peer ? c->peer : c->claimed ? c->claimed : "?", cond, text ? ": " : "", text ? text : "");
+	c->s2s->stats.in_refused++;
+	send_header(c);
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_buf_printf(&b, "<stream:error><%s xmlns='" PV_NS_STREAMS "'/>", cond);
+	if (text) {
+		pv_buf_puts(&b, "<text xmlns='" PV_NS_STREAMS "'>");
+		pv_xml_escape(text, strlen(text), &b);
+		pv_buf_puts(&b, "</text>");
+	}
+	pv_buf_puts(&b, "</stream:error></stream:stream>");
+	if (c->conn)
+		pv_conn_write(c->conn, b.data, b.len, NULL, NULL);
+	pv_buf_fini(&b);
+	c->closing = true;
+	if (c->conn)
+		pv_conn_close(c->conn);
+}
+
+static void features(pv_s2s_in *c)
+{
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_buf_puts(&b, "<stream:features>");
+	if (!c->tls) {
+		pv_buf_puts(&b, "<starttls xmlns='" PV_NS_TLS "'>");
+		if (c->s2s->conf.require_tls)
+			pv_buf_puts(&b, "<required/>");
+		pv_buf_puts(&b, "</starttls>");
+	}
+	if (!c->peer && (c->tls || !c->s2s->conf.require_tls)) {
+		SSL *ssl = c->conn ? pv_conn_ssl(c->conn) : NULL;
+		const char *why = NULL;
+		/* XEP-0178: offer EXTERNAL when the certificate already names the claimed domain. */
+		if (ssl && c->claimed && pv_cert_verify_peer(ssl, c->s2s->conf.trust, c->claimed, &why))
+			pv_buf_puts(&b, "<mechanisms xmlns='" PV_NS_SASL "'><mechanism>EXTERNAL</mechanism></mechanisms>");
+		if (c->s2s->conf.dialback)
+			pv_buf_puts(&b, "<dialback xmlns='" PV_NS_DIALBACK_FEATURE "'><errors/></dialback>");
+	}
+	if (c->peer || c->s2s->conf.dialback)
+		pv_buf_puts(&b, "<sm xmlns='" PV_NS_SM "'/>");
+	pv_buf_puts(&b, "</stream:features>");
+	if (c->conn)
+		pv_conn_write(c->conn, b.data, b.len, NULL, NULL);
+	pv_buf_fini(&b);
+}
+
+static void on_open(void *ud, const pv_xml *hdr, const char *default_ns)
+{
+	pv_s2s_in *c = ud;
+	c->header_sent = false;
+	const char *to = pv_xml_attr(hdr, "to");
+	const char *from = pv_xml_attr(hdr, "from");
+	char *d = to ? pv_jid_norm_domain(to, strlen(to)) : NULL;
+	pv_host *h = d ? pv_server_host(c->s2s->srv, d) : NULL;
+	pv_free(d);
+	if (from && !c->claimed) {
+		c->claimed = pv_jid_norm_domain(from, strlen(from));
+		if (!c->claimed) {
+			stream_error(c, "invalid-from", "malformed from");
+			return;
+		}
+	}
+	if (c->host && h && h != c->host) {
+		stream_error(c, "host-unknown", "the stream restarted for another host");
+		return;
+	}
+	if (!h) {
+		stream_error(c, "host-unknown", to ? "this server does not serve that domain" : "no 'to' address");
+		return;
+	}
+	c->host = h;
+	if (!default_ns || strcmp(default_ns, PV_NS_SERVER) != 0) {
+		stream_error(c, "invalid-namespace", "the default namespace must be jabber:server");
+		return;
+	}
+	const char *ver = pv_xml_attr(hdr, "version");
+	send_header(c);
+	if (!ver || strncmp(ver, "1.", 2) != 0) {
+		/* A pre-1.0 peer gets no features: only dialback is possible. */
+		if (!c->s2s->conf.dialback || c->s2s->conf.require_tls)
+			stream_error(c, "unsupported-version", "version 1.0 is required");
+		return;
+	}
+	features(c);
+}
+
+/* ---- authentication ---- */
+
+static bool admit(pv_s2s_in *c, const char *domain, bool via_dialback, const char **why)
+{
+	SSL *ssl = c->conn ? pv_conn_ssl(c->conn) : NULL;
+	bool cert_ok = ssl && pv_cert_verify_peer(ssl, c->s2s->conf.trust, domain, why);
+	if (!cert_ok && !via_dialback)
+		return false;
+	const pv_membership *m = pv_s2s_membership(c->host);
+	if (m && !pv_membership_allows(m, domain, ssl, cert_ok, via_dialback, why))
+		return false;
+	uintptr_t n = (uintptr_t)pv_map_get(c->s2s->in_per_domain, domain);
+	if (n >= c->s2s->conf.max_conn_per_domain) {
+		*why = "too many connections from this domain";
+		return false;
+	}
+	pv_map_put(c->s2s->in_per_domain, domain, (void *)(n + 1));
+	c->counted = true;
+	return true;
+}
+
+static void authenticated(pv_s2s_in *c, const char *domain, const char *how)
+{
+	c->peer = pv_strdup(domain);
+	c->auth = how;
+	c->s2s->stats.in_accepted++;
+	pv_info("s2s", "[%s] %s -> %s: inbound link authenticated (%s, %s)", c->ip, c->peer, c->host->name, how,
+		c->conn && pv_conn_tls_version(c->conn) ? pv_conn_tls_version(c->conn) : "no TLS");
+	char *epoch = NULL;
+	uint64_t hwm = 0;
+	if (pv_store_s2s_hwm_get(c->s2s->srv->store, c->host->name, c->peer, &epoch, &hwm) == 0) {
+		c->epoch = epoch;
+		c->hwm = hwm;
+	}
+	c->hwm_loaded = true;
+}
+
+static void handle_sasl(pv_s2s_in *c, pv_xml *el)
+{
+	if (c->peer || !pv_xml_is(el, "auth", PV_NS_SASL)) {
+		stream_error(c, "policy-violation", "unexpected SASL element");
+		return;
+	}
+	const char *mech = pv_xml_attr(el, "mechanism");
+	if (!mech || strcmp(mech, "EXTERNAL") != 0) {
+		iwrite(c, "<failure xmlns='" PV_NS_SASL "'><invalid-mechanism/></failure>");
+		return;
+	}
+	char *txt = pv_xml_text(el);
+	unsigned char *authz = NULL;
+	size_t alen = 0;
+	char *domain = NULL;
+	if (txt && *txt && strcmp(txt, "=") != 0) {
+		if (pv_base64_decode(txt, strlen(txt), &authz, &alen) < 0) {
+			pv_free(txt);
+			iwrite(c, "<failure xmlns='" PV_NS_SASL "'><incorrect-encoding/></failure>");
+			return;
+		}
+		domain = pv_jid_norm_domain((const char *)authz, alen);
+	} else if (c->claimed) {
+		domain = pv_strdup(c->claimed);
+	}
+	pv_free(txt);
+	pv_free(authz);
+	const char *why = "no authorization identity";
+	if (!domain || (c->claimed && strcmp(domain, c->claimed) != 0) || !admit(c, domain, false, &why)) {
+		pv_info("s2s", "[%s] SASL EXTERNAL for %s refused: %s", c->ip, domain ? domain : "?", why ? why : "");
+		iwrite(c, "<failure xmlns='" PV_NS_SASL "'><not-authorized/></failure></stream:stream>");
+		c->closing = true;
+		pv_conn_close(c->conn);
+		pv_free(domain);
+		return;
+	}
+	iwrite(c, "<success xmlns='" PV_NS_SASL "'/>");
+	authenticated(c, domain, "external");
+	pv_free(domain);
+	c->restart = true;
+	pv_xmlstream_stop(c->xs);
+}
+
+/* XEP-0220 2.1.3: the authoritative server's answer arrived. */
+static void dialback_verified(void *ud, bool valid)
+{
+	pv_s2s_in *c = ud;
+	c->db_pending = false;
+	if (!c->conn || c->closing)
+		return;
+	const char *origin = c->claimed;
+	const char *why = NULL;
+	pv_buf b;
+	pv_buf_init(&b);
+	bool ok = valid && origin && admit(c, origin, true, &why);
+	pv_buf_puts(&b, "<db:result from='");
+	pv_xml_escape(c->host->name, strlen(c->host->name), &b);
+	pv_buf_puts(&b, "' to='");
+	pv_xml_escape(origin ? origin : "", origin ? strlen(origin) : 0, &b);
+	pv_buf_printf(&b, "' type='%s'/>", ok ? "valid" : "invalid");
+	iwrite(c, b.data);
+	pv_buf_fini(&b);
+	if (ok) {
+		c->s2s->stats.dialback_ok++;
+		authenticated(c, origin, "dialback");
+	} else {
+		c->s2s->stats.dialback_fail++;
+		pv_info("s2s", "[%s] dialback for %s failed: %s", c->ip, origin ? origin : "?",
+			valid ? (why ? why : "policy") : "key not confirmed by its server");
+		stream_error(c, "not-authorized", "dialback failed");
+	}
+}
+
+static void handle_dialback(pv_s2s_in *c, pv_xml *el)
+{
+	const char *from = pv_xml_attr(el, "from");
+	const char *to = pv_xml_attr(el, "to");
+	char *key = pv_xml_text(el);
+	char *f = from ? pv_jid_norm_domain(from, strlen(from)) : NULL;
+	char *t = to ? pv_jid_norm_domain(to, strlen(to)) : NULL;
+	if (strcmp(el->name, "verify") == 0) {
+		/* We are the authoritative server: was this key made by us? */
+		const char *id = pv_xml_attr(el, "id");
+		/* Keys are made by pv_s2s_dialback_key(receiving=f, originating=t, id). */
+		bool ok = f && t && id && key && pv_server_host(c->s2s->srv, t) &&
+			  pv_dialback_key_ok(c->s2s->srv->secret, sizeof(c->s2s->srv->secret), f, t, id, key);
+		pv_buf b;
+		pv_buf_init(&b);
+		pv_buf_puts(&b, "<db:verify from='");
+		pv_xml_escape(t ? t : "", t ? strlen(t) : 0, &b);
+		pv_buf_puts(&b, "' to='");
+		pv_xml_escape(f ? f : "", f ? strlen(f) : 0, &b);
+		pv_buf_puts(&b, "' id='");
+		pv_xml_escape(id ? id : "", id ? strlen(id) : 0, &b);
+		pv_buf_printf(&b, "' type='%s'/>", ok ? "valid" : "invalid");
+		iwrite(c, b.data);
+		pv_buf_fini(&b);
+	} else if (strcmp(el->name, "result") == 0) {
+		if (!c->s2s->conf.dialback) {
+			stream_error(c, "not-authorized", "dialback is not accepted here");
+		} else if (!f || !t || !key || !*key || !c->host || strcmp(t, c->host->name) != 0) {
+			stream_error(c, "improper-addressing", "bad dialback request");
+		} else if (c->peer || c->db_pending) {
+			stream_error(c, "policy-violation", "one authentication per stream");
+		} else if (c->s2s->conf.require_tls && !c->tls) {
+			stream_error(c, "policy-violation", "TLS is required");
+		} else {
+			if (!c->claimed)
+				c->claimed = pv_strdup(f);
+			if (strcmp(c->claimed, f) != 0) {
+				stream_error(c, "invalid-from", "dialback for another domain than the stream's");
+			} else {
+				c->db_pending = true;
+				pv_s2s_verify_dialback(c->s2s->srv, t, f, c->stream_id, key, dialback_verified, c);
+			}
+		}
+	}
+	pv_free(key);
+	pv_free(f);
+	pv_free(t);
+}
+
+/* ---- stanzas ---- */
+
+static void h_answer(void *owner, uint32_t h)
+{
+	pv_s2s_in *c = owner;
+	char b[80];
+	snprintf(b, sizeof(b), "<a xmlns='" PV_NS_SM "' h='%u'/>", h);
+	iwrite(c, b);
+}
+
+/* The delivery and the high-water mark commit together (one storage batch), so when
+ * the holds are released everything is durable. */
+static void h_advanced(void *owner)
+{
+	pv_s2s_in *c = owner;
+	pv_inq_set_durable(&c->in, c->in.done);
+}
+
+/* Our XEP-0359 dedup id from a peyvand peer: <stanza-id by='PEER' id='EPOCH:SEQ'/>.
+ * Removes it (and any stanza-id claiming to be ours: XEP-0359 7) from the stanza. */
+static void take_sid(pv_s2s_in *c, pv_xml *el, char **epoch, uint64_t *seq)
+{
+	*epoch = NULL;
+	*seq = 0;
+	for (pv_xml *x = pv_xml_first_element(el), *nx; x; x = nx) {
+		nx = pv_xml_next_element(x);
+		if (!pv_xml_is(x, "stanza-id", PV_NS_SID))
+			continue;
+		const char *by = pv_xml_attr(x, "by");
+		const char *id = pv_xml_attr(x, "id");
+		if (by && c->peer && strcmp(by, c->peer) == 0 && id && !*epoch) {
+			const char *colon = strrchr(id, ':');
+			char *end = NULL;
+			unsigned long long v = colon ? strtoull(colon + 1, &end, 10) : 0;
+			if (colon && end && !*end && v > 0) {
+				*epoch = pv_strndup(id, (size_t)(colon - id));
+				*seq = v;
+			}
+			pv_xml_free(x);
+		} else if (by && pv_server_host(c->s2s->srv, by)) {
+			pv_xml_free(x);
+		}
+	}
+}
+
+static void handle_stanza(pv_s2s_in *c, pv_xml *el)
+{
+	if (!c->peer) {
+		stream_error(c, "not-authorized", "authenticate first");
+		pv_xml_free(el);
+		return;
+	}
+	const char *bad = NULL;
+	char *epoch;
+	uint64_t seq;
+	take_sid(c, el, &epoch, &seq);
+	pv_stanza *st = pv_stanza_new(el, &bad);
+	if (!st) {
+		pv_xml_free(el);
+		pv_free(epoch);
+		stream_error(c, bad && strcmp(bad, "from") == 0 ? "invalid-from" : "improper-addressing",
+			"malformed address");
+		return;
+	}
+	if (!st->has_from || strcmp(st->from.domain, c->peer) != 0) {
+		pv_stanza_unref(st);
+		pv_free(epoch);
+		stream_error(c, "invalid-from", "the stanza's from is not the authenticated domain");
+		return;
+	}
+	if (!st->has_to || strcmp(st->to.domain, c->host->name) != 0) {
+		pv_stanza_unref(st);
+		pv_free(epoch);
+		stream_error(c, "host-unknown", "the stanza's to is not the stream's domain");
+		return;
+	}
+	c->stanzas++;
+	c->s2s->stats.in_stanzas++;
+	bool dup = epoch && c->epoch && strcmp(epoch, c->epoch) == 0 && seq <= c->hwm;
+	pv_inrec *r = pv_inq_begin(&c->in, dup ? 0 : seq);
+	if (dup) {
+		c->s2s->stats.in_dups++;
+		pv_debug("s2s", "%s -> %s: dropped resend %s:%llu", c->peer, c->host->name, epoch,
+			(unsigned long long)seq);
+	} else {
+		pv_store *store = c->s2s->srv->store;
+		if (epoch)
+			pv_store_batch_begin(store);
+		pv_router_dispatch(c->host, NULL, st);
+		if (epoch) {
+			if (!c->epoch || strcmp(c->epoch, epoch) != 0) {
+				pv_free(c->epoch);
+				c->epoch = pv_strdup(epoch);
+			}
+			c->hwm = seq;
+			pv_store_s2s_hwm_set(store, c->host->name, c->peer, epoch, seq, NULL, NULL);
+			pv_store_batch_end(store);
+		}
+	}
+	pv_inq_end(r);
+	pv_free(epoch);
+	pv_stanza_unref(st);
+}
+
+static void handle_sm(pv_s2s_in *c, pv_xml *el)
+{
+	if (!c->peer) {
+		stream_error(c, "not-authorized", "authenticate first");
+		return;
+	}
+	if (strcmp(el->name, "enable") == 0) {
+		if (c->sm) {
+			iwrite(c, "<failed xmlns='" PV_NS_SM "'><unexpected-request xmlns='" PV_NS_STANZAS "'/></failed>");
+			return;
+		}
+		c->sm = true;
+		c->in.base = c->in.count;
+		iwrite(c, "<enabled xmlns='" PV_NS_SM "'/>");
+	} else if (strcmp(el->name, "r") == 0) {
+		if (c->sm)
+			pv_inq_request(&c->in);
+	} else if (strcmp(el->name, "a") == 0) {
+		/* We send nothing on an inbound stream (no XEP-0288 yet). */
+	} else {
+		stream_error(c, "unsupported-stanza-type", NULL);
+	}
+}
+
+static void on_element(void *ud, pv_xml *el)
+{
+	pv_s2s_in *c = ud;
+	const char *ns = el->ns ? el->ns : "";
+	if (c->closing) {
+		pv_xml_free(el);
+		return;
+	}
+	if (strcmp(ns, PV_NS_TLS) == 0 && strcmp(el->name, "starttls") == 0 && !c->tls) {
+		iwrite(c, "<proceed xmlns='" PV_NS_TLS "'/>");
+		c->starttls = true;
+		pv_xmlstream_stop(c->xs);
+	} else if (!c->tls && c->s2s->conf.require_tls) {
+		stream_error(c, strcmp(ns, PV_NS_SERVER) == 0 ? "not-authorized" : "policy-violation",
+			"STARTTLS is required");
+	} else if (strcmp(ns, PV_NS_SASL) == 0) {
+		handle_sasl(c, el);
+	} else if (strcmp(ns, PV_NS_SERVER_DIALBACK) == 0) {
+		handle_dialback(c, el);
+	} else if (strcmp(ns, PV_NS_SM) == 0) {
+		handle_sm(c, el);
+	} else if (strcmp(ns, PV_NS_SERVER) == 0 &&
+		   (strcmp(el->name, "message") == 0 || strcmp(el->name, "presence") == 0 ||
+			   strcmp(el->name, "iq") == 0)) {
+		handle_stanza(c, el);
+		return;
+	} else {
+		stream_error(c, "unsupported-stanza-type", NULL);
+	}
+	pv_xml_free(el);
+}
+
+static void on_stream_close(void *ud)
+{
+	pv_s2s_in *c = ud;
+	if (!c->closing && c->conn) {
+		iwrite(c, "</stream:stream>");
+		c->closing = true;
+		pv_conn_close(c->conn);
+	}
+}
+
+static const pv_xmlstream_cb xs_cb = {.open = on_open, .element = on_element, .close = on_stream_close};
+
+static void timer_cb(uv_timer_t *t);
+
+static void on_data(pv_conn *conn, const char *data, size_t n)
+{
+	pv_s2s_in *c = pv_conn_owner(conn);
+	if (!c || c->closing)
+		return;
+	uint64_t now = pv_now_ms();
+	c->last_read_ms = now;
+	pv_xs_error e = pv_xmlstream_feed(c->xs, data, n);
+	if (e != PV_XS_OK) {
+		stream_error(c, e == PV_XS_ERR_SIZE || e == PV_XS_ERR_DEPTH ? "policy-violation"
+				: e == PV_XS_ERR_RESTRICTED ? "restricted-xml" : "not-well-formed",
+			pv_xmlstream_error_text(c->xs));
+		return;
+	}
+	if (c->closing)
+		return;
+	if (c->starttls) {
+		c->starttls = false;
+		pv_xmlstream_reset(c->xs);
+		c->header_sent = false;
+		if (pv_conn_starttls(c->conn, pv_s2s_server_ctx(c->host)) != 0)
+			stream_error(c, "internal-server-error", NULL);
+		return;
+	}
+	if (c->restart) {
+		c->restart = false;
+		pv_xmlstream_reset(c->xs);
+		c->header_sent = false;
+	}
+	/* Inbound stanza rate per link: a token bucket on stanzas; reading pauses. */
+	double rate = c->s2s->conf.stanza_rate;
+	if (rate > 0 && c->peer) {
+		c->tokens += (double)(now - c->tokens_ms) * rate / 1000.0;
+		if (c->tokens > 2 * rate)
+			c->tokens = 2 * rate;
+		c->tokens_ms = now;
+		c->tokens -= (double)c->stanzas;
+		c->stanzas = 0;
+		if (c->tokens < 0 && !c->paused) {
+			c->paused = true;
+			pv_conn_read_pause(conn);
+			uint64_t wait = (uint64_t)(-c->tokens * 1000.0 / rate) + 1;
+			uv_timer_start(c->timer, timer_cb, wait < 1000 ? wait : 1000, 0);
+		}
+	}
+}
+
+static void on_tls(pv_conn *conn)
+{
+	pv_s2s_in *c = pv_conn_owner(conn);
+	c->tls = true;
+}
+
+static void timer_close_cb(uv_handle_t *h)
+{
+	pv_free(h);
+}
+
+static void on_close(pv_conn *conn, const char *why)
+{
+	pv_s2s_in *c = pv_conn_owner(conn);
+	pv_s2s *s = c->s2s;
+	c->conn = NULL;
+	pv_debug("s2s", "[%s] inbound from %s closed: %s", c->ip, c->peer ? c->peer : "?", why);
+	if (c->counted && c->peer) {
+		uintptr_t n = (uintptr_t)pv_map_get(s->in_per_domain, c->peer);
+		if (n <= 1)
+			pv_map_del(s->in_per_domain, c->peer);
+		else
+			pv_map_put(s->in_per_domain, c->peer, (void *)(n - 1));
+	}
+	if (c->db_pending)
+		pv_s2s_verify_cancel(s->srv, c);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->ins = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->nin--;
+	in_free(c);
+}
+
+static void in_free(pv_s2s_in *c)
+{
+	pv_inq_fini(&c->in);
+	uv_timer_stop(c->timer);
+	uv_close((uv_handle_t *)c->timer, timer_close_cb);
+	pv_xmlstream_free(c->xs);
+	pv_free(c->claimed);
+	pv_free(c->peer);
+	pv_free(c->stream_id);
+	pv_free(c->epoch);
+	pv_free(c);
+}
+
+static const pv_conn_cb conn_cb = {.on_data = on_data, .on_tls = on_tls, .on_close = on_close};
+
+static void timer_cb(uv_timer_t *t)
+{
+	pv_s2s_in *c = t->data;
+	if (c->closing || !c->conn)
+		return;
+	uint64_t now = pv_now_ms();
+	if (c->paused) {
+		c->paused = false;
+		c->tokens_ms = now;
+		pv_conn_read_resume(c->conn);
+	}
+	if (!c->peer && now - c->opened_ms > c->s2s->conf.connect_timeout_ms * 3) {
+		stream_error(c, "connection-timeout", "authentication took too long");
+		return;
+	}
+	if (now - c->last_read_ms > c->s2s->conf.idle_timeout_ms) {
+		stream_error(c, "connection-timeout", "idle");
+		return;
+	}
+	uv_timer_start(c->timer, timer_cb, 1000, 0);
+}
+
+void pv_s2s_in_accept(pv_s2s *s, uv_stream_t *listener, bool direct_tls)
+{
+	pv_s2s_in *c = pv_calloc(1, sizeof(*c));
+	c->s2s = s;
+	c->direct_tls = direct_tls;
+	/* Direct TLS: the SNI callback picks the host's s2s context. */
+	SSL_CTX *ctx = direct_tls && s->srv->nhosts ? pv_s2s_server_ctx(s->srv->hosts[0]) : NULL;
+	c->conn = pv_conn_accept(listener, &conn_cb, c, ctx);
+	if (!c->conn) {
+		pv_free(c);
+		return;
+	}
+	snprintf(c->ip, sizeof(c->ip), "%s", pv_conn_peer_ip(c->conn));
+	pv_xmlstream_limits lim = {.max_stanza = s->conf.max_stanza, .max_depth = s->srv->lim.max_depth};
+	c->xs = pv_xmlstream_new(&xs_cb, c, &lim);
+	pv_inq_init(&c->in, c, h_advanced, h_answer);
+	c->opened_ms = c->last_read_ms = c->tokens_ms = pv_now_ms();
+	c->tokens = s->conf.stanza_rate * 2;
+	c->timer = pv_calloc(1, sizeof(uv_timer_t));
+	uv_timer_init(s->srv->loop, c->timer);
+	c->timer->data = c;
+	uv_timer_start(c->timer, timer_cb, 1000, 0);
+	c->next = s->ins;
+	if (s->ins)
+		s->ins->prev = c;
+	s->ins = c;
+	s->nin++;
+}
+
+void pv_s2s_in_close_all(pv_s2s *s, const char *cond)
+{
+	for (pv_s2s_in *c = s->ins; c; c = c->next)
+		stream_error(c, cond, NULL);
+}
+
+void pv_s2s_in_describe(pv_s2s *s, pv_buf *out)
+{
+	for (pv_s2s_in *c = s->ins; c; c = c->next) {
+		pv_buf_printf(out, "%s <- %s state=%s auth=%s tls=%s in=%llu\n", c->host ? c->host->name : "?",
+			c->peer ? c->peer : c->claimed ? c->claimed : "?", c->peer ? "connected" : "negotiating",
+			c->auth ? c->auth : "none",
+			c->conn && pv_conn_tls_version(c->conn) ? pv_conn_tls_version(c->conn) : "none",
+			(unsigned long long)c->in.count);
+	}
+}
