@@ -37,3 +37,21 @@ install: build
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)
+
+# Slow checks, not part of `make test`:
+#   make fuzz [FUZZ_SECONDS=300]  every libFuzzer target in tests/fuzz/ (clang), N s each
+#   make valgrind                 an integration subset against $(BUILD)/peyvand under valgrind
+FUZZ_SECONDS ?= 30
+VALGRIND ?= valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+VALGRIND_TESTS ?= test_login.py test_messages.py test_sm.py test_roster_presence.py test_iq.py
+.PHONY: fuzz valgrind
+fuzz: deps
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+valgrind: build
+	@dpkg-query -W -f='$${Status}' valgrind 2>/dev/null | grep -q "ok installed" || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
+	cd tests/integration && PEYVAND_BIN=$(CURDIR)/$(BUILD)/peyvand \
+		PEYVANDCTL_BIN=$(CURDIR)/$(BUILD)/peyvandctl PEYVAND_WRAPPER="$(VALGRIND)" \
+		PEYVAND_LOG_DIR=$(CURDIR)/$(BUILD)/valgrind-logs \
+		/usr/bin/python3 -m pytest -q $(VALGRIND_TESTS)

@@ -10,6 +10,10 @@
  *
  * ns on an element: NULL inherits the namespace in scope (convenient for builders);
  * "" means "no namespace" (written as xmlns='' when something else is in scope).
+ * An element in the XML namespace itself (<xml:foo/> is well-formed input) is written
+ * with the xml: prefix: that namespace must never be declared as the default one
+ * (Namespaces in XML 1.0, section 3), so xmlns='...XML/1998/namespace' would make
+ * every parser, ours included, reject the output.
  *
  * Escaping follows XML 1.0 sections 2.4 and 3.3.3: text escapes & < > (and CR, which a
  * parser would otherwise turn into LF); attribute values also escape both quotes and
@@ -303,18 +307,25 @@ typedef struct {
 	const char *from, *to;
 } ns_map;
 
-static void serialize(const pv_xml *x, const char *scope, const ns_map *map, pv_buf *out)
+#define NS_XML "http://www.w3.org/XML/1998/namespace"
+
+/* scope: the default namespace in effect in the output; inherit: the namespace an
+ * element with ns NULL is in (its parent's).  They differ only below an xml:-prefixed
+ * element, which leaves the default namespace alone. */
+static void serialize(const pv_xml *x, const char *scope, const char *inherit,
+	const ns_map *map, pv_buf *out)
 {
 	if (!x->name) {
 		escape(x->text, x->text_len, ESC_TEXT, out);
 		return;
 	}
-	const char *ns = x->ns ? x->ns : scope;
+	const char *ns = x->ns ? x->ns : inherit;
 	if (x->ns && map->from && strcmp(x->ns, map->from) == 0)
 		ns = map->to;
-	pv_buf_puts(out, "<");
+	bool xml_prefix = ns && strcmp(ns, NS_XML) == 0;
+	pv_buf_puts(out, xml_prefix ? "<xml:" : "<");
 	pv_buf_puts(out, x->name);
-	if (!ns_eq(ns, scope))
+	if (!xml_prefix && !ns_eq(ns, scope))
 		put_attr(out, "xmlns", ns ? ns : "");
 	unsigned nprefix = 0;
 	for (size_t i = 0; i < x->nattrs; i++) {
@@ -344,8 +355,8 @@ static void serialize(const pv_xml *x, const char *scope, const ns_map *map, pv_
 	}
 	pv_buf_puts(out, ">");
 	for (const pv_xml *c = x->first; c; c = c->next)
-		serialize(c, ns, map, out);
-	pv_buf_puts(out, "</");
+		serialize(c, xml_prefix ? scope : ns, ns, map, out);
+	pv_buf_puts(out, xml_prefix ? "</xml:" : "</");
 	pv_buf_puts(out, x->name);
 	pv_buf_puts(out, ">");
 }
@@ -354,7 +365,7 @@ void pv_xml_serialize(const pv_xml *x, const char *parent_ns, pv_buf *out)
 {
 	static const ns_map none = { NULL, NULL };
 	if (x)
-		serialize(x, parent_ns, &none, out);
+		serialize(x, parent_ns, parent_ns, &none, out);
 }
 
 void pv_xml_serialize_as(const pv_xml *x, const char *parent_ns, const char *from_ns,
@@ -362,5 +373,5 @@ void pv_xml_serialize_as(const pv_xml *x, const char *parent_ns, const char *fro
 {
 	ns_map map = { from_ns, to_ns };
 	if (x)
-		serialize(x, parent_ns, &map, out);
+		serialize(x, parent_ns, parent_ns, &map, out);
 }

@@ -42,6 +42,7 @@ struct pv_s2s_in {
 };
 
 static void in_free(pv_s2s_in *c);
+static bool cert_authenticates(pv_s2s_in *c, const char *domain, const char **why);
 
 static void iwrite(pv_s2s_in *c, const char *s)
 {
@@ -119,7 +120,7 @@ static void features(pv_s2s_in *c)
 		SSL *ssl = c->conn ? pv_conn_ssl(c->conn) : NULL;
 		const char *why = NULL;
 		/* XEP-0178: offer EXTERNAL when the certificate already names the claimed domain. */
-		if (ssl && c->claimed && pv_cert_verify_peer(ssl, c->s2s->conf.trust, c->claimed, &why))
+		if (ssl && c->claimed && cert_authenticates(c, c->claimed, &why))
 			pv_buf_puts(&b, "<mechanisms xmlns='" PV_NS_SASL "'><mechanism>EXTERNAL</mechanism></mechanisms>");
 		if (c->s2s->conf.dialback)
 			pv_buf_puts(&b, "<dialback xmlns='" PV_NS_DIALBACK_FEATURE "'><errors/></dialback>");
@@ -174,23 +175,42 @@ static void on_open(void *ud, const pv_xml *hdr, const char *default_ns)
 
 /* ---- authentication ---- */
 
-static bool admit(pv_s2s_in *c, const char *domain, bool via_dialback, const char **why)
+/* Does the peer's certificate authenticate `domain`: by the configured trust (RFC 6125),
+ * or by what the interconnect says of that member (its own CA or a pinned key)? */
+static bool cert_authenticates(pv_s2s_in *c, const char *domain, const char **why)
 {
 	SSL *ssl = c->conn ? pv_conn_ssl(c->conn) : NULL;
-	bool cert_ok = ssl && pv_cert_verify_peer(ssl, c->s2s->conf.trust, domain, why);
-	if (!cert_ok && !via_dialback)
+	if (!ssl)
 		return false;
+	if (pv_cert_verify_peer(ssl, c->s2s->conf.trust, domain, why))
+		return true;
+	const pv_membership *m = c->host ? pv_s2s_membership(c->host) : NULL;
+	const char *w2 = NULL;
+	return m && pv_membership_find(m, domain) && pv_membership_allows(m, domain, ssl, false, false, &w2);
+}
+
+typedef enum { ADMIT_OK, ADMIT_UNAUTHENTICATED, ADMIT_POLICY } admit_rc;
+
+/* May `domain` use this stream?  UNAUTHENTICATED: its proof failed (SASL failure or
+ * dialback invalid); POLICY: it proved who it is but the interconnect refuses it
+ * (policy-violation stream error, issue 3). */
+static admit_rc admit(pv_s2s_in *c, const char *domain, bool via_dialback, const char **why)
+{
+	SSL *ssl = c->conn ? pv_conn_ssl(c->conn) : NULL;
+	bool cert_ok = cert_authenticates(c, domain, why);
+	if (!cert_ok && !via_dialback)
+		return ADMIT_UNAUTHENTICATED;
 	const pv_membership *m = pv_s2s_membership(c->host);
 	if (m && !pv_membership_allows(m, domain, ssl, cert_ok, via_dialback, why))
-		return false;
+		return ADMIT_POLICY;
 	uintptr_t n = (uintptr_t)pv_map_get(c->s2s->in_per_domain, domain);
 	if (n >= c->s2s->conf.max_conn_per_domain) {
 		*why = "too many connections from this domain";
-		return false;
+		return ADMIT_POLICY;
 	}
 	pv_map_put(c->s2s->in_per_domain, domain, (void *)(n + 1));
 	c->counted = true;
-	return true;
+	return ADMIT_OK;
 }
 
 static void authenticated(pv_s2s_in *c, const char *domain, const char *how)
@@ -237,8 +257,17 @@ static void handle_sasl(pv_s2s_in *c, pv_xml *el)
 	pv_free(txt);
 	pv_free(authz);
 	const char *why = "no authorization identity";
-	if (!domain || (c->claimed && strcmp(domain, c->claimed) != 0) || !admit(c, domain, false, &why)) {
+	admit_rc rc = ADMIT_UNAUTHENTICATED;
+	if (domain && (!c->claimed || strcmp(domain, c->claimed) == 0))
+		rc = admit(c, domain, false, &why);
+	if (rc == ADMIT_POLICY) {
+		stream_error(c, "policy-violation", why);
+		pv_free(domain);
+		return;
+	}
+	if (rc != ADMIT_OK) {
 		pv_info("s2s", "[%s] SASL EXTERNAL for %s refused: %s", c->ip, domain ? domain : "?", why ? why : "");
+		c->s2s->stats.in_refused++;
 		iwrite(c, "<failure xmlns='" PV_NS_SASL "'><not-authorized/></failure></stream:stream>");
 		c->closing = true;
 		pv_conn_close(c->conn);
@@ -263,7 +292,8 @@ static void dialback_verified(void *ud, bool valid)
 	const char *why = NULL;
 	pv_buf b;
 	pv_buf_init(&b);
-	bool ok = valid && origin && admit(c, origin, true, &why);
+	admit_rc rc = valid && origin ? admit(c, origin, true, &why) : ADMIT_UNAUTHENTICATED;
+	bool ok = rc == ADMIT_OK;
 	pv_buf_puts(&b, "<db:result from='");
 	pv_xml_escape(c->host->name, strlen(c->host->name), &b);
 	pv_buf_puts(&b, "' to='");
@@ -278,7 +308,8 @@ static void dialback_verified(void *ud, bool valid)
 		c->s2s->stats.dialback_fail++;
 		pv_info("s2s", "[%s] dialback for %s failed: %s", c->ip, origin ? origin : "?",
 			valid ? (why ? why : "policy") : "key not confirmed by its server");
-		stream_error(c, "not-authorized", "dialback failed");
+		stream_error(c, rc == ADMIT_POLICY ? "policy-violation" : "not-authorized",
+			rc == ADMIT_POLICY ? why : "dialback failed");
 	}
 }
 

@@ -225,6 +225,8 @@ static void finish_verifies(pv_s2s_link *l, bool valid_default)
 static void on_close(pv_conn *c, const char *why)
 {
 	pv_s2s_link *l = pv_conn_owner(c);
+	if (!l)
+		return; /* the link was freed at shutdown and let go of this connection */
 	l->conn = NULL;
 	pv_xmlstream_free(l->xs);
 	l->xs = NULL;
@@ -253,7 +255,8 @@ static void on_close(pv_conn *c, const char *why)
 static void link_fail(pv_s2s_link *l, const char *why)
 {
 	l->s2s->stats.out_failures++;
-	snprintf(l->last_error, sizeof(l->last_error), "%s", why);
+	if (why != l->last_error)
+		snprintf(l->last_error, sizeof(l->last_error), "%s", why);
 	pv_info("s2s", "%s -> %s: link failed: %s (retry %u)", l->local, l->remote, why, l->retries + 1);
 	finish_verifies(l, false);
 	if (l->conn) {
@@ -382,7 +385,11 @@ static bool peer_ok(pv_s2s_link *l, bool via_dialback)
 {
 	SSL *ssl = pv_conn_ssl(l->conn);
 	const char *why = NULL;
-	bool cert_ok = ssl && pv_cert_verify_peer(ssl, l->s2s->conf.trust, l->remote, &why);
+	const pv_membership *mm = pv_s2s_membership(l->host);
+	const char *w2 = NULL;
+	bool cert_ok = ssl && (pv_cert_verify_peer(ssl, l->s2s->conf.trust, l->remote, &why) ||
+				      (mm && pv_membership_find(mm, l->remote) &&
+					      pv_membership_allows(mm, l->remote, ssl, false, false, &w2)));
 	if (!cert_ok && !(via_dialback && l->s2s->conf.dialback)) {
 		snprintf(l->last_error, sizeof(l->last_error), "peer certificate: %s", why ? why : "missing");
 		return false;
@@ -631,6 +638,8 @@ static void on_data(pv_conn *c, const char *data, size_t n)
 static void on_tls(pv_conn *c)
 {
 	pv_s2s_link *l = pv_conn_owner(c);
+	if (!l)
+		return;
 	l->tls = true;
 	send_header(l);
 }

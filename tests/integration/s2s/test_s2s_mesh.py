@@ -94,8 +94,18 @@ def test_iq_ping_to_remote_server_and_user(providers, raw):
     res = a.iq("get", "<ping xmlns='urn:xmpp:ping'/>", to="eitaa.localhost", timeout=30)
     assert res.get("type") == "result", f"server ping over s2s: {to_str(res)}"
     assert res.get("from") == "eitaa.localhost", to_str(res)
-    res = a.iq("get", "<ping xmlns='urn:xmpp:ping'/>", to="bob@eitaa.localhost/pong", timeout=20)
+    # bob's client answers the ping itself (by hand, to see it arrive)
+    b.auto_pong = False
+    a.send_stanza("<iq type='get' id='cping' to='bob@eitaa.localhost/pong'>"
+                  "<ping xmlns='urn:xmpp:ping'/></iq>")
+    ping = b.next(lambda e: e.tag.endswith("}iq") and e.get("id") == "cping", 20,
+                  "alice's ping at bob's client")
+    assert ping.get("from") == "alice@bale.localhost/raw", to_str(ping)
+    b.send_stanza("<iq type='result' id='cping' to='alice@bale.localhost/raw'/>")
+    res = a.next(lambda e: e.tag.endswith("}iq") and e.get("id") == "cping", 20,
+                 "bob's pong")
     assert res.get("type") == "result", f"client ping over s2s: {to_str(res)}"
+    assert res.get("from") == "bob@eitaa.localhost/pong", to_str(res)
     res = a.iq("get", "<query xmlns='jabber:iq:version'/>", to="nobody@eitaa.localhost/x",
                timeout=20)
     assert res.get("type") == "error", to_str(res)

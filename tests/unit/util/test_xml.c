@@ -223,6 +223,17 @@ static pv_xml *b_utf8(void)
 	return b;
 }
 
+/* <xml:foo> is well-formed input; xmlns='<the XML namespace>' would not be. */
+static pv_xml *b_xml_ns_element(void)
+{
+	pv_xml *m = pv_xml_new("message", "jabber:client");
+	pv_xml *x = pv_xml_add_child(m, "foo", "http://www.w3.org/XML/1998/namespace");
+	pv_xml_add_child(x, "bar", "jabber:client");
+	pv_xml_add_child(x, "baz", NULL); /* inherits the XML namespace: prefixed too */
+	pv_xml_add_child(x, "qux", "urn:q");
+	return m;
+}
+
 static const ser_case ser_cases[] = {
 	{ "same ns as scope", b_same_ns, "jabber:client",
 	  "<message to='juliet@example.com'><body>hi</body></message>" },
@@ -240,6 +251,8 @@ static const ser_case ser_cases[] = {
 	{ "xml:lang and namespaced attributes", b_lang_and_nsattr, "jabber:client",
 	  "<message xml:lang='fa' xmlns:ns0='urn:ext' ns0:flag='1' xmlns:ns1='urn:other' "
 	  "ns1:flag='2'/>" },
+	{ "element in the XML namespace", b_xml_ns_element, "jabber:client",
+	  "<message><xml:foo><bar/><xml:baz/><qux xmlns='urn:q'/></xml:foo></message>" },
 	{ "utf-8 passes through", b_utf8, NULL,
 	  "<body>\xe2\x98\xba \xd8\xb3\xd9\x84\xd8\xa7\xd9\x85</body>" },
 };
