@@ -159,6 +159,7 @@ static int server_exec(pv_server *srv, int argc, char **argv, pv_buf *out)
 			(unsigned long long)srv->stats.stanzas_out, (unsigned long long)srv->stats.stream_errors,
 			(unsigned long long)srv->stats.offline_stored, (unsigned long long)srv->stats.resumed,
 			(unsigned long long)ss.commits, (unsigned long long)ss.writes);
+		pv_s2s_stats(srv, out);
 		return 0;
 	}
 	if ((argc == 1 && strcmp(argv[0], "links") == 0) || (argc >= 1 && strcmp(argv[0], "queue") == 0))

@@ -383,6 +383,24 @@ static int describe_link(void *ud, const char *key, void *val)
 	return 0;
 }
 
+void pv_s2s_stats(const pv_server *srv, pv_buf *out)
+{
+	const pv_s2s *s = srv->s2s;
+	if (!s)
+		return;
+	pv_buf_printf(out,
+		"s2s_in_connections %zu\ns2s_in_accepted %llu\ns2s_in_refused %llu\ns2s_in_stanzas %llu\n"
+		"s2s_in_duplicates %llu\ns2s_out_links %zu\ns2s_out_connects %llu\ns2s_out_failures %llu\n"
+		"s2s_out_sent %llu\ns2s_out_acked %llu\ns2s_out_bounced %llu\ns2s_dialback_ok %llu\n"
+		"s2s_dialback_failed %llu\n",
+		s->nin, (unsigned long long)s->stats.in_accepted, (unsigned long long)s->stats.in_refused,
+		(unsigned long long)s->stats.in_stanzas, (unsigned long long)s->stats.in_dups,
+		pv_map_count(s->links), (unsigned long long)s->stats.out_connects,
+		(unsigned long long)s->stats.out_failures, (unsigned long long)s->stats.sent,
+		(unsigned long long)s->stats.acked, (unsigned long long)s->stats.bounced,
+		(unsigned long long)s->stats.dialback_ok, (unsigned long long)s->stats.dialback_fail);
+}
+
 int pv_s2s_admin(pv_server *srv, int argc, char **argv, pv_buf *out)
 {
 	pv_s2s *s = srv->s2s;

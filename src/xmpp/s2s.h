@@ -39,6 +39,8 @@ size_t pv_s2s_nconns(const pv_server *srv);
  * refused by policy (the caller bounces). */
 int pv_s2s_send(pv_server *srv, pv_host *from, pv_stanza *st);
 
+/* Counters (one place, for `peyvandctl stats` and the metrics endpoint to come). */
+void pv_s2s_stats(const pv_server *srv, pv_buf *out);
 /* peyvandctl: "links", "queue flush|pause|resume|drop DOMAIN". */
 int pv_s2s_admin(pv_server *srv, int argc, char **argv, pv_buf *out);
 
