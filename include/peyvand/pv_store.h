@@ -186,6 +186,107 @@ int pv_store_s2s_hwm_get(pv_store *st, const char *local, const char *remote, ch
 void pv_store_s2s_hwm_set(pv_store *st, const char *local, const char *remote,
 	const char *epoch, uint64_t hwm, pv_store_done_fn done, void *ud);
 
+/* ---- consent (issue 4): who may reach a user from other providers ----
+ * Settings are small and read on every cross-provider stanza: callers cache them and
+ * re-read after their own writes.  Lists are keyed by normalised bare JIDs / domains. */
+typedef enum { PV_CONSENT_OFF = 0, PV_CONSENT_CONTACTS = 1, PV_CONSENT_EVERYONE = 2 } pv_consent_policy;
+
+typedef struct pv_consent_rule {
+	char *subject;        /* "eitaa.example" (a provider) or "ali@eitaa.example" (a sender) */
+	int kind;             /* provider rule: a pv_consent_policy; sender rule: 1 allow, 0 deny */
+} pv_consent_rule;
+
+typedef struct pv_consent {
+	pv_consent_policy policy;       /* default for providers without a rule */
+	pv_consent_rule *providers;     /* per-provider policy */
+	size_t nproviders;
+	pv_consent_rule *senders;       /* per-sender allow (1) / deny (0) */
+	size_t nsenders;
+} pv_consent;
+
+/* Loads the user's settings (defaults when none stored: policy off, no rules). */
+int pv_store_consent_get(pv_store *st, const char *host, const char *user, pv_consent *out);
+void pv_consent_fini(pv_consent *c);
+void pv_store_consent_set_policy(pv_store *st, const char *host, const char *user,
+	pv_consent_policy p, pv_store_done_fn done, void *ud);
+/* Provider rule: policy for one provider domain; kind < 0 removes the rule. */
+void pv_store_consent_set_provider(pv_store *st, const char *host, const char *user,
+	const char *domain, int kind, pv_store_done_fn done, void *ud);
+/* Sender rule: 1 allow, 0 deny, < 0 removes. */
+void pv_store_consent_set_sender(pv_store *st, const char *host, const char *user,
+	const char *jid, int kind, pv_store_done_fn done, void *ud);
+
+/* Append-only, hash-chained log per user.  Each entry: seq (1, 2, ...), stamp, the
+ * action text (e.g. "policy everyone", "allow ali@eitaa.example", "accept-request ...")
+ * and hash = SHA-256(prev_hash_hex || "\n" || seq || "\n" || stamp || "\n" || action)
+ * as lowercase hex; prev_hash of entry 1 is 64 zeros.  The store computes seq and hashes
+ * inside the write transaction so the chain cannot fork. */
+typedef struct pv_consent_entry {
+	uint64_t seq;
+	int64_t stamp;
+	char *action;
+	char prev[65], hash[65];
+} pv_consent_entry;
+
+void pv_store_consent_log(pv_store *st, const char *host, const char *user, const char *action,
+	int64_t stamp, pv_store_done_fn done, void *ud);
+/* Entries with seq > after in order; returns count or <0. */
+int pv_store_consent_log_list(pv_store *st, const char *host, const char *user, uint64_t after,
+	void (*cb)(void *ud, const pv_consent_entry *e), void *ud);
+/* The latest entry's seq (0 when none). */
+int pv_store_consent_log_head(pv_store *st, const char *host, const char *user, uint64_t *seq);
+
+/* Evidence: which log entry a delivered cross-provider stanza rested on. */
+void pv_store_consent_evidence(pv_store *st, const char *host, const char *user,
+	const char *sender, const char *stanza_id, uint64_t entry_seq, int64_t stamp,
+	pv_store_done_fn done, void *ud);
+/* Looks up the evidence for a stanza id; PV_ENOENT when none. */
+int pv_store_consent_evidence_get(pv_store *st, const char *host, const char *user,
+	const char *stanza_id, char **sender, uint64_t *entry_seq, int64_t *stamp);
+
+/* Message requests: stanzas held from a sender the user has not allowed. */
+typedef struct pv_request_info {
+	char *sender;         /* bare JID */
+	size_t count, bytes;
+	int64_t first, last;  /* stamps */
+} pv_request_info;
+
+void pv_store_request_hold(pv_store *st, const char *host, const char *user, const char *sender,
+	int64_t stamp, const char *xml, size_t len, pv_store_done_fn done, void *ud);
+/* One line per sender with held stanzas, oldest first; returns count or <0. */
+int pv_store_request_list(pv_store *st, const char *host, const char *user,
+	void (*cb)(void *ud, const pv_request_info *r), void *ud);
+/* Held stanzas of one sender in arrival order; returns count or <0. */
+int pv_store_request_get(pv_store *st, const char *host, const char *user, const char *sender,
+	void (*cb)(void *ud, int64_t id, int64_t stamp, const char *xml, size_t len), void *ud);
+/* PV_ENOENT when the user holds nothing from the sender. */
+int pv_store_request_info(pv_store *st, const char *host, const char *user, const char *sender,
+	pv_request_info *out);
+int pv_store_request_count(pv_store *st, const char *host, const char *user); /* senders */
+void pv_store_request_drop(pv_store *st, const char *host, const char *user, const char *sender,
+	pv_store_done_fn done, void *ud);
+void pv_request_info_fini(pv_request_info *r);
+
+/* Abuse reports (XEP-0377) kept for the provider's operators. */
+typedef struct pv_report {
+	int64_t id, stamp;
+	char *host, *user, *sender, *reason, *text;
+	char *evidence;       /* serialised held stanzas, may be NULL */
+} pv_report;
+
+void pv_store_report_add(pv_store *st, const pv_report *r, pv_store_done_fn done, void *ud);
+/* Reports for host (all hosts when NULL) with id > after; returns count or <0. */
+int pv_store_report_list(pv_store *st, const char *host, int64_t after,
+	void (*cb)(void *ud, const pv_report *r), void *ud);
+
+/* Blocking (XEP-0191): the user's block list (bare JIDs or domains). */
+int pv_store_block_list(pv_store *st, const char *host, const char *user,
+	void (*cb)(void *ud, const char *jid), void *ud);
+void pv_store_block_set(pv_store *st, const char *host, const char *user, const char *jid,
+	bool blocked, pv_store_done_fn done, void *ud);
+void pv_store_block_clear(pv_store *st, const char *host, const char *user,
+	pv_store_done_fn done, void *ud);
+
 /* Writes queued between begin and end reach the storage thread together, so they are
  * committed in one transaction (all or none survive a crash).  Used where a delivery
  * and its bookkeeping must not be split (s2s high-water mark).  Reads inside a batch
