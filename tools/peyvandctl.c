@@ -29,7 +29,14 @@ static void usage(FILE *f)
 		"  user list DOMAIN          list the accounts of a host\n"
 		"  sessions                  list connected sessions (server must run)\n"
 		"  stats                     counters (server must run)\n"
-		"  reload                    reload config and certificates (server must run)\n");
+		"  reload                    reload config and certificates (server must run)\n"
+		"  links                     server-to-server links and their queues (server must run)\n"
+		"  queue pause|resume|flush|drop DOMAIN   operate a link's queue (server must run)\n"
+		"  consent show|log|verify JID   a user's consent settings / hash-chained log\n"
+		"  consent set JID off|contacts|everyone   change a user's policy (logged)\n"
+		"  consent why JID STANZA-ID     the log entry a delivered message rested on\n"
+		"  requests JID              message requests held for a user\n"
+		"  reports [DOMAIN]          abuse reports (XEP-0377) for the operators\n");
 }
 
 static char *read_password(void)
@@ -166,7 +173,9 @@ int main(int argc, char **argv)
 	}
 	int rc = via_socket(admin, nargs, args);
 	if (rc < 0) {
-		bool needs_server = strcmp(args[0], "user") != 0;
+		bool needs_server = strcmp(args[0], "sessions") == 0 || strcmp(args[0], "stats") == 0 ||
+				    strcmp(args[0], "reload") == 0 || strcmp(args[0], "links") == 0 ||
+				    strcmp(args[0], "queue") == 0;
 		if (needs_server) {
 			fprintf(stderr, "peyvandctl: the server is not running (no answer on %s)\n", admin);
 			rc = 1;

@@ -23,10 +23,22 @@
  *                       available resource; unhandled -> service-unavailable error to sender
  *   "session-available" a session's presence went from unavailable to available (its
  *                       initial presence) -- offline messages are delivered then (XEP-0160)
+ *   "filter/inbound"    every stanza addressed to a local user, from anyone, before any
+ *                       other event for it (XEP-0191 blocking); PV_HANDLED = stop here
+ *   "filter/remote"     then, every such stanza whose sender is on another server (the
+ *                       consent filter of issue 4); PV_HANDLED = stop here.  The router
+ *                       fires both for every stanza kind, however it arrived, so no
+ *                       module can deliver a cross-provider stanza around them.
+ *   "filter/outbound"   every stanza a local client sends, before routing (blocking)
  *   "stream-features"   ev->payload is <stream:features> to append to (ev->origin set)
  *   "resource-bind"     a session was bound (ev->origin)
  *   "resource-unbind"   a session ended (ev->origin; still readable during the call)
  *   "user-deleted"      ev->user/ev->host_name: drop the user's data
+ *   "consent-changed"   ev->user's consent settings were changed in storage by someone
+ *                       other than mod_consent (the admin socket): caches must be reloaded
+ *   "blocklist-changed" ev->user's XEP-0191 block list was changed in storage by someone
+ *                       other than mod_blocking (a consent report, the admin socket):
+ *                       caches of it must be reloaded
  *   "account-disco-info" fired by mod_disco while answering disco#info for an account
  *                       (XEP-0030, to = bare JID, no node): ev->payload is the <query/>
  *                       being built; append <feature/>/<identity/> elements (PEP, MAM ...)

@@ -53,7 +53,10 @@ int pv_store_user_set_creds(pv_store *st, const char *host, const char *user,
 int pv_store_user_get_cred(pv_store *st, const char *host, const char *user,
 	const char *mech, pv_scram_cred *out);              /* PV_ENOENT */
 int pv_store_user_exists(pv_store *st, const char *host, const char *user); /* 1, 0 or <0 */
-int pv_store_user_delete(pv_store *st, const char *host, const char *user); /* all data */
+/* Removes the account and all its data, including its consent settings, consent log,
+ * evidence, held requests and block list; abuse reports it filed stay (they are the
+ * operators').  PV_ENOENT if absent. */
+int pv_store_user_delete(pv_store *st, const char *host, const char *user);
 /* Calls cb for each user of host, sorted.  Returns count or <0. */
 int pv_store_user_list(pv_store *st, const char *host,
 	void (*cb)(void *ud, const char *user), void *ud);
@@ -218,9 +221,19 @@ void pv_store_consent_set_sender(pv_store *st, const char *host, const char *use
 
 /* Append-only, hash-chained log per user.  Each entry: seq (1, 2, ...), stamp, the
  * action text (e.g. "policy everyone", "allow ali@eitaa.example", "accept-request ...")
- * and hash = SHA-256(prev_hash_hex || "\n" || seq || "\n" || stamp || "\n" || action)
- * as lowercase hex; prev_hash of entry 1 is 64 zeros.  The store computes seq and hashes
- * inside the write transaction so the chain cannot fork. */
+ * and hash = lowercase hex of SHA-256 over the bytes
+ *     prev "\n" seq "\n" stamp "\n" action
+ * where prev is the previous entry's hash (64 lowercase hex chars; 64 '0's for entry 1),
+ * seq and stamp are decimal ASCII without leading zeros or '+' (stamp is signed: "-5"),
+ * and action is its bytes up to (not including) the NUL, with nothing after it.  Only
+ * the last field is free text, so an action may itself contain "\n".
+ * Example: entry 1, stamp 1700000000, action "policy everyone" hashes
+ * "000...000\n1\n1700000000\npolicy everyone" (64 zeros).
+ * The store computes seq and hashes inside the write transaction, reading the head in
+ * that transaction, so concurrent appends cannot fork the chain; the database refuses
+ * UPDATE and DELETE of log rows while the account exists.  Appending for an account that
+ * does not exist fails with PV_ENOENT.  To commit a settings change together with its
+ * log entry, queue both between pv_store_batch_begin and pv_store_batch_end. */
 typedef struct pv_consent_entry {
 	uint64_t seq;
 	int64_t stamp;
@@ -235,12 +248,18 @@ int pv_store_consent_log_list(pv_store *st, const char *host, const char *user, 
 	void (*cb)(void *ud, const pv_consent_entry *e), void *ud);
 /* The latest entry's seq (0 when none). */
 int pv_store_consent_log_head(pv_store *st, const char *host, const char *user, uint64_t *seq);
+/* Recomputes the user's chain: 0 if intact (*bad_seq = 0), else PV_EINVAL with *bad_seq
+ * the first seq whose entry is missing or whose prev or hash does not check out.
+ * (Removing entries from the end is not detectable from the chain alone.) */
+int pv_store_consent_log_verify(pv_store *st, const char *host, const char *user,
+	uint64_t *bad_seq);
 
 /* Evidence: which log entry a delivered cross-provider stanza rested on. */
 void pv_store_consent_evidence(pv_store *st, const char *host, const char *user,
 	const char *sender, const char *stanza_id, uint64_t entry_seq, int64_t stamp,
 	pv_store_done_fn done, void *ud);
-/* Looks up the evidence for a stanza id; PV_ENOENT when none. */
+/* Looks up the evidence for a stanza id (the latest record when a sender reused the
+ * id); PV_ENOENT when none.  Any output may be NULL; caller frees *sender. */
 int pv_store_consent_evidence_get(pv_store *st, const char *host, const char *user,
 	const char *stanza_id, char **sender, uint64_t *entry_seq, int64_t *stamp);
 
@@ -253,13 +272,17 @@ typedef struct pv_request_info {
 
 void pv_store_request_hold(pv_store *st, const char *host, const char *user, const char *sender,
 	int64_t stamp, const char *xml, size_t len, pv_store_done_fn done, void *ud);
-/* One line per sender with held stanzas, oldest first; returns count or <0. */
+/* One line per sender with held stanzas, ordered by each sender's first held stanza
+ * (arrival order); first/last are the stamps of the sender's first and last held
+ * stanza, bytes their total length.  r is borrowed during the callback.  Returns count
+ * or <0. */
 int pv_store_request_list(pv_store *st, const char *host, const char *user,
 	void (*cb)(void *ud, const pv_request_info *r), void *ud);
-/* Held stanzas of one sender in arrival order; returns count or <0. */
+/* Held stanzas of one sender in arrival order (id increasing); returns count or <0. */
 int pv_store_request_get(pv_store *st, const char *host, const char *user, const char *sender,
 	void (*cb)(void *ud, int64_t id, int64_t stamp, const char *xml, size_t len), void *ud);
-/* PV_ENOENT when the user holds nothing from the sender. */
+/* PV_ENOENT when the user holds nothing from the sender; else fills *out (free with
+ * pv_request_info_fini). */
 int pv_store_request_info(pv_store *st, const char *host, const char *user, const char *sender,
 	pv_request_info *out);
 int pv_store_request_count(pv_store *st, const char *host, const char *user); /* senders */
@@ -274,12 +297,17 @@ typedef struct pv_report {
 	char *evidence;       /* serialised held stanzas, may be NULL */
 } pv_report;
 
+/* host, user (the reporter) and sender are required; r->id is ignored (the store
+ * assigns increasing ids), r->stamp is stored as given. */
 void pv_store_report_add(pv_store *st, const pv_report *r, pv_store_done_fn done, void *ud);
-/* Reports for host (all hosts when NULL) with id > after; returns count or <0. */
+/* Reports for host (all hosts when NULL) with id > after, in id order; r is borrowed
+ * for the duration of the callback.  Returns count or <0. */
 int pv_store_report_list(pv_store *st, const char *host, int64_t after,
 	void (*cb)(void *ud, const pv_report *r), void *ud);
 
-/* Blocking (XEP-0191): the user's block list (bare JIDs or domains). */
+/* Blocking (XEP-0191): the user's block list (bare JIDs or domains), sorted; returns
+ * count or <0.  Setting an entry that is present (or clearing one that is absent) is not
+ * an error. */
 int pv_store_block_list(pv_store *st, const char *host, const char *user,
 	void (*cb)(void *ud, const char *jid), void *ud);
 void pv_store_block_set(pv_store *st, const char *host, const char *user, const char *jid,

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/core.h"
@@ -42,6 +43,142 @@ static int parse_user_jid(const pv_conf *conf, const char *s, pv_jid *j, pv_buf 
 static void list_cb(void *ud, const char *user)
 {
 	pv_buf_printf(ud, "%s\n", user);
+}
+
+/* ---- consent (issue 4): operators read and set what users chose ---- */
+
+static const char *policy_name(int p)
+{
+	return p == PV_CONSENT_EVERYONE ? "everyone" : p == PV_CONSENT_CONTACTS ? "contacts" : "off";
+}
+
+static void iso(int64_t t, char out[32])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	gmtime_r(&tt, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void entry_line(void *ud, const pv_consent_entry *e)
+{
+	char ts[32];
+	iso(e->stamp, ts);
+	pv_buf_printf(ud, "%llu %s %s prev=%s hash=%s\n", (unsigned long long)e->seq, ts, e->action, e->prev,
+		e->hash);
+}
+
+static void request_line(void *ud, const pv_request_info *r)
+{
+	char a[32], b[32];
+	iso(r->first, a);
+	iso(r->last, b);
+	pv_buf_printf(ud, "%s count=%zu bytes=%zu first=%s last=%s\n", r->sender, r->count, r->bytes, a, b);
+}
+
+static void report_line(void *ud, const pv_report *r)
+{
+	char ts[32];
+	iso(r->stamp, ts);
+	/* No message bodies: evidence is stored for operators to read in the database. */
+	pv_buf_printf(ud, "%lld %s %s@%s reported %s reason=%s evidence=%zu bytes\n", (long long)r->id, ts, r->user,
+		r->host, r->sender, r->reason, r->evidence ? strlen(r->evidence) : (size_t)0);
+}
+
+typedef struct one_entry {
+	uint64_t want;
+	pv_buf *out;
+} one_entry;
+
+static void entry_if(void *ud, const pv_consent_entry *e)
+{
+	one_entry *o = ud;
+	if (e->seq == o->want)
+		entry_line(o->out, e);
+}
+
+static int consent_cmd(pv_store *st, const pv_conf *conf, int argc, char **argv, pv_buf *out)
+{
+	pv_jid j = {0};
+	int rc = PV_EINVAL;
+	if (strcmp(argv[0], "reports") == 0) {
+		if (argc > 2) {
+			pv_buf_puts(out, "usage: reports [DOMAIN]");
+			return PV_EINVAL;
+		}
+		return pv_store_report_list(st, argc == 2 ? argv[1] : NULL, 0, report_line, out) < 0 ? PV_EIO : 0;
+	}
+	if (argc < 2 || (rc = parse_user_jid(conf, argv[argc > 2 && strcmp(argv[0], "consent") == 0 ? 2 : 1], &j, out)) != 0) {
+		if (out->len == 0)
+			pv_buf_puts(out, "usage: requests JID | consent show|log|verify JID | consent set JID off|contacts|everyone | consent why JID STANZA-ID");
+		return rc ? rc : PV_EINVAL;
+	}
+	if (strcmp(argv[0], "requests") == 0 && argc == 2) {
+		rc = pv_store_request_list(st, j.domain, j.local, request_line, out) < 0 ? PV_EIO : 0;
+	} else if (argc == 3 && strcmp(argv[1], "show") == 0) {
+		pv_consent c;
+		rc = pv_store_consent_get(st, j.domain, j.local, &c);
+		if (rc == 0) {
+			pv_buf_printf(out, "policy %s\n", policy_name(c.policy));
+			for (size_t i = 0; i < c.nproviders; i++)
+				pv_buf_printf(out, "provider %s %s\n", c.providers[i].subject, policy_name(c.providers[i].kind));
+			for (size_t i = 0; i < c.nsenders; i++)
+				pv_buf_printf(out, "sender %s %s\n", c.senders[i].subject, c.senders[i].kind ? "allow" : "deny");
+			pv_consent_fini(&c);
+		}
+	} else if (argc == 4 && strcmp(argv[1], "set") == 0) {
+		int p = strcmp(argv[3], "off") == 0 ? PV_CONSENT_OFF : strcmp(argv[3], "contacts") == 0 ? PV_CONSENT_CONTACTS
+			: strcmp(argv[3], "everyone") == 0 ? PV_CONSENT_EVERYONE : -1;
+		if (p < 0) {
+			pv_buf_puts(out, "policy must be off, contacts or everyone");
+		} else {
+			char action[64];
+			snprintf(action, sizeof(action), "policy %s (operator)", policy_name(p));
+			pv_store_consent_set_policy(st, j.domain, j.local, (pv_consent_policy)p, NULL, NULL);
+			pv_store_consent_log(st, j.domain, j.local, action, pv_wall_s(), NULL, NULL);
+			pv_store_flush(st);
+			if (pv_the_server && pv_the_server->store == st) {
+				pv_host *h = pv_server_host(pv_the_server, j.domain);
+				pv_event ev = {.host = h, .user = j.local};
+				if (h)
+					pv_fire(h, "consent-changed", &ev);
+			}
+			rc = 0;
+		}
+	} else if (argc == 3 && (strcmp(argv[1], "log") == 0 || strcmp(argv[1], "verify") == 0)) {
+		uint64_t bad = 0;
+		int v = pv_store_consent_log_verify(st, j.domain, j.local, &bad);
+		if (strcmp(argv[1], "log") == 0)
+			pv_store_consent_log_list(st, j.domain, j.local, 0, entry_line, out);
+		if (v == 0)
+			pv_buf_puts(out, "chain ok\n");
+		else
+			pv_buf_printf(out, "chain BROKEN at entry %llu\n", (unsigned long long)bad);
+		rc = v == 0 ? 0 : PV_EINVAL;
+	} else if (argc == 4 && strcmp(argv[1], "why") == 0) {
+		char *sender = NULL;
+		uint64_t seq = 0;
+		int64_t stamp = 0;
+		rc = pv_store_consent_evidence_get(st, j.domain, j.local, argv[3], &sender, &seq, &stamp);
+		if (rc == 0) {
+			char ts[32];
+			iso(stamp, ts);
+			pv_buf_printf(out, "stanza %s from %s delivered %s under log entry %llu:\n", argv[3], sender, ts,
+				(unsigned long long)seq);
+			one_entry o = {.want = seq, .out = out};
+			if (seq)
+				pv_store_consent_log_list(st, j.domain, j.local, seq - 1, entry_if, &o);
+			else
+				pv_buf_puts(out, "(no entry: the user's settings were the defaults)\n");
+			pv_free(sender);
+		} else {
+			pv_buf_printf(out, "no delivery of stanza %s to %s recorded", argv[3], j.bare);
+		}
+	} else {
+		pv_buf_puts(out, "usage: requests JID | consent show|log|verify JID | consent set JID off|contacts|everyone | consent why JID STANZA-ID");
+	}
+	pv_jid_fini(&j);
+	return rc;
 }
 
 int pv_admin_exec_store(pv_store *st, const pv_conf *conf, unsigned iterations, int argc,
@@ -117,7 +254,11 @@ int pv_admin_exec_store(pv_store *st, const pv_conf *conf, unsigned iterations, 
 			pv_buf_puts(out, "storage error");
 		goto done;
 	}
-	pv_buf_puts(out, "unknown command (try: user add|del|passwd|list, sessions, stats, reload, links, queue)");
+	if (argc >= 1 && (strcmp(argv[0], "consent") == 0 || strcmp(argv[0], "reports") == 0 ||
+			     strcmp(argv[0], "requests") == 0))
+		return consent_cmd(st, conf, argc, argv, out);
+	pv_buf_puts(out, "unknown command (try: user add|del|passwd|list, sessions, stats, reload, links, "
+			 "queue, consent, requests, reports)");
 	return PV_EINVAL;
 done:
 	pv_jid_fini(&j);

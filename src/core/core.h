@@ -14,7 +14,7 @@
 #include "core/inq.h"
 #include "net/conn.h"
 #include "peyvand/pv_module.h"
-#include "util/map.h"
+#include "peyvand/pv_map.h"
 
 typedef struct pv_server pv_server;
 typedef struct pv_worker pv_worker;

@@ -165,8 +165,27 @@ static void iq_event(pv_host *h, pv_session *origin, pv_stanza *st, const char *
 		bounce(h, origin, st, "cancel", "service-unavailable");
 }
 
+/* The filters in front of delivery (pv_module.h): blocking for everyone, then consent
+ * for senders on other servers.  Returns true when a filter took the stanza. */
+static bool filtered(pv_host *h, pv_session *origin, pv_stanza *st)
+{
+	if (!st->to.local || !st->has_from)
+		return false;
+	pv_event ev = {.host = h, .origin = origin, .stanza = st};
+	if (pv_fire(h, "filter/inbound", &ev) == PV_HANDLED)
+		return true;
+	if (!pv_server_host(h->srv, st->from.domain)) {
+		pv_event ev2 = {.host = h, .origin = origin, .stanza = st};
+		if (pv_fire(h, "filter/remote", &ev2) == PV_HANDLED)
+			return true;
+	}
+	return false;
+}
+
 void pv_router_dispatch(pv_host *h, pv_session *origin, pv_stanza *st)
 {
+	if (filtered(h, origin, st))
+		return;
 	pv_event ev = {.host = h, .origin = origin, .stanza = st};
 	const char *kind = st->kind == PV_ST_MESSAGE ? "message" : st->kind == PV_ST_PRESENCE ? "presence" : "iq";
 
@@ -293,6 +312,8 @@ void pv_router_from_client(pv_session *origin, pv_stanza *st)
 {
 	pv_host *h = origin->host;
 	pv_event ev = {.host = h, .origin = origin, .stanza = st};
+	if (pv_fire(h, "filter/outbound", &ev) == PV_HANDLED)
+		return;
 	if (st->kind == PV_ST_PRESENCE) {
 		if (pv_fire(h, "pre-presence", &ev) == PV_HANDLED)
 			return;

@@ -36,7 +36,7 @@
 
 #include "peyvand/pv_log.h"
 #include "peyvand/pv_util.h"
-#include "util/map.h"
+#include "peyvand/pv_map.h"
 
 #define PV_MAX_TARGETS 32
 #define PV_MAX_SRV 32        /* SRV records kept per lookup (both services together) */

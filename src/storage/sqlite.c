@@ -75,6 +75,14 @@ enum {
 	Q_OUTQ_APPEND, Q_OUTQ_ACK, Q_OUTQ_LIST, Q_OUTQ_DEL, Q_OUTQ_DELETE_ALL,
 	Q_S2S_LINK_GET, Q_S2S_LINK_INSERT, Q_S2S_PUSH, Q_S2S_LIST, Q_S2S_ACK, Q_S2S_DROP,
 	Q_S2S_QUEUES, Q_S2S_HWM_GET, Q_S2S_HWM_SET, Q_S2S_LAST_SEQ,
+	Q_CPOL_GET, Q_CPOL_SET, Q_CPOL_DELETE_ALL,
+	Q_CPROV_LIST, Q_CPROV_SET, Q_CPROV_DEL, Q_CPROV_DELETE_ALL,
+	Q_CSEND_LIST, Q_CSEND_SET, Q_CSEND_DEL, Q_CSEND_DELETE_ALL,
+	Q_CLOG_HEAD, Q_CLOG_INSERT, Q_CLOG_LIST, Q_CLOG_DELETE_ALL,
+	Q_CEVID_INSERT, Q_CEVID_GET, Q_CEVID_DELETE_ALL,
+	Q_REQ_HOLD, Q_REQ_LIST, Q_REQ_INFO, Q_REQ_GET, Q_REQ_COUNT, Q_REQ_DROP, Q_REQ_DELETE_ALL,
+	Q_REPORT_ADD, Q_REPORT_LIST_HOST, Q_REPORT_LIST_ALL,
+	Q_BLOCK_LIST, Q_BLOCK_ADD, Q_BLOCK_DEL, Q_BLOCK_CLEAR,
 	Q__N
 };
 
@@ -168,6 +176,69 @@ static const char *const q_sql[Q__N] = {
 	[Q_S2S_HWM_GET] = "SELECT epoch, hwm FROM s2s_hwm WHERE local = ?1 AND remote = ?2",
 	[Q_S2S_HWM_SET] = "INSERT INTO s2s_hwm (local, remote, epoch, hwm) VALUES (?1, ?2, ?3, ?4)"
 		" ON CONFLICT (local, remote) DO UPDATE SET epoch = excluded.epoch, hwm = excluded.hwm",
+	[Q_CPOL_GET] = "SELECT policy FROM consent_policy WHERE host = ?1 AND user = ?2",
+	[Q_CPOL_SET] = "INSERT INTO consent_policy (host, user, policy) VALUES (?1, ?2, ?3)"
+		" ON CONFLICT (host, user) DO UPDATE SET policy = excluded.policy",
+	[Q_CPOL_DELETE_ALL] = "DELETE FROM consent_policy WHERE host = ?1 AND user = ?2",
+	[Q_CPROV_LIST] = "SELECT domain, kind FROM consent_provider WHERE host = ?1 AND user = ?2"
+		" ORDER BY domain",
+	[Q_CPROV_SET] = "INSERT INTO consent_provider (host, user, domain, kind)"
+		" VALUES (?1, ?2, ?3, ?4)"
+		" ON CONFLICT (host, user, domain) DO UPDATE SET kind = excluded.kind",
+	[Q_CPROV_DEL] = "DELETE FROM consent_provider WHERE host = ?1 AND user = ?2 AND domain = ?3",
+	[Q_CPROV_DELETE_ALL] = "DELETE FROM consent_provider WHERE host = ?1 AND user = ?2",
+	[Q_CSEND_LIST] = "SELECT jid, kind FROM consent_sender WHERE host = ?1 AND user = ?2"
+		" ORDER BY jid",
+	[Q_CSEND_SET] = "INSERT INTO consent_sender (host, user, jid, kind) VALUES (?1, ?2, ?3, ?4)"
+		" ON CONFLICT (host, user, jid) DO UPDATE SET kind = excluded.kind",
+	[Q_CSEND_DEL] = "DELETE FROM consent_sender WHERE host = ?1 AND user = ?2 AND jid = ?3",
+	[Q_CSEND_DELETE_ALL] = "DELETE FROM consent_sender WHERE host = ?1 AND user = ?2",
+	[Q_CLOG_HEAD] = "SELECT seq, hash FROM consent_log WHERE host = ?1 AND user = ?2"
+		" ORDER BY seq DESC LIMIT 1",
+	[Q_CLOG_INSERT] = "INSERT INTO consent_log (host, user, seq, stamp, action, prev, hash)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[Q_CLOG_LIST] = "SELECT seq, stamp, action, prev, hash FROM consent_log"
+		" WHERE host = ?1 AND user = ?2 AND seq > ?3 ORDER BY seq",
+	/* Allowed by the consent_log_no_delete trigger only once the users row is gone:
+	 * run_user_delete runs it after Q_USER_DELETE. */
+	[Q_CLOG_DELETE_ALL] = "DELETE FROM consent_log WHERE host = ?1 AND user = ?2",
+	[Q_CEVID_INSERT] = "INSERT INTO consent_evidence (host, user, stanza_id, sender, entry_seq,"
+		" stamp) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[Q_CEVID_GET] = "SELECT sender, entry_seq, stamp FROM consent_evidence"
+		" WHERE host = ?1 AND user = ?2 AND stanza_id = ?3 ORDER BY id DESC LIMIT 1",
+	[Q_CEVID_DELETE_ALL] = "DELETE FROM consent_evidence WHERE host = ?1 AND user = ?2",
+	[Q_REQ_HOLD] = "INSERT INTO consent_request (host, user, sender, stamp, xml)"
+		" VALUES (?1, ?2, ?3, ?4, ?5)",
+	/* One line per sender; first/last are the stamps of the first and last row by id
+	 * (arrival order), not min/max(stamp): a wall clock may step back. */
+	[Q_REQ_LIST] = "WITH g AS (SELECT sender, count(*) AS n, sum(length(xml)) AS b,"
+		" min(id) AS f, max(id) AS l FROM consent_request WHERE host = ?1 AND user = ?2"
+		" GROUP BY sender)"
+		" SELECT g.sender, g.n, g.b, a.stamp, z.stamp FROM g"
+		" JOIN consent_request a ON a.id = g.f JOIN consent_request z ON z.id = g.l"
+		" ORDER BY g.f",
+	[Q_REQ_INFO] = "WITH g AS (SELECT count(*) AS n, sum(length(xml)) AS b,"
+		" min(id) AS f, max(id) AS l FROM consent_request"
+		" WHERE host = ?1 AND user = ?2 AND sender = ?3)"
+		" SELECT ?3, g.n, g.b, a.stamp, z.stamp FROM g"
+		" JOIN consent_request a ON a.id = g.f JOIN consent_request z ON z.id = g.l",
+	[Q_REQ_GET] = "SELECT id, stamp, xml FROM consent_request"
+		" WHERE host = ?1 AND user = ?2 AND sender = ?3 ORDER BY id",
+	[Q_REQ_COUNT] = "SELECT count(DISTINCT sender) FROM consent_request"
+		" WHERE host = ?1 AND user = ?2",
+	[Q_REQ_DROP] = "DELETE FROM consent_request WHERE host = ?1 AND user = ?2 AND sender = ?3",
+	[Q_REQ_DELETE_ALL] = "DELETE FROM consent_request WHERE host = ?1 AND user = ?2",
+	[Q_REPORT_ADD] = "INSERT INTO abuse_report (host, user, sender, stamp, reason, text,"
+		" evidence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[Q_REPORT_LIST_HOST] = "SELECT id, stamp, host, user, sender, reason, text, evidence"
+		" FROM abuse_report WHERE host = ?1 AND id > ?2 ORDER BY id",
+	[Q_REPORT_LIST_ALL] = "SELECT id, stamp, host, user, sender, reason, text, evidence"
+		" FROM abuse_report WHERE id > ?2 ORDER BY id",
+	[Q_BLOCK_LIST] = "SELECT jid FROM blocklist WHERE host = ?1 AND user = ?2 ORDER BY jid",
+	[Q_BLOCK_ADD] = "INSERT INTO blocklist (host, user, jid) VALUES (?1, ?2, ?3)"
+		" ON CONFLICT (host, user, jid) DO NOTHING",
+	[Q_BLOCK_DEL] = "DELETE FROM blocklist WHERE host = ?1 AND user = ?2 AND jid = ?3",
+	[Q_BLOCK_CLEAR] = "DELETE FROM blocklist WHERE host = ?1 AND user = ?2",
 };
 
 /* ---- operations ---- */
@@ -210,6 +281,14 @@ struct pv_op {
 	pv_store_s2s_queue *queues;
 	size_t nqueues, capqueues;
 	pv_scram_cred cred;
+	pv_report *report;           /* input of report_add */
+	pv_consent consent;          /* output of consent_get */
+	pv_consent_entry *entries;
+	size_t nentries, capentries;
+	pv_request_info *reqs;
+	size_t nreqs, capreqs;
+	pv_report *reports;
+	size_t nreports, capreports;
 };
 
 struct pv_store {
@@ -242,6 +321,16 @@ static void sess_free_fields(pv_store_sess *s)
 	memset(s, 0, sizeof *s);
 }
 
+static void report_fini(pv_report *r)
+{
+	pv_free(r->host);
+	pv_free(r->user);
+	pv_free(r->sender);
+	pv_free(r->reason);
+	pv_free(r->text);
+	pv_free(r->evidence);
+}
+
 static void op_free(pv_op *op)
 {
 	if (!op)
@@ -271,6 +360,20 @@ static void op_free(pv_op *op)
 		pv_free(op->queues[i].epoch);
 	}
 	pv_free(op->queues);
+	if (op->report) {
+		report_fini(op->report);
+		pv_free(op->report);
+	}
+	pv_consent_fini(&op->consent);
+	for (size_t i = 0; i < op->nentries; i++)
+		pv_free(op->entries[i].action);
+	pv_free(op->entries);
+	for (size_t i = 0; i < op->nreqs; i++)
+		pv_request_info_fini(&op->reqs[i]);
+	pv_free(op->reqs);
+	for (size_t i = 0; i < op->nreports; i++)
+		report_fini(&op->reports[i]);
+	pv_free(op->reports);
 	pv_free(op);
 }
 
@@ -364,6 +467,15 @@ static char *col_dup(sqlite3_stmt *s, int i, size_t *len)
 	return r;
 }
 
+/* Makes room for one more element in a growable output array (arr, n, cap). */
+#define GROW(arr, n, cap) \
+	do { \
+		if ((n) == (cap)) { \
+			(cap) = (cap) ? (cap) * 2 : 16; \
+			(arr) = pv_realloc((arr), (cap) * sizeof *(arr)); \
+		} \
+	} while (0)
+
 static op_row *row_add(pv_op *op)
 {
 	if (op->nrows == op->caprows) {
@@ -454,10 +566,13 @@ static int run_user_set_creds(pv_store *st, pv_op *op)
 static int run_user_delete(pv_store *st, pv_op *op)
 {
 	/* Children first: outq rows are found through the user's sessions. */
+	/* The consent log last: its trigger allows the DELETE only once the users row is
+	 * gone.  Abuse reports the user filed stay (pv_store.h). */
 	static const int order[] = {
 		Q_OUTQ_DELETE_ALL, Q_SESS_DELETE_ALL, Q_KV_DELETE_ALL, Q_OFFLINE_DELETE_ALL,
 		Q_GROUPS_DELETE_ALL, Q_ROSTER_DELETE_ALL, Q_ROSTER_VER_DELETE, Q_CRED_DELETE_ALL,
-		Q_USER_DELETE,
+		Q_CPOL_DELETE_ALL, Q_CPROV_DELETE_ALL, Q_CSEND_DELETE_ALL, Q_CEVID_DELETE_ALL,
+		Q_REQ_DELETE_ALL, Q_BLOCK_CLEAR, Q_USER_DELETE, Q_CLOG_DELETE_ALL,
 	};
 	int rc = user_exists_q(st, op);
 	if (rc <= 0)

@@ -1,6 +1,6 @@
 /* map.c -- string-keyed hash map; see map.h.  Grows at load factor 1; never shrinks
  * (maps here hold sessions and counters whose peak is what matters). */
-#include "util/map.h"
+#include "peyvand/pv_map.h"
 
 #include <string.h>
 

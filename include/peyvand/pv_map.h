@@ -1,9 +1,9 @@
-/* map.h -- string-keyed hash map (open hashing, power-of-two buckets, FNV-1a).
+/* pv_map.h -- string-keyed hash map (open hashing, power-of-two buckets, FNV-1a).
  * Keys are copied; values are borrowed pointers the caller owns.  Not thread-safe: a map
  * belongs to one worker.  Iteration order is unspecified; removing the current entry
  * during pv_map_each is allowed (return 1 from the callback to remove it). */
-#ifndef PV_UTIL_MAP_H
-#define PV_UTIL_MAP_H
+#ifndef PV_MAP_H
+#define PV_MAP_H
 
 #include <stddef.h>
 
