@@ -28,6 +28,7 @@ typedef struct pv_limits {
 	uint64_t auth_timeout_ms;
 	uint64_t idle_timeout_ms;
 	size_t max_output;
+	uint64_t slow_reader_grace_ms;
 	size_t read_rate;             /* bytes per second per connection */
 	unsigned auth_fail_ip;        /* failures per IP per window before throttling */
 	unsigned auth_fail_account;

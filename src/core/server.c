@@ -31,6 +31,7 @@ void pv_limits_read(pv_limits *l, const pv_conf *c)
 	l->auth_timeout_ms = ms_of(c, "limits.auth_timeout", 30000);
 	l->idle_timeout_ms = ms_of(c, "limits.idle_timeout", 600000);
 	l->max_output = (size_t)pv_conf_size(c, "limits.max_output_buffer", 1024 * 1024);
+	l->slow_reader_grace_ms = ms_of(c, "limits.slow_reader_grace", 5000);
 	l->read_rate = (size_t)pv_conf_size(c, "limits.read_rate", 1024 * 1024);
 	l->auth_fail_ip = (unsigned)pv_conf_int(c, "limits.auth_failures_per_ip", 10);
 	l->auth_fail_account = (unsigned)pv_conf_int(c, "limits.auth_failures_per_account", 5);

@@ -35,6 +35,7 @@
  * bit pattern; ordering by seq is therefore correct below 2^63 (an s2s bound above that,
  * such as UINT64_MAX for "everything", is clamped to 2^63-1). */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -44,6 +45,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <openssl/evp.h>
 #include <sqlite3.h>
 #include <uv.h>
 
@@ -283,6 +285,7 @@ struct pv_op {
 	pv_scram_cred cred;
 	pv_report *report;           /* input of report_add */
 	pv_consent consent;          /* output of consent_get */
+	size_t capproviders, capsenders;
 	pv_consent_entry *entries;
 	size_t nentries, capentries;
 	pv_request_info *reqs;
@@ -1090,6 +1093,356 @@ static int run_s2s_hwm_set(pv_store *st, pv_op *op)
 	bind_str(s, 3, op->s1);
 	sqlite3_bind_int64(s, 4, op->n1);
 	return exec_q(st, Q_S2S_HWM_SET, s);
+}
+
+/* ---- consent (storage thread, except chain_hash) ---- */
+
+#define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
+#define HASH_HEX 64
+
+/* The chain hash of one log entry, as pv_store.h defines it, into out (64 lowercase hex
+ * chars and a NUL).  prev is HASH_HEX chars.  Any thread (verification runs in the
+ * caller's). */
+static int chain_hash(const char *prev, uint64_t seq, int64_t stamp, const char *action,
+	char out[HASH_HEX + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	char head[HASH_HEX + 48]; /* prev, two decimal 64-bit numbers, three newlines */
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	int n = snprintf(head, sizeof head, "%s\n%" PRIu64 "\n%" PRId64 "\n", prev, seq, stamp);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool ok = ctx && n > 0 && (size_t)n < sizeof head
+		&& EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1
+		&& EVP_DigestUpdate(ctx, head, (size_t)n) == 1
+		&& EVP_DigestUpdate(ctx, action, strlen(action)) == 1
+		&& EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen * 2 == HASH_HEX;
+	EVP_MD_CTX_free(ctx);
+	if (!ok) {
+		pv_error(SUB, "SHA-256 of a consent log entry failed");
+		return PV_EIO;
+	}
+	for (unsigned int i = 0; i < mdlen; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[HASH_HEX] = '\0';
+	return 0;
+}
+
+static void rule_add(pv_consent_rule **v, size_t *n, size_t *cap, sqlite3_stmt *s)
+{
+	GROW(*v, *n, *cap);
+	pv_consent_rule *r = &(*v)[(*n)++];
+	r->subject = col_dup(s, 0, NULL);
+	r->kind = sqlite3_column_int(s, 1);
+}
+
+static void row_cprov(pv_op *op, sqlite3_stmt *s)
+{
+	rule_add(&op->consent.providers, &op->consent.nproviders, &op->capproviders, s);
+}
+
+static void row_csend(pv_op *op, sqlite3_stmt *s)
+{
+	rule_add(&op->consent.senders, &op->consent.nsenders, &op->capsenders, s);
+}
+
+static int run_consent_get(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_CPOL_GET);
+	bind_hu(s, op);
+	int rc = sqlite3_step(s), ret = 0;
+	if (rc == SQLITE_ROW)
+		op->consent.policy = (pv_consent_policy)sqlite3_column_int(s, 0); /* CHECKed */
+	else if (rc != SQLITE_DONE)
+		ret = sqlerr(st, rc, Q_CPOL_GET);
+	sqlite3_reset(s);
+	if (ret < 0)
+		return ret;
+	s = q(st, Q_CPROV_LIST);
+	bind_hu(s, op);
+	if ((ret = each_row(st, Q_CPROV_LIST, s, op, row_cprov)) < 0)
+		return ret;
+	s = q(st, Q_CSEND_LIST);
+	bind_hu(s, op);
+	ret = each_row(st, Q_CSEND_LIST, s, op, row_csend);
+	return ret < 0 ? ret : 0;
+}
+
+static int run_consent_set_policy(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_CPOL_SET);
+	bind_hu(s, op);
+	sqlite3_bind_int64(s, 3, op->n1);
+	return exec_q(st, Q_CPOL_SET, s);
+}
+
+/* A provider or sender rule: set (n1 >= 0) or remove (n1 < 0) the rule for op->s1. */
+static int set_rule(pv_store *st, pv_op *op, int q_set, int q_del)
+{
+	int qid = op->n1 < 0 ? q_del : q_set;
+	sqlite3_stmt *s = q(st, qid);
+	bind_hu(s, op);
+	bind_str(s, 3, op->s1);
+	if (op->n1 >= 0)
+		sqlite3_bind_int64(s, 4, op->n1);
+	return exec_q(st, qid, s);
+}
+
+static int run_consent_set_provider(pv_store *st, pv_op *op)
+{
+	return set_rule(st, op, Q_CPROV_SET, Q_CPROV_DEL);
+}
+
+static int run_consent_set_sender(pv_store *st, pv_op *op)
+{
+	return set_rule(st, op, Q_CSEND_SET, Q_CSEND_DEL);
+}
+
+static int run_consent_log(pv_store *st, pv_op *op)
+{
+	int rc = user_exists_q(st, op);
+	if (rc <= 0)
+		return rc < 0 ? rc : PV_ENOENT;
+	/* The head is read inside the write transaction that appends after it: this thread
+	 * is the only writer of the connection, and BEGIN IMMEDIATE holds the database's
+	 * write lock against other processes, so no append can come in between (and the
+	 * consent_log_extend trigger would refuse one that did). */
+	uint64_t seq = 1;
+	char prev[HASH_HEX + 1] = ZERO_HASH, hash[HASH_HEX + 1];
+	sqlite3_stmt *s = q(st, Q_CLOG_HEAD);
+	bind_hu(s, op);
+	int ret = 0;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *h = sqlite3_column_text(s, 1);
+		if (!h || sqlite3_column_bytes(s, 1) != HASH_HEX) {
+			pv_error(SUB, "corrupt consent log head host=%s", op->host);
+			ret = PV_EIO;
+		} else {
+			memcpy(prev, h, HASH_HEX);
+			seq = (uint64_t)sqlite3_column_int64(s, 0) + 1;
+		}
+	} else if (rc != SQLITE_DONE) {
+		ret = sqlerr(st, rc, Q_CLOG_HEAD);
+	}
+	sqlite3_reset(s);
+	if (ret < 0 || (ret = chain_hash(prev, seq, op->n1, op->s1, hash)) < 0)
+		return ret;
+	s = q(st, Q_CLOG_INSERT);
+	bind_hu(s, op);
+	sqlite3_bind_int64(s, 3, (int64_t)seq);
+	sqlite3_bind_int64(s, 4, op->n1);
+	bind_str(s, 5, op->s1);
+	sqlite3_bind_text(s, 6, prev, HASH_HEX, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 7, hash, HASH_HEX, SQLITE_TRANSIENT);
+	return exec_q(st, Q_CLOG_INSERT, s);
+}
+
+/* A stored hash column as 64 hex chars, or "" if it is not that long (corrupt: verify
+ * then reports it rather than comparing a cut-down value). */
+static void col_hash(sqlite3_stmt *s, int i, char out[HASH_HEX + 1])
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+	out[0] = '\0';
+	if (t && sqlite3_column_bytes(s, i) == HASH_HEX) {
+		memcpy(out, t, HASH_HEX);
+		out[HASH_HEX] = '\0';
+	}
+}
+
+static void row_clog(pv_op *op, sqlite3_stmt *s)
+{
+	GROW(op->entries, op->nentries, op->capentries);
+	pv_consent_entry *e = &op->entries[op->nentries++];
+	memset(e, 0, sizeof *e);
+	e->seq = (uint64_t)sqlite3_column_int64(s, 0);
+	e->stamp = sqlite3_column_int64(s, 1);
+	e->action = col_dup(s, 2, NULL);
+	if (!e->action)
+		e->action = pv_strdup("");
+	col_hash(s, 3, e->prev);
+	col_hash(s, 4, e->hash);
+}
+
+static int run_consent_log_list(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_CLOG_LIST);
+	bind_hu(s, op);
+	sqlite3_bind_int64(s, 3, op->n1);
+	return each_row(st, Q_CLOG_LIST, s, op, row_clog);
+}
+
+static int run_consent_log_head(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_CLOG_HEAD);
+	bind_hu(s, op);
+	int rc = sqlite3_step(s), ret = 0;
+	if (rc == SQLITE_ROW)
+		op->n2 = sqlite3_column_int64(s, 0);
+	else if (rc == SQLITE_DONE)
+		op->n2 = 0;
+	else
+		ret = sqlerr(st, rc, Q_CLOG_HEAD);
+	sqlite3_reset(s);
+	return ret;
+}
+
+static int run_consent_evidence(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_CEVID_INSERT);
+	bind_hu(s, op);
+	bind_str(s, 3, op->s2);
+	bind_str(s, 4, op->s1);
+	sqlite3_bind_int64(s, 5, op->n1);
+	sqlite3_bind_int64(s, 6, op->n2);
+	return exec_q(st, Q_CEVID_INSERT, s);
+}
+
+static void row_evidence(pv_op *op, sqlite3_stmt *s)
+{
+	op_row *r = row_add(op);
+	r->s = col_dup(s, 0, &r->len);
+	r->a = sqlite3_column_int64(s, 1);
+	r->b = sqlite3_column_int64(s, 2);
+}
+
+static int run_consent_evidence_get(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_CEVID_GET);
+	bind_hu(s, op);
+	bind_str(s, 3, op->s2);
+	int rc = each_row(st, Q_CEVID_GET, s, op, row_evidence);
+	return rc < 0 ? rc : rc == 0 ? PV_ENOENT : 0;
+}
+
+/* ---- message requests, reports, blocking (storage thread) ---- */
+
+static int run_request_hold(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_REQ_HOLD);
+	bind_hu(s, op);
+	bind_str(s, 3, op->s1);
+	sqlite3_bind_int64(s, 4, op->n1);
+	/* A blob, so that length() in the summaries counts bytes. */
+	sqlite3_bind_blob64(s, 5, op->data, op->dlen, SQLITE_STATIC);
+	return exec_q(st, Q_REQ_HOLD, s);
+}
+
+static void row_request_info(pv_op *op, sqlite3_stmt *s)
+{
+	GROW(op->reqs, op->nreqs, op->capreqs);
+	pv_request_info *r = &op->reqs[op->nreqs++];
+	r->sender = col_dup(s, 0, NULL);
+	r->count = (size_t)sqlite3_column_int64(s, 1);
+	r->bytes = (size_t)sqlite3_column_int64(s, 2);
+	r->first = sqlite3_column_int64(s, 3);
+	r->last = sqlite3_column_int64(s, 4);
+}
+
+static int run_request_list(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_REQ_LIST);
+	bind_hu(s, op);
+	return each_row(st, Q_REQ_LIST, s, op, row_request_info);
+}
+
+static int run_request_info(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_REQ_INFO);
+	bind_hu(s, op);
+	bind_str(s, 3, op->s1);
+	int rc = each_row(st, Q_REQ_INFO, s, op, row_request_info);
+	return rc < 0 ? rc : rc == 0 ? PV_ENOENT : 0;
+}
+
+static int run_request_get(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_REQ_GET);
+	bind_hu(s, op);
+	bind_str(s, 3, op->s1);
+	return each_row(st, Q_REQ_GET, s, op, row_offline); /* id, stamp, xml */
+}
+
+static int run_request_count(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_REQ_COUNT);
+	bind_hu(s, op);
+	int rc = sqlite3_step(s);
+	int ret = rc == SQLITE_ROW ? (int)sqlite3_column_int64(s, 0) : sqlerr(st, rc, Q_REQ_COUNT);
+	sqlite3_reset(s);
+	return ret;
+}
+
+/* A per-user write keyed by op->s1 (may be unused by the statement). */
+static int user_key_write(pv_store *st, pv_op *op, int qid)
+{
+	sqlite3_stmt *s = q(st, qid);
+	bind_hu(s, op);
+	if (op->s1)
+		bind_str(s, 3, op->s1);
+	return exec_q(st, qid, s);
+}
+
+static int run_request_drop(pv_store *st, pv_op *op)
+{
+	return user_key_write(st, op, Q_REQ_DROP);
+}
+
+static int run_report_add(pv_store *st, pv_op *op)
+{
+	const pv_report *r = op->report;
+	sqlite3_stmt *s = q(st, Q_REPORT_ADD);
+	bind_str(s, 1, r->host);
+	bind_str(s, 2, r->user);
+	bind_str(s, 3, r->sender);
+	sqlite3_bind_int64(s, 4, r->stamp);
+	bind_str(s, 5, r->reason);
+	bind_str(s, 6, r->text);
+	bind_str(s, 7, r->evidence);
+	return exec_q(st, Q_REPORT_ADD, s);
+}
+
+static void row_report(pv_op *op, sqlite3_stmt *s)
+{
+	GROW(op->reports, op->nreports, op->capreports);
+	pv_report *r = &op->reports[op->nreports++];
+	r->id = sqlite3_column_int64(s, 0);
+	r->stamp = sqlite3_column_int64(s, 1);
+	r->host = col_dup(s, 2, NULL);
+	r->user = col_dup(s, 3, NULL);
+	r->sender = col_dup(s, 4, NULL);
+	r->reason = col_dup(s, 5, NULL);
+	r->text = col_dup(s, 6, NULL);
+	r->evidence = col_dup(s, 7, NULL);
+}
+
+static int run_report_list(pv_store *st, pv_op *op)
+{
+	int qid = op->host ? Q_REPORT_LIST_HOST : Q_REPORT_LIST_ALL;
+	sqlite3_stmt *s = q(st, qid);
+	if (op->host)
+		bind_str(s, 1, op->host);
+	sqlite3_bind_int64(s, 2, op->n1);
+	return each_row(st, qid, s, op, row_report);
+}
+
+static int run_block_list(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_BLOCK_LIST);
+	bind_hu(s, op);
+	return each_row(st, Q_BLOCK_LIST, s, op, row_user);
+}
+
+static int run_block_set(pv_store *st, pv_op *op)
+{
+	return user_key_write(st, op, op->n1 ? Q_BLOCK_ADD : Q_BLOCK_DEL);
+}
+
+static int run_block_clear(pv_store *st, pv_op *op)
+{
+	return user_key_write(st, op, Q_BLOCK_CLEAR);
 }
 
 /* ---- the storage thread ---- */

@@ -34,6 +34,7 @@ struct pv_c2s {
 	char ip[64];
 	uv_timer_t *timer;
 	uint64_t opened_ms, last_read_ms;
+	uint64_t over_since;       /* output above limits.max_output_buffer since (0: not) */
 	/* read-rate token bucket */
 	double tokens;
 	uint64_t tokens_ms;
@@ -51,19 +52,35 @@ static void start_stream_features(pv_c2s *c);
 
 /* ---- output ---- */
 
+/* A client that stops reading is cut off rather than buffered without bound; its
+ * session keeps its unacknowledged stanzas (resumption, other resources, offline).
+ * A burst (offline messages at login) may exceed the limit for a moment: only output
+ * that stays above it for limits.slow_reader_grace, or grows past four times it, counts. */
+static void check_output(pv_c2s *c)
+{
+	size_t pending = pv_conn_out_pending(c->conn);
+	size_t max = c->srv->lim.max_output;
+	if (pending <= max) {
+		c->over_since = 0;
+		return;
+	}
+	uint64_t now = pv_now_ms();
+	if (!c->over_since)
+		c->over_since = now;
+	if (pending > 4 * max || now - c->over_since >= c->srv->lim.slow_reader_grace_ms) {
+		pv_info("c2s", "[%s] output buffer at %zu bytes (limit %zu), disconnecting slow reader", c->ip,
+			pending, max);
+		c->closing = true;
+		pv_conn_abort(c->conn);
+	}
+}
+
 void pv_c2s_write_raw(pv_c2s *c, const char *data, size_t n)
 {
 	if (!c->conn || c->closing)
 		return;
 	pv_conn_write(c->conn, data, n, NULL, NULL);
-	if (pv_conn_out_pending(c->conn) > c->srv->lim.max_output) {
-		/* A client that stops reading: cut it off rather than buffer without bound.
-		 * Its session keeps its unacked stanzas (resumption or offline). */
-		pv_info("c2s", "[%s] output buffer over %zu bytes, disconnecting slow reader",
-			c->ip, c->srv->lim.max_output);
-		c->closing = true;
-		pv_conn_abort(c->conn);
-	}
+	check_output(c);
 }
 
 static void write_str(pv_c2s *c, const char *s)
@@ -102,12 +119,7 @@ void pv_c2s_write_stanza(pv_c2s *c, pv_stanza *st, bool track_write, pv_session 
 		pv_conn_write(c->conn, b->data, b->len, NULL, NULL);
 	}
 	c->srv->stats.stanzas_out++;
-	if (pv_conn_out_pending(c->conn) > c->srv->lim.max_output) {
-		pv_info("c2s", "[%s] output buffer over %zu bytes, disconnecting slow reader",
-			c->ip, c->srv->lim.max_output);
-		c->closing = true;
-		pv_conn_abort(c->conn);
-	}
+	check_output(c);
 }
 
 static void send_header(pv_c2s *c)
@@ -1111,6 +1123,11 @@ static void c2s_timer_cb(uv_timer_t *t)
 		return;
 	if (c->paused) {
 		rate_resume(t);
+	}
+	if (c->conn && c->over_since) {
+		check_output(c);
+		if (c->closing)
+			return;
 	}
 	if (!(c->sess && c->sess->bound) && now - c->opened_ms >= c->srv->lim.auth_timeout_ms) {
 		pv_c2s_stream_error(c, "connection-timeout", "authentication took too long");

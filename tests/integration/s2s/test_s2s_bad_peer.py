@@ -158,9 +158,9 @@ def test_connection_limit_per_domain(pair, fake_peer):
 
 @pytest.mark.pv_timeout(90)
 def test_flood_is_throttled_and_does_not_starve_other_links(pair, fake_peer):
-    """s2s.stanza_rate (500 inbound stanzas/s per remote domain): a peer writing 3,000
+    """s2s.stanza_rate (500 inbound stanzas/s per remote domain): a peer writing 2,000
     stanzas at once is throttled -- a message it writes after them arrives no sooner
-    than the rate allows (at least 2s later, whatever the burst allowance up to 1,000)
+    than the rate allows (2s later with a burst allowance of 1,000; we ask for 1.5s)
     -- or cut off; meanwhile the real link between bale and eitaa keeps its latency.
     The flood is headlines to an offline user, which RFC 6121 8.5.2 drops silently, so
     it costs bale nothing but parsing and routing."""
@@ -168,7 +168,7 @@ def test_flood_is_throttled_and_does_not_starve_other_links(pair, fake_peer):
     f = fake_peer(servers[BALE], FAKE)
     f.connect()
     flood = "".join(f"<message from='mallory@{FAKE}/f' to='bob@{BALE}' type='headline' "
-                    f"id='f{i}'><body>flood {i}</body></message>" for i in range(3000))
+                    f"id='f{i}'><body>flood {i}</body></message>" for i in range(2000))
     t0 = time.monotonic()
     f.sock.settimeout(5)
     written = f.send(flood + f"<message from='mallory@{FAKE}/f' to='alice@{BALE}' "
@@ -192,5 +192,5 @@ def test_flood_is_throttled_and_does_not_starve_other_links(pair, fake_peer):
         cut = f.eof or bool([e for e in f.inbox if e.tag.endswith("}error")])
         assert cut, "the flooding peer was neither served nor cut off"
     else:
-        assert arrived >= 2.0, (f"3,001 stanzas from one peer were all processed within "
+        assert arrived >= 1.5, (f"2,001 stanzas from one peer were all processed within "
                                 f"{arrived:.1f}s: no inbound rate limit (stanza_rate 500/s)")
