@@ -27,6 +27,9 @@ typedef struct pv_stanza {
 /* Take ownership of xml and parse to/from.  Returns NULL (and frees nothing: caller still
  * owns xml) when an address is not a valid JID; *bad_attr says which ("to"/"from"). */
 pv_stanza *pv_stanza_new(pv_xml *xml, const char **bad_attr);
+/* Parse a stanza we serialised ourselves (offline storage, queues): a new stanza with
+ * refcount 1, or NULL when the bytes are not one valid stanza. */
+pv_stanza *pv_stanza_parse(const char *xml, size_t len);
 pv_stanza *pv_stanza_ref(pv_stanza *s);
 void pv_stanza_unref(pv_stanza *s);
 /* Deep copy with refcount 1 (mutable until routed). */

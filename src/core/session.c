@@ -373,15 +373,9 @@ static void reroute_row(void *ud, uint64_t seq, const char *xml, size_t len)
 	reroute_ctx *rc = ud;
 	if (seq <= rc->after)
 		return;
-	pv_xml *x = pv_xml_parse(xml, len);
-	if (!x) {
-		pv_error("session", "unparsable queued stanza seq=%llu dropped", (unsigned long long)seq);
-		return;
-	}
-	const char *bad = NULL;
-	pv_stanza *st = pv_stanza_new(x, &bad);
+	pv_stanza *st = pv_stanza_parse(xml, len);
 	if (!st) {
-		pv_xml_free(x);
+		pv_error("session", "unparsable queued stanza seq=%llu dropped", (unsigned long long)seq);
 		return;
 	}
 	reroute_one(rc->h, st);
@@ -479,13 +473,9 @@ static void seq_row(void *ud, uint64_t seq, const char *xml, size_t len)
 static void load_row(void *ud, uint64_t seq, const char *xml, size_t len)
 {
 	pv_session *s = ud;
-	pv_xml *x = pv_xml_parse(xml, len);
-	const char *bad = NULL;
-	pv_stanza *st = x ? pv_stanza_new(x, &bad) : NULL;
-	if (!st) {
-		pv_xml_free(x);
+	pv_stanza *st = pv_stanza_parse(xml, len);
+	if (!st)
 		return;
-	}
 	pv_outrec *o = pv_calloc(1, sizeof(*o));
 	o->seq = seq;
 	o->st = st;

@@ -482,13 +482,9 @@ typedef struct redeliver_ctx {
 static void redeliver(void *ud, int64_t id, int64_t stamp, const char *xml, size_t len)
 {
 	redeliver_ctx *rc = ud;
-	pv_xml *x = pv_xml_parse(xml, len);
-	const char *bad = NULL;
-	pv_stanza *st = x ? pv_stanza_new(x, &bad) : NULL;
-	if (!st) {
-		pv_xml_free(x);
+	pv_stanza *st = pv_stanza_parse(xml, len);
+	if (!st)
 		return;
-	}
 	pv_route(rc->h, st); /* through the filters again: the sender is allowed now */
 	pv_stanza_unref(st);
 	rc->n++;

@@ -154,14 +154,11 @@ static int on_session_available(pv_event *ev, void *ud)
 		pv_warn("offline", "%s: reading the offline queue failed rc=%d", uj->bare, rc);
 	int64_t last = 0;
 	for (size_t i = 0; i < r.n; i++) {
-		pv_xml *x = pv_xml_parse(r.v[i].xml, r.v[i].len);
-		const char *bad = NULL;
-		pv_stanza *st = x ? pv_stanza_new(x, &bad) : NULL;
+		pv_stanza *st = pv_stanza_parse(r.v[i].xml, r.v[i].len);
 		if (!st) {
 			/* Unreadable forever: deleting it with the rest is the only way on. */
 			pv_error("offline", "%s: unreadable offline message id=%lld dropped", uj->bare,
 				(long long)r.v[i].id);
-			pv_xml_free(x);
 		} else {
 			pv_session_send(s, st);
 			pv_stanza_unref(st);

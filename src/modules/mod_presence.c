@@ -590,13 +590,10 @@ static int on_session_available(pv_event *ev, void *ud)
 		const char *xml = r.items[i].pending_in;
 		if (!xml)
 			continue;
-		pv_xml *x = pv_xml_parse(xml, strlen(xml));
-		const char *bad = NULL;
-		pv_stanza *st = x ? pv_stanza_new(x, &bad) : NULL;
+		pv_stanza *st = pv_stanza_parse(xml, strlen(xml));
 		if (!st) {
 			pv_warn("presence", "%s: unreadable stored request from %s skipped", uj->bare,
 				r.items[i].jid);
-			pv_xml_free(x);
 			continue;
 		}
 		pv_session_send(s, st);

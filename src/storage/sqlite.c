@@ -31,9 +31,12 @@
  *    collected on the storage thread and the caller's callback runs afterwards IN THE
  *    CALLER'S THREAD, so callbacks may use the store;
  *  - loop == NULL (tools): writes wait for their commit and call `done` inline.
- * uint64 values (seq, h_in, roster version, s2s seq and hwm) are stored as their int64
- * bit pattern; ordering by seq is therefore correct below 2^63 (an s2s bound above that,
- * such as UINT64_MAX for "everything", is clamped to 2^63-1). */
+ * uint64 values (seq, h_in, roster version, s2s seq and hwm, consent log seq) are stored
+ * as their int64 bit pattern; ordering by seq is therefore correct below 2^63 (an s2s or
+ * log bound above that, such as UINT64_MAX for "everything", is clamped to 2^63-1).
+ * Consent (issue 4): the log's seq and SHA-256 chain are computed in run_consent_log,
+ * inside the write transaction, from the head read in that same transaction; triggers
+ * of schema 003 keep the log append-only (see 003_consent.sql). */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -2403,4 +2406,336 @@ void pv_store_s2s_hwm_set(pv_store *st, const char *local, const char *remote,
 	pv_op *op = link_op(run_s2s_hwm_set, true, local, remote, (int64_t)hwm);
 	op->s1 = pv_strdup(epoch);
 	submit(st, op, done, ud);
+}
+
+/* ---- consent (issue 4) ---- */
+
+int pv_store_consent_get(pv_store *st, const char *host, const char *user, pv_consent *out)
+{
+	if (!host || !user || !out)
+		return PV_EINVAL;
+	memset(out, 0, sizeof *out);
+	pv_op *op = op_new(run_consent_get, false, host, user);
+	int rc = call(st, op);
+	if (rc == 0) {
+		*out = op->consent;
+		memset(&op->consent, 0, sizeof op->consent);
+	}
+	op_free(op);
+	return rc;
+}
+
+static void rules_free(pv_consent_rule *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		pv_free(v[i].subject);
+	pv_free(v);
+}
+
+void pv_consent_fini(pv_consent *c)
+{
+	if (!c)
+		return;
+	rules_free(c->providers, c->nproviders);
+	rules_free(c->senders, c->nsenders);
+	memset(c, 0, sizeof *c);
+}
+
+void pv_store_consent_set_policy(pv_store *st, const char *host, const char *user,
+	pv_consent_policy p, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user && p >= PV_CONSENT_OFF && p <= PV_CONSENT_EVERYONE);
+	pv_op *op = op_new(run_consent_set_policy, true, host, user);
+	op->n1 = (int64_t)p;
+	submit(st, op, done, ud);
+}
+
+void pv_store_consent_set_provider(pv_store *st, const char *host, const char *user,
+	const char *domain, int kind, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user && domain && kind <= PV_CONSENT_EVERYONE);
+	pv_op *op = op_new(run_consent_set_provider, true, host, user);
+	op->s1 = pv_strdup(domain);
+	op->n1 = kind < 0 ? -1 : kind;
+	submit(st, op, done, ud);
+}
+
+void pv_store_consent_set_sender(pv_store *st, const char *host, const char *user,
+	const char *jid, int kind, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user && jid && kind <= 1);
+	pv_op *op = op_new(run_consent_set_sender, true, host, user);
+	op->s1 = pv_strdup(jid);
+	op->n1 = kind < 0 ? -1 : kind;
+	submit(st, op, done, ud);
+}
+
+void pv_store_consent_log(pv_store *st, const char *host, const char *user, const char *action,
+	int64_t stamp, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user && action);
+	/* Only the action and stamp travel: seq and the hashes are made on the storage
+	 * thread, in the transaction that appends (pv_store.h). */
+	pv_op *op = op_new(run_consent_log, true, host, user);
+	op->s1 = pv_strdup(action);
+	op->n1 = stamp;
+	submit(st, op, done, ud);
+}
+
+/* The entries with seq > after, left in op->entries.  The caller frees op. */
+static pv_op *log_entries(pv_store *st, const char *host, const char *user, uint64_t after,
+	int *rc)
+{
+	pv_op *op = op_new(run_consent_log_list, false, host, user);
+	op->n1 = seq_bound(after);
+	*rc = call(st, op);
+	return op;
+}
+
+int pv_store_consent_log_list(pv_store *st, const char *host, const char *user, uint64_t after,
+	void (*cb)(void *ud, const pv_consent_entry *e), void *ud)
+{
+	if (!host || !user)
+		return PV_EINVAL;
+	int rc;
+	pv_op *op = log_entries(st, host, user, after, &rc);
+	if (rc >= 0 && cb)
+		for (size_t i = 0; i < op->nentries; i++)
+			cb(ud, &op->entries[i]);
+	op_free(op);
+	return rc;
+}
+
+int pv_store_consent_log_head(pv_store *st, const char *host, const char *user, uint64_t *seq)
+{
+	if (!host || !user || !seq)
+		return PV_EINVAL;
+	*seq = 0;
+	pv_op *op = op_new(run_consent_log_head, false, host, user);
+	int rc = call(st, op);
+	if (rc == 0)
+		*seq = (uint64_t)op->n2;
+	op_free(op);
+	return rc;
+}
+
+int pv_store_consent_log_verify(pv_store *st, const char *host, const char *user,
+	uint64_t *bad_seq)
+{
+	if (!host || !user || !bad_seq)
+		return PV_EINVAL;
+	*bad_seq = 0;
+	int rc;
+	pv_op *op = log_entries(st, host, user, 0, &rc);
+	if (rc < 0)
+		goto out;
+	/* Recomputed here, in the caller's thread: hashing a long log must not hold up the
+	 * storage thread.  Each entry is checked against the previous entry's stored hash,
+	 * which was itself just checked, so the first mismatch is the first bad entry. */
+	char prev[HASH_HEX + 1] = ZERO_HASH, hash[HASH_HEX + 1];
+	rc = 0;
+	for (size_t i = 0; i < op->nentries; i++) {
+		const pv_consent_entry *e = &op->entries[i];
+		uint64_t want = (uint64_t)i + 1;
+		if (e->seq == want && (rc = chain_hash(prev, want, e->stamp, e->action, hash)) < 0)
+			goto out;
+		if (e->seq != want || strcmp(e->prev, prev) != 0 || strcmp(e->hash, hash) != 0) {
+			*bad_seq = want; /* missing (seq skips it) or altered */
+			rc = PV_EINVAL;
+			goto out;
+		}
+		memcpy(prev, e->hash, sizeof prev);
+	}
+out:
+	op_free(op);
+	return rc;
+}
+
+void pv_store_consent_evidence(pv_store *st, const char *host, const char *user,
+	const char *sender, const char *stanza_id, uint64_t entry_seq, int64_t stamp,
+	pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user && sender && stanza_id);
+	pv_op *op = op_new(run_consent_evidence, true, host, user);
+	op->s1 = pv_strdup(sender);
+	op->s2 = pv_strdup(stanza_id);
+	op->n1 = (int64_t)entry_seq;
+	op->n2 = stamp;
+	submit(st, op, done, ud);
+}
+
+int pv_store_consent_evidence_get(pv_store *st, const char *host, const char *user,
+	const char *stanza_id, char **sender, uint64_t *entry_seq, int64_t *stamp)
+{
+	if (sender)
+		*sender = NULL;
+	if (!host || !user || !stanza_id)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_consent_evidence_get, false, host, user);
+	op->s2 = pv_strdup(stanza_id);
+	int rc = call(st, op);
+	if (rc == 0) {
+		if (sender) {
+			*sender = op->rows[0].s;
+			op->rows[0].s = NULL;
+		}
+		if (entry_seq)
+			*entry_seq = (uint64_t)op->rows[0].a;
+		if (stamp)
+			*stamp = op->rows[0].b;
+	}
+	op_free(op);
+	return rc;
+}
+
+/* ---- message requests ---- */
+
+static pv_op *sender_op(op_run_fn run, bool write, const char *host, const char *user,
+	const char *sender)
+{
+	pv_op *op = op_new(run, write, host, user);
+	op->s1 = pv_strdup(sender);
+	return op;
+}
+
+void pv_store_request_hold(pv_store *st, const char *host, const char *user, const char *sender,
+	int64_t stamp, const char *xml, size_t len, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user && sender && xml);
+	pv_op *op = sender_op(run_request_hold, true, host, user, sender);
+	op->n1 = stamp;
+	op->data = bytes_dup(xml, len);
+	op->dlen = len;
+	submit(st, op, done, ud);
+}
+
+int pv_store_request_list(pv_store *st, const char *host, const char *user,
+	void (*cb)(void *ud, const pv_request_info *r), void *ud)
+{
+	if (!host || !user)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_request_list, false, host, user);
+	int rc = call(st, op);
+	if (rc >= 0 && cb)
+		for (size_t i = 0; i < op->nreqs; i++)
+			cb(ud, &op->reqs[i]);
+	op_free(op);
+	return rc;
+}
+
+int pv_store_request_get(pv_store *st, const char *host, const char *user, const char *sender,
+	void (*cb)(void *ud, int64_t id, int64_t stamp, const char *xml, size_t len), void *ud)
+{
+	if (!host || !user || !sender)
+		return PV_EINVAL;
+	pv_op *op = sender_op(run_request_get, false, host, user, sender);
+	int rc = call(st, op);
+	if (rc >= 0 && cb)
+		for (size_t i = 0; i < op->nrows; i++)
+			cb(ud, op->rows[i].a, op->rows[i].b, op->rows[i].s, op->rows[i].len);
+	op_free(op);
+	return rc;
+}
+
+int pv_store_request_info(pv_store *st, const char *host, const char *user, const char *sender,
+	pv_request_info *out)
+{
+	if (!host || !user || !sender || !out)
+		return PV_EINVAL;
+	memset(out, 0, sizeof *out);
+	pv_op *op = sender_op(run_request_info, false, host, user, sender);
+	int rc = call(st, op);
+	if (rc == 0) {
+		*out = op->reqs[0];
+		memset(&op->reqs[0], 0, sizeof op->reqs[0]);
+	}
+	op_free(op);
+	return rc;
+}
+
+int pv_store_request_count(pv_store *st, const char *host, const char *user)
+{
+	if (!host || !user)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_request_count, false, host, user);
+	int rc = call(st, op);
+	op_free(op);
+	return rc;
+}
+
+void pv_store_request_drop(pv_store *st, const char *host, const char *user, const char *sender,
+	pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user && sender);
+	submit(st, sender_op(run_request_drop, true, host, user, sender), done, ud);
+}
+
+void pv_request_info_fini(pv_request_info *r)
+{
+	if (!r)
+		return;
+	pv_free(r->sender);
+	memset(r, 0, sizeof *r);
+}
+
+/* ---- abuse reports ---- */
+
+void pv_store_report_add(pv_store *st, const pv_report *r, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(r && r->host && r->user && r->sender);
+	pv_op *op = op_new(run_report_add, true, NULL, NULL);
+	op->report = pv_calloc(1, sizeof *op->report);
+	op->report->stamp = r->stamp;
+	op->report->host = pv_strdup(r->host);
+	op->report->user = pv_strdup(r->user);
+	op->report->sender = pv_strdup(r->sender);
+	op->report->reason = pv_strdup(r->reason);
+	op->report->text = pv_strdup(r->text);
+	op->report->evidence = pv_strdup(r->evidence);
+	submit(st, op, done, ud);
+}
+
+int pv_store_report_list(pv_store *st, const char *host, int64_t after,
+	void (*cb)(void *ud, const pv_report *r), void *ud)
+{
+	pv_op *op = op_new(run_report_list, false, host, NULL);
+	op->n1 = after;
+	int rc = call(st, op);
+	if (rc >= 0 && cb)
+		for (size_t i = 0; i < op->nreports; i++)
+			cb(ud, &op->reports[i]);
+	op_free(op);
+	return rc;
+}
+
+/* ---- blocking (XEP-0191) ---- */
+
+int pv_store_block_list(pv_store *st, const char *host, const char *user,
+	void (*cb)(void *ud, const char *jid), void *ud)
+{
+	if (!host || !user)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_block_list, false, host, user);
+	int rc = call(st, op);
+	if (rc >= 0 && cb)
+		for (size_t i = 0; i < op->nrows; i++)
+			cb(ud, op->rows[i].s);
+	op_free(op);
+	return rc;
+}
+
+void pv_store_block_set(pv_store *st, const char *host, const char *user, const char *jid,
+	bool blocked, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user && jid);
+	pv_op *op = sender_op(run_block_set, true, host, user, jid);
+	op->n1 = blocked;
+	submit(st, op, done, ud);
+}
+
+void pv_store_block_clear(pv_store *st, const char *host, const char *user,
+	pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user);
+	submit(st, op_new(run_block_clear, true, host, user), done, ud);
 }

@@ -243,3 +243,13 @@ pv_stanza *pv_stanza_iq_result(const pv_stanza *s)
 		return NULL;
 	return wrap(reply_shell(s, "result"));
 }
+
+pv_stanza *pv_stanza_parse(const char *xml, size_t len)
+{
+	pv_xml *x = pv_xml_parse(xml, len);
+	const char *bad = NULL;
+	pv_stanza *st = x ? pv_stanza_new(x, &bad) : NULL;
+	if (!st)
+		pv_xml_free(x);
+	return st;
+}
