@@ -1,5 +1,6 @@
 /* s2s_in.c -- inbound server-to-server streams (RFC 6120; XEP-0178 SASL EXTERNAL,
- * XEP-0220 dialback in both its receiving and authoritative roles, XEP-0198 acks).
+ * XEP-0220 dialback in both its receiving and authoritative roles, XEP-0198 acks,
+ * XEP-0288 bidirectional streams).
  *
  * A peer connects, opens a jabber:server stream to one of our hosts, negotiates TLS,
  * then authenticates its domain: SASL EXTERNAL when its certificate names that domain
@@ -10,6 +11,11 @@
  * and a peyvand peer's XEP-0359 stanza-id (EPOCH:SEQ) lets us drop resends: the
  * high-water mark is written in the same storage transaction as the delivery.
  * Limits per remote domain: connections, stanza rate (reading pauses), stanza size.
+ * XEP-0288: we offer <bidi/> until the peer is authenticated; a peer that sent
+ * <bidi xmlns='urn:xmpp:bidi'/> (after TLS) gets our stanzas for it on this stream
+ * once authenticated: the stream becomes the "carrier" of our link (host -> peer) in
+ * s2s_out.c, which then sends its rows here and takes the peer's <a h/> for them.
+ * Stanza handling itself is s2s_deliver.c (shared with our own bidi streams).
  * Threading: the worker loop only. */
 #include <stdio.h>
 #include <string.h>
@@ -31,9 +37,11 @@ struct pv_s2s_in {
 	bool direct_tls, tls, header_sent, restart, starttls, closing, counted;
 	bool sm, db_pending;
 	pv_inq in;
-	char *epoch;               /* the peer queue's epoch and our high-water mark */
-	uint64_t hwm;
-	bool hwm_loaded;
+	/* XEP-0288 */
+	bool bidi;                 /* the peer asked for it */
+	bool bidi_wait;            /* authenticated: waiting to learn whether it enables XEP-0198 */
+	pv_s2s_link *carrying;     /* our link whose rows go out on this stream */
+	uint64_t authed_ms;
 	double tokens;
 	uint64_t tokens_ms, opened_ms, last_read_ms;
 	bool paused;
@@ -127,6 +135,10 @@ static void features(pv_s2s_in *c)
 	}
 	if (c->peer || c->s2s->conf.dialback)
 		pv_buf_puts(&b, "<sm xmlns='" PV_NS_SM "'/>");
+	/* XEP-0288 2.1: before and after TLS, until the peer has authenticated (it asks
+	 * before SASL or dialback). */
+	if (!c->peer && pv_s2s_bidi_on(c->s2s))
+		pv_buf_puts(&b, "<bidi xmlns='" PV_NS_BIDI_FEATURE "'/>");
 	pv_buf_puts(&b, "</stream:features>");
 	if (c->conn)
 		pv_conn_write(c->conn, b.data, b.len, NULL, NULL);
@@ -213,20 +225,73 @@ static admit_rc admit(pv_s2s_in *c, const char *domain, bool via_dialback, const
 	return ADMIT_OK;
 }
 
+/* XEP-0288: the peer asked for bidi and is authenticated.  Our stanzas may go out here
+ * (2.2: never before authentication) once we know whether the peer counts them: a
+ * peer that wants XEP-0198 sends <enable/> as its first element after authentication,
+ * so that element (or two quiet seconds) decides. */
+static void bidi_begin(pv_s2s_in *c)
+{
+	if (c->bidi && c->peer && !c->carrying && !c->bidi_wait) {
+		c->bidi_wait = true;
+		c->authed_ms = pv_now_ms();
+	}
+}
+
+static void bidi_settle(pv_s2s_in *c)
+{
+	c->bidi_wait = false;
+	if (c->closing || !c->conn)
+		return;
+	pv_s2s_link *l = pv_s2s_link_get(c->s2s, c->host, c->peer, true);
+	if (pv_s2s_link_take_carrier(l, c, c->conn, c->sm, c->auth))
+		c->carrying = l;
+	else
+		pv_debug("s2s", "[%s] %s -> %s: bidi stream kept idle (our own connection stays)", c->ip,
+			c->host->name, c->peer);
+}
+
+bool pv_s2s_in_lend(pv_s2s *s, pv_s2s_link *l)
+{
+	if (!pv_s2s_bidi_on(s))
+		return false;
+	for (pv_s2s_in *c = s->ins; c; c = c->next) {
+		if (!c->bidi || !c->peer || c->bidi_wait || c->carrying || c->closing || !c->conn ||
+		    c->host != l->host || strcmp(c->peer, l->remote) != 0)
+			continue;
+		if (pv_s2s_link_take_carrier(l, c, c->conn, c->sm, c->auth)) {
+			c->carrying = l;
+			return true;
+		}
+	}
+	return false;
+}
+
+void pv_s2s_in_unlend(pv_s2s_in *c)
+{
+	c->carrying = NULL;
+}
+
+/* XEP-0288 2.2: <bidi xmlns='urn:xmpp:bidi'/>, after TLS (checked by on_element), no
+ * answer.  SHOULD come before authentication; after it we take it all the same. */
+static void handle_bidi(pv_s2s_in *c)
+{
+	if (!pv_s2s_bidi_on(c->s2s)) {
+		pv_debug("s2s", "[%s] bidi requested but not offered (s2s.bidi is off): ignored", c->ip);
+		return;
+	}
+	c->bidi = true;
+	bidi_begin(c);
+}
+
 static void authenticated(pv_s2s_in *c, const char *domain, const char *how)
 {
 	c->peer = pv_strdup(domain);
 	c->auth = how;
 	c->s2s->stats.in_accepted++;
-	pv_info("s2s", "[%s] %s -> %s: inbound link authenticated (%s, %s)", c->ip, c->peer, c->host->name, how,
-		c->conn && pv_conn_tls_version(c->conn) ? pv_conn_tls_version(c->conn) : "no TLS");
-	char *epoch = NULL;
-	uint64_t hwm = 0;
-	if (pv_store_s2s_hwm_get(c->s2s->srv->store, c->host->name, c->peer, &epoch, &hwm) == 0) {
-		c->epoch = epoch;
-		c->hwm = hwm;
-	}
-	c->hwm_loaded = true;
+	pv_info("s2s", "[%s] %s -> %s: inbound link authenticated (%s, %s%s)", c->ip, c->peer, c->host->name,
+		how, c->conn && pv_conn_tls_version(c->conn) ? pv_conn_tls_version(c->conn) : "no TLS",
+		c->bidi ? ", bidi" : "");
+	bidi_begin(c);
 }
 
 static void handle_sasl(pv_s2s_in *c, pv_xml *el)
@@ -313,31 +378,53 @@ static void dialback_verified(void *ud, bool valid)
 	}
 }
 
+void pv_s2s_answer_verify(pv_s2s *s, const pv_xml *el, pv_buf *out)
+{
+	const char *from = pv_xml_attr(el, "from");
+	const char *to = pv_xml_attr(el, "to");
+	const char *id = pv_xml_attr(el, "id");
+	char *key = pv_xml_text(el);
+	char *f = from ? pv_jid_norm_domain(from, strlen(from)) : NULL;
+	char *t = to ? pv_jid_norm_domain(to, strlen(to)) : NULL;
+	/* Was this key made by us?  Keys are made by pv_s2s_dialback_key(receiving=f,
+	 * originating=t, id). */
+	bool ok = f && t && id && key && pv_server_host(s->srv, t) &&
+		  pv_dialback_key_ok(s->srv->secret, sizeof(s->srv->secret), f, t, id, key);
+	pv_buf_puts(out, "<db:verify from='");
+	pv_xml_escape(t ? t : "", t ? strlen(t) : 0, out);
+	pv_buf_puts(out, "' to='");
+	pv_xml_escape(f ? f : "", f ? strlen(f) : 0, out);
+	pv_buf_puts(out, "' id='");
+	pv_xml_escape(id ? id : "", id ? strlen(id) : 0, out);
+	pv_buf_printf(out, "' type='%s'/>", ok ? "valid" : "invalid");
+	pv_free(key);
+	pv_free(f);
+	pv_free(t);
+}
+
 static void handle_dialback(pv_s2s_in *c, pv_xml *el)
 {
+	if (pv_xml_attr(el, "type")) {
+		/* An answer: we never ask on a peer's stream, so it answers nothing (XEP-0220
+		 * 2.2 and 5.1, XEP-0288 4: an unsolicited 'valid' grants nothing). */
+		pv_debug("s2s", "[%s] unsolicited <db:%s type='%s'/> ignored", c->ip, el->name,
+			pv_xml_attr(el, "type"));
+		return;
+	}
+	if (strcmp(el->name, "verify") == 0) {
+		pv_buf b;
+		pv_buf_init(&b);
+		pv_s2s_answer_verify(c->s2s, el, &b);
+		iwrite(c, b.data);
+		pv_buf_fini(&b);
+		return;
+	}
 	const char *from = pv_xml_attr(el, "from");
 	const char *to = pv_xml_attr(el, "to");
 	char *key = pv_xml_text(el);
 	char *f = from ? pv_jid_norm_domain(from, strlen(from)) : NULL;
 	char *t = to ? pv_jid_norm_domain(to, strlen(to)) : NULL;
-	if (strcmp(el->name, "verify") == 0) {
-		/* We are the authoritative server: was this key made by us? */
-		const char *id = pv_xml_attr(el, "id");
-		/* Keys are made by pv_s2s_dialback_key(receiving=f, originating=t, id). */
-		bool ok = f && t && id && key && pv_server_host(c->s2s->srv, t) &&
-			  pv_dialback_key_ok(c->s2s->srv->secret, sizeof(c->s2s->srv->secret), f, t, id, key);
-		pv_buf b;
-		pv_buf_init(&b);
-		pv_buf_puts(&b, "<db:verify from='");
-		pv_xml_escape(t ? t : "", t ? strlen(t) : 0, &b);
-		pv_buf_puts(&b, "' to='");
-		pv_xml_escape(f ? f : "", f ? strlen(f) : 0, &b);
-		pv_buf_puts(&b, "' id='");
-		pv_xml_escape(id ? id : "", id ? strlen(id) : 0, &b);
-		pv_buf_printf(&b, "' type='%s'/>", ok ? "valid" : "invalid");
-		iwrite(c, b.data);
-		pv_buf_fini(&b);
-	} else if (strcmp(el->name, "result") == 0) {
+	if (strcmp(el->name, "result") == 0) {
 		if (!c->s2s->conf.dialback) {
 			stream_error(c, "not-authorized", "dialback is not accepted here");
 		} else if (!f || !t || !key || !*key || !c->host || strcmp(t, c->host->name) != 0) {
@@ -380,33 +467,6 @@ static void h_advanced(void *owner)
 	pv_inq_set_durable(&c->in, c->in.done);
 }
 
-/* Our XEP-0359 dedup id from a peyvand peer: <stanza-id by='PEER' id='EPOCH:SEQ'/>.
- * Removes it (and any stanza-id claiming to be ours: XEP-0359 7) from the stanza. */
-static void take_sid(pv_s2s_in *c, pv_xml *el, char **epoch, uint64_t *seq)
-{
-	*epoch = NULL;
-	*seq = 0;
-	for (pv_xml *x = pv_xml_first_element(el), *nx; x; x = nx) {
-		nx = pv_xml_next_element(x);
-		if (!pv_xml_is(x, "stanza-id", PV_NS_SID))
-			continue;
-		const char *by = pv_xml_attr(x, "by");
-		const char *id = pv_xml_attr(x, "id");
-		if (by && c->peer && strcmp(by, c->peer) == 0 && id && !*epoch) {
-			const char *colon = strrchr(id, ':');
-			char *end = NULL;
-			unsigned long long v = colon ? strtoull(colon + 1, &end, 10) : 0;
-			if (colon && end && !*end && v > 0) {
-				*epoch = pv_strndup(id, (size_t)(colon - id));
-				*seq = v;
-			}
-			pv_xml_free(x);
-		} else if (by && pv_server_host(c->s2s->srv, by)) {
-			pv_xml_free(x);
-		}
-	}
-}
-
 static void handle_stanza(pv_s2s_in *c, pv_xml *el)
 {
 	if (!c->peer) {
@@ -414,56 +474,12 @@ static void handle_stanza(pv_s2s_in *c, pv_xml *el)
 		pv_xml_free(el);
 		return;
 	}
-	const char *bad = NULL;
-	char *epoch;
-	uint64_t seq;
-	take_sid(c, el, &epoch, &seq);
-	pv_stanza *st = pv_stanza_new(el, &bad);
-	if (!st) {
-		pv_xml_free(el);
-		pv_free(epoch);
-		stream_error(c, bad && strcmp(bad, "from") == 0 ? "invalid-from" : "improper-addressing",
-			"malformed address");
-		return;
-	}
-	if (!st->has_from || strcmp(st->from.domain, c->peer) != 0) {
-		pv_stanza_unref(st);
-		pv_free(epoch);
-		stream_error(c, "invalid-from", "the stanza's from is not the authenticated domain");
-		return;
-	}
-	if (!st->has_to || strcmp(st->to.domain, c->host->name) != 0) {
-		pv_stanza_unref(st);
-		pv_free(epoch);
-		stream_error(c, "host-unknown", "the stanza's to is not the stream's domain");
+	const char *cond = NULL, *text = NULL;
+	if (pv_s2s_deliver(c->s2s, c->host, c->peer, &c->in, el, &cond, &text) != 0) {
+		stream_error(c, cond, text);
 		return;
 	}
 	c->stanzas++;
-	c->s2s->stats.in_stanzas++;
-	bool dup = epoch && c->epoch && strcmp(epoch, c->epoch) == 0 && seq <= c->hwm;
-	pv_inrec *r = pv_inq_begin(&c->in, dup ? 0 : seq);
-	if (dup) {
-		c->s2s->stats.in_dups++;
-		pv_debug("s2s", "%s -> %s: dropped resend %s:%llu", c->peer, c->host->name, epoch,
-			(unsigned long long)seq);
-	} else {
-		pv_store *store = c->s2s->srv->store;
-		if (epoch)
-			pv_store_batch_begin(store);
-		pv_router_dispatch(c->host, NULL, st);
-		if (epoch) {
-			if (!c->epoch || strcmp(c->epoch, epoch) != 0) {
-				pv_free(c->epoch);
-				c->epoch = pv_strdup(epoch);
-			}
-			c->hwm = seq;
-			pv_store_s2s_hwm_set(store, c->host->name, c->peer, epoch, seq, NULL, NULL);
-			pv_store_batch_end(store);
-		}
-	}
-	pv_inq_end(r);
-	pv_free(epoch);
-	pv_stanza_unref(st);
 }
 
 static void handle_sm(pv_s2s_in *c, pv_xml *el)
@@ -480,11 +496,20 @@ static void handle_sm(pv_s2s_in *c, pv_xml *el)
 		c->sm = true;
 		c->in.base = c->in.count;
 		iwrite(c, "<enabled xmlns='" PV_NS_SM "'/>");
+		/* From here on both sides count what the other sent on this stream. */
+		if (c->bidi_wait)
+			bidi_settle(c);
+		else if (c->carrying)
+			pv_s2s_link_carrier_sm(c->carrying);
 	} else if (strcmp(el->name, "r") == 0) {
 		if (c->sm)
 			pv_inq_request(&c->in);
 	} else if (strcmp(el->name, "a") == 0) {
-		/* We send nothing on an inbound stream (no XEP-0288 yet). */
+		/* The peer acknowledges the rows our link sent on this stream (XEP-0288). */
+		const char *text = NULL;
+		const char *cond = c->carrying ? pv_s2s_link_acked(c->carrying, pv_xml_attr(el, "h"), &text) : NULL;
+		if (cond)
+			stream_error(c, cond, text);
 	} else {
 		stream_error(c, "unsupported-stanza-type", NULL);
 	}
@@ -498,9 +523,12 @@ static void on_element(void *ud, pv_xml *el)
 		pv_xml_free(el);
 		return;
 	}
+	if (c->bidi_wait && !(strcmp(ns, PV_NS_SM) == 0 && strcmp(el->name, "enable") == 0))
+		bidi_settle(c); /* no XEP-0198 from this peer */
 	if (strcmp(ns, PV_NS_TLS) == 0 && strcmp(el->name, "starttls") == 0 && !c->tls) {
 		iwrite(c, "<proceed xmlns='" PV_NS_TLS "'/>");
 		c->starttls = true;
+		c->bidi = false; /* XEP-0288 2.1: asked again after TLS, or not at all */
 		pv_xmlstream_stop(c->xs);
 	} else if (!c->tls && c->s2s->conf.require_tls) {
 		stream_error(c, strcmp(ns, PV_NS_SERVER) == 0 ? "not-authorized" : "policy-violation",
@@ -511,9 +539,9 @@ static void on_element(void *ud, pv_xml *el)
 		handle_dialback(c, el);
 	} else if (strcmp(ns, PV_NS_SM) == 0) {
 		handle_sm(c, el);
-	} else if (strcmp(ns, PV_NS_SERVER) == 0 &&
-		   (strcmp(el->name, "message") == 0 || strcmp(el->name, "presence") == 0 ||
-			   strcmp(el->name, "iq") == 0)) {
+	} else if (strcmp(ns, PV_NS_BIDI) == 0 && strcmp(el->name, "bidi") == 0) {
+		handle_bidi(c);
+	} else if (pv_s2s_is_stanza(el)) {
 		handle_stanza(c, el);
 		return;
 	} else {
@@ -600,6 +628,11 @@ static void on_close(pv_conn *conn, const char *why)
 	pv_s2s *s = c->s2s;
 	c->conn = NULL;
 	pv_debug("s2s", "[%s] inbound from %s closed: %s", c->ip, c->peer ? c->peer : "?", why);
+	if (c->carrying) {
+		pv_s2s_link *l = c->carrying;
+		c->carrying = NULL;
+		pv_s2s_link_carrier_gone(l);
+	}
 	if (c->counted && c->peer) {
 		uintptr_t n = (uintptr_t)pv_map_get(s->in_per_domain, c->peer);
 		if (n <= 1)
@@ -628,7 +661,6 @@ static void in_free(pv_s2s_in *c)
 	pv_free(c->claimed);
 	pv_free(c->peer);
 	pv_free(c->stream_id);
-	pv_free(c->epoch);
 	pv_free(c);
 }
 
@@ -645,6 +677,8 @@ static void timer_cb(uv_timer_t *t)
 		c->tokens_ms = now;
 		pv_conn_read_resume(c->conn);
 	}
+	if (c->bidi_wait && now - c->authed_ms >= 2000)
+		bidi_settle(c); /* the peer did not enable XEP-0198 */
 	if (!c->peer && now - c->opened_ms > c->s2s->conf.connect_timeout_ms * 3) {
 		stream_error(c, "connection-timeout", "authentication took too long");
 		return;
@@ -694,10 +728,10 @@ void pv_s2s_in_close_all(pv_s2s *s, const char *cond)
 void pv_s2s_in_describe(pv_s2s *s, pv_buf *out)
 {
 	for (pv_s2s_in *c = s->ins; c; c = c->next) {
-		pv_buf_printf(out, "%s <- %s state=%s auth=%s tls=%s in=%llu\n", c->host ? c->host->name : "?",
+		pv_buf_printf(out, "%s <- %s state=%s auth=%s tls=%s in=%llu bidi=%s\n", c->host ? c->host->name : "?",
 			c->peer ? c->peer : c->claimed ? c->claimed : "?", c->peer ? "connected" : "negotiating",
 			c->auth ? c->auth : "none",
 			c->conn && pv_conn_tls_version(c->conn) ? pv_conn_tls_version(c->conn) : "none",
-			(unsigned long long)c->in.count);
+			(unsigned long long)c->in.count, c->carrying ? "carrier" : c->bidi ? "yes" : "no");
 	}
 }

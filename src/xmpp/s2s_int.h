@@ -1,8 +1,12 @@
-/* s2s_int.h -- structures shared by s2s.c, s2s_out.c and s2s_in.c only. */
+/* s2s_int.h -- structures shared by s2s.c, s2s_out.c, s2s_in.c and s2s_deliver.c only. */
 #ifndef PV_XMPP_S2S_INT_H
 #define PV_XMPP_S2S_INT_H
 
 #include "xmpp/s2s.h"
+
+/* XEP-0288 bidirectional streams */
+#define PV_NS_BIDI "urn:xmpp:bidi"
+#define PV_NS_BIDI_FEATURE "urn:xmpp:features:bidi"
 
 typedef struct pv_s2s_link pv_s2s_link;
 typedef struct pv_s2s_in pv_s2s_in;
@@ -43,9 +47,18 @@ struct pv_s2s_link {
 	pv_xmlstream *xs;
 	pv_target targets[32];
 	size_t ntargets, ti;
-	bool tls, authed, sm, restart, starttls, header_sent, closing;
+	bool tls, authed, restart, starttls, header_sent, closing;
+	bool sm_offered;           /* the receiver offered XEP-0198 (enabled after dialback) */
+	bool db_sent;              /* our <db:result/> awaits its answer (XEP-0220 2.1.1) */
+	bool bidi;                 /* we sent <bidi/> (XEP-0288): the peer may send on this stream */
+	pv_inq rx;                 /* what the peer sent us on this connection (bidi) */
 	char *stream_id;           /* the receiving server's stream id */
 	const char *auth;          /* "external" | "dialback" */
+	/* XEP-0288: the peer's inbound stream that carries this link instead of a
+	 * connection of our own (never both at once) */
+	pv_s2s_in *carrier;
+	pv_conn *carrier_conn;
+	const char *carrier_auth;
 	uv_timer_t *timer;         /* connect timeout, backoff, idle */
 	/* the queue */
 	pv_qrow *rows, *rows_tail; /* in memory, seq order, from acked+1 */
@@ -55,11 +68,18 @@ struct pv_s2s_link {
 	uint64_t sent_upto;        /* last seq written on this connection */
 	uint64_t acked_upto;       /* last seq acknowledged / removed */
 	size_t queued;             /* rows in storage */
-	/* XEP-0198 on this connection */
+	/* XEP-0198 on the connection the rows go out on (ours or the carrier) */
+	bool sm;
 	uint64_t *inflight;        /* seqs sent since <enable/>, oldest first */
 	size_t nin, capin, inhead;
 	uint32_t peer_h;
 	bool r_out;
+	/* What the peer sends to `local`, on any stream: its queue's epoch and our
+	 * high-water mark, committed with each delivery (s2s_deliver.c).  Shared by every
+	 * stream of the pair, so a resend arriving on another stream is still dropped. */
+	char *rx_epoch;
+	uint64_t rx_hwm;
+	bool rx_loaded;
 	/* dialback verifications waiting for this connection (verify_only links) */
 	struct pv_dbv *verifies;
 	/* operations */
@@ -98,7 +118,15 @@ typedef struct pv_dbv {
 	bool sent;
 } pv_dbv;
 
+/* s2s.bidi (default on): offer and request XEP-0288.  Read where used, so a reload
+ * applies to the next streams. */
+static inline bool pv_s2s_bidi_on(const pv_s2s *s)
+{
+	return pv_conf_bool(s->srv->conf, "s2s.bidi", true);
+}
+
 /* s2s_out.c */
+/* The link (h, remote); `create` makes it (with no epoch until its first stanza). */
 pv_s2s_link *pv_s2s_link_get(pv_s2s *s, pv_host *h, const char *remote, bool create);
 void pv_s2s_link_kick(pv_s2s_link *l);            /* connect or send if possible */
 void pv_s2s_link_free(pv_s2s_link *l);
@@ -107,10 +135,36 @@ void pv_s2s_link_tick(pv_s2s_link *l, uint64_t now_ms);
 void pv_s2s_link_restore(pv_s2s *s, const pv_store_s2s_queue *q);
 void pv_s2s_link_describe(const pv_s2s_link *l, pv_buf *out);
 void pv_s2s_link_drop(pv_s2s_link *l);
+/* XEP-0288: the authenticated inbound stream `c` of the link's peer (connection
+ * `conn`, borrowed while it carries the link) offers to carry the link's rows; `sm`:
+ * it counts them (XEP-0198).  Returns whether the link took it (it drops a connection
+ * of its own then).  When both servers connected at once, the connection opened by the
+ * domain that sorts first is kept on both sides. */
+bool pv_s2s_link_take_carrier(pv_s2s_link *l, pv_s2s_in *c, pv_conn *conn, bool sm, const char *auth);
+void pv_s2s_link_carrier_sm(pv_s2s_link *l);     /* the carrier enabled XEP-0198 late */
+void pv_s2s_link_carrier_gone(pv_s2s_link *l);   /* it closed: unacked rows go again */
+/* The peer's XEP-0198 <a h=/> for our rows (on our stream or on the carrier).
+ * NULL, or a stream error condition (and *text) to close that stream with. */
+const char *pv_s2s_link_acked(pv_s2s_link *l, const char *h, const char **text);
 /* s2s_in.c */
 void pv_s2s_in_accept(pv_s2s *s, uv_stream_t *listener, bool direct_tls);
 void pv_s2s_in_close_all(pv_s2s *s, const char *cond);
 void pv_s2s_in_describe(pv_s2s *s, pv_buf *out);
+/* An idle link looks for a settled bidi stream from its peer to carry it. */
+bool pv_s2s_in_lend(pv_s2s *s, pv_s2s_link *l);
+void pv_s2s_in_unlend(pv_s2s_in *c);             /* the link is being freed */
+/* XEP-0220 2.2.2: as the authoritative server, append the answer to a <db:verify/>
+ * request to `out` (on an inbound stream, or with XEP-0288 on our own). */
+void pv_s2s_answer_verify(pv_s2s *s, const pv_xml *el, pv_buf *out);
+/* s2s_deliver.c */
+bool pv_s2s_is_stanza(const pv_xml *el);         /* message | presence | iq, jabber:server */
+/* A stanza from the authenticated domain `peer` for our `host` on a stream whose
+ * received stanzas `in` counts (XEP-0198): checks its addresses, drops a resend of a
+ * peyvand peer (XEP-0359 EPOCH:SEQ at or below the pair's high-water mark) and
+ * dispatches the rest with the mark in the same storage batch.  Takes `el`.  Returns
+ * 0, or PV_EPERM with the stream error to close the stream with in *cond / *text. */
+int pv_s2s_deliver(pv_s2s *s, pv_host *host, const char *peer, pv_inq *in, pv_xml *el,
+	const char **cond, const char **text);
 
 /* Serialise a stanza element for a jabber:server stream. */
 void pv_s2s_serialize(const pv_xml *x, pv_buf *out);

@@ -1,5 +1,5 @@
 /* s2s_out.c -- outbound server-to-server links (RFC 6120 4-6, XEP-0178, XEP-0220,
- * XEP-0198, XEP-0368).
+ * XEP-0198, XEP-0368, XEP-0288).
  *
  * A link is (local host, remote domain).  Its queue is in storage; the head of it is
  * mirrored in memory (rows) so sending never waits for a read.  Life of a link:
@@ -9,6 +9,16 @@
  * While not READY, rows older than s2s.queue_expiry bounce to their senders with
  * remote-server-timeout.  A "verify_only" link carries XEP-0220 <db:verify/> requests
  * for inbound dialback and nothing else.
+ * XEP-0288 (s2s.bidi): on our own connection we send <bidi xmlns='urn:xmpp:bidi'/>
+ * when the receiver offers it, after TLS and before SASL or dialback, and then accept
+ * its stanzas on that stream like an inbound stream would (s2s_deliver.c; XEP-0198
+ * counts them and <a/> answers only what is durable).  The other way round, a peer's
+ * authenticated bidi inbound stream can carry a link (pv_s2s_link_take_carrier): the
+ * rows go out there, the peer's <a h/> on it acknowledges them, and no connection of
+ * our own is opened while it lasts; when it closes the link connects by itself again
+ * and resends what was not acknowledged (the receiver drops resends by stanza-id).
+ * A link is also where the pair's inbound high-water mark lives (s2s_deliver.c), so a
+ * peer that only sends to us has a link too, without a queue ("links" hides it).
  * Threading: the worker loop only.  Links live until the server stops. */
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +37,14 @@ static void lwrite(pv_s2s_link *l, const char *s, size_t n)
 {
 	if (l->conn && !l->closing)
 		pv_conn_write(l->conn, s, n, NULL, NULL);
+}
+
+/* Where the rows go out: the peer's stream carrying the link (XEP-0288), else ours. */
+static pv_conn *tx_conn(const pv_s2s_link *l)
+{
+	if (l->carrier)
+		return l->carrier_conn;
+	return l->closing ? NULL : l->conn;
 }
 
 static void lputs(pv_s2s_link *l, const char *s)
@@ -53,13 +71,18 @@ pv_s2s_link *pv_s2s_link_get(pv_s2s *s, pv_host *h, const char *remote, bool cre
 	l->timer = pv_calloc(1, sizeof(uv_timer_t));
 	uv_timer_init(s->srv->loop, l->timer);
 	l->timer->data = l;
-	if (pv_store_s2s_epoch(s->srv->store, l->local, l->remote, &l->epoch) != 0)
-		l->epoch = pv_random_hex(8);
+	/* The epoch comes with the first row (need_epoch): a link may only receive. */
 	/* Seqs only grow within an epoch: start above anything this link ever used. */
 	l->next_seq = 1;
 	l->acked_upto = 0;
 	pv_map_put(s->links, key, l);
 	return l;
+}
+
+static void need_epoch(pv_s2s_link *l)
+{
+	if (!l->epoch && pv_store_s2s_epoch(l->s2s->srv->store, l->local, l->remote, &l->epoch) != 0)
+		l->epoch = pv_random_hex(8);
 }
 
 static void free_row(pv_qrow *r)
@@ -121,6 +144,7 @@ static void pushed(void *ud, int rc)
 
 void pv_s2s_row_pushed(pv_s2s_link *l, pv_qrow *r)
 {
+	need_epoch(l);
 	push_ctx *p = pv_calloc(1, sizeof(*p));
 	p->l = l;
 	p->hold = pv_hold_take();
@@ -194,13 +218,22 @@ static uint64_t backoff_ms(pv_s2s_link *l)
 	return d * 3 / 4 + (d / 2) * (rnd % 1000) / 1000;
 }
 
+/* Negotiation state of our own connection. */
 static void reset_stream_state(pv_s2s_link *l)
 {
-	l->tls = l->authed = l->sm = l->restart = l->starttls = l->header_sent = false;
+	l->tls = l->authed = l->sm_offered = l->restart = l->starttls = l->header_sent = false;
+	l->db_sent = l->bidi = false;
 	l->closing = false;
 	l->auth = NULL;
 	pv_free(l->stream_id);
 	l->stream_id = NULL;
+}
+
+/* XEP-0198 state of the connection the rows go out on: what was not acknowledged
+ * there goes again on the next one. */
+static void reset_tx(pv_s2s_link *l)
+{
+	l->sm = false;
 	l->nin = l->inhead = 0;
 	l->peer_h = 0;
 	l->r_out = false;
@@ -230,9 +263,11 @@ static void on_close(pv_conn *c, const char *why)
 	l->conn = NULL;
 	pv_xmlstream_free(l->xs);
 	l->xs = NULL;
+	pv_inq_fini(&l->rx);
 	bool was_ready = l->state == L_READY;
 	pv_debug("s2s", "%s -> %s: connection closed (%s)", l->local, l->remote, why);
 	reset_stream_state(l);
+	reset_tx(l);
 	if (l->state == L_CONNECTING || l->state == L_NEGOTIATING) {
 		/* Try the next address, then back off. */
 		if (l->ti + 1 < l->ntargets && !l->s2s->srv->stopping) {
@@ -282,11 +317,14 @@ void pv_s2s_link_close(pv_s2s_link *l, const char *why)
 void pv_s2s_link_free(pv_s2s_link *l)
 {
 	finish_verifies(l, false);
+	if (l->carrier)
+		pv_s2s_in_unlend(l->carrier);
 	if (l->conn) {
 		pv_conn_set_owner(l->conn, NULL);
 		pv_conn_abort(l->conn);
 	}
 	pv_xmlstream_free(l->xs);
+	pv_inq_fini(&l->rx);
 	for (pv_qrow *r = l->rows, *nx; r; r = nx) {
 		nx = r->next;
 		free_row(r);
@@ -296,6 +334,7 @@ void pv_s2s_link_free(pv_s2s_link *l)
 	pv_free(l->inflight);
 	pv_free(l->stream_id);
 	pv_free(l->epoch);
+	pv_free(l->rx_epoch);
 	pv_free(l->local);
 	pv_free(l->remote);
 	pv_free(l->key);
@@ -375,8 +414,9 @@ static void become_ready(pv_s2s_link *l)
 	l->state = L_READY;
 	l->retries = 0;
 	l->last_error[0] = 0;
-	pv_info("s2s", "%s -> %s: link up (auth=%s, %s, sm=%s)", l->local, l->remote, l->auth ? l->auth : "none",
-		pv_conn_tls_version(l->conn) ? pv_conn_tls_version(l->conn) : "no TLS", l->sm ? "yes" : "no");
+	pv_info("s2s", "%s -> %s: link up (auth=%s, %s, sm=%s, bidi=%s)", l->local, l->remote,
+		l->auth ? l->auth : "none", pv_conn_tls_version(l->conn) ? pv_conn_tls_version(l->conn) : "no TLS",
+		l->sm ? "yes" : "no", l->bidi ? "yes" : "no");
 	pump(l);
 }
 
@@ -422,6 +462,11 @@ static void on_features(pv_s2s_link *l, pv_xml *f)
 		return;
 	}
 	if (!l->authed) {
+		/* XEP-0288 2.2: after TLS, before SASL or dialback; pipelined (no answer). */
+		if (!l->bidi && pv_s2s_bidi_on(l->s2s) && pv_xml_child(f, "bidi", PV_NS_BIDI_FEATURE)) {
+			lputs(l, "<bidi xmlns='" PV_NS_BIDI "'/>");
+			l->bidi = true;
+		}
 		pv_xml *mechs = pv_xml_child(f, "mechanisms", PV_NS_SASL);
 		bool external = false;
 		for (pv_xml *m = mechs ? pv_xml_first_element(mechs) : NULL; m; m = pv_xml_next_element(m)) {
@@ -430,7 +475,6 @@ static void on_features(pv_s2s_link *l, pv_xml *f)
 				external = true;
 			pv_free(t);
 		}
-		l->sm = false;
 		if (external && peer_ok(l, false)) {
 			char *b64 = pv_base64_encode(l->local, strlen(l->local));
 			pv_buf b;
@@ -448,7 +492,8 @@ static void on_features(pv_s2s_link *l, pv_xml *f)
 				return;
 			}
 			/* Remember whether stream management is on offer for after dialback. */
-			l->sm = pv_xml_child(f, "sm", PV_NS_SM) != NULL;
+			l->sm_offered = pv_xml_child(f, "sm", PV_NS_SM) != NULL;
+			l->db_sent = true;
 			char key[65];
 			pv_s2s_dialback_key(l->s2s->srv, l->remote, l->local, l->stream_id, key);
 			pv_buf b;
@@ -478,58 +523,121 @@ static void on_features(pv_s2s_link *l, pv_xml *f)
 	become_ready(l);
 }
 
+const char *pv_s2s_link_acked(pv_s2s_link *l, const char *hs, const char **text)
+{
+	char *end = NULL;
+	unsigned long long h = hs ? strtoull(hs, &end, 10) : 0;
+	if (!hs || *end || h > 0xffffffffULL) {
+		*text = "invalid h";
+		return "bad-format";
+	}
+	uint32_t delta = (uint32_t)h - l->peer_h;
+	if (delta > l->nin - l->inhead) {
+		*text = "handled-count-too-high";
+		return "undefined-condition";
+	}
+	if (delta) {
+		uint64_t upto = l->inflight[l->inhead + delta - 1];
+		l->inhead += delta;
+		l->peer_h = (uint32_t)h;
+		l->acked_total += delta;
+		l->s2s->stats.acked += delta;
+		pv_store_s2s_ack(l->s2s->srv->store, l->local, l->remote, upto, NULL, NULL);
+		forget_upto(l, upto);
+		if (l->inhead == l->nin)
+			l->nin = l->inhead = 0;
+	}
+	l->r_out = false;
+	pump(l);
+	return NULL;
+}
+
 static void on_sm(pv_s2s_link *l, pv_xml *el)
 {
 	if (strcmp(el->name, "enabled") == 0) {
 		l->sm = true;
+		l->rx.base = l->rx.count; /* XEP-0198: we count the peer's stanzas from here */
 		become_ready(l);
 	} else if (strcmp(el->name, "failed") == 0) {
 		l->sm = false;
 		if (l->state != L_READY)
 			become_ready(l);
 	} else if (strcmp(el->name, "r") == 0) {
-		/* We receive nothing on an outbound stream: h is 0. */
-		lputs(l, "<a xmlns='" PV_NS_SM "' h='0'/>");
+		/* What the peer sent us here (XEP-0288), once durable; 0 without bidi. */
+		pv_inq_request(&l->rx);
 	} else if (strcmp(el->name, "a") == 0) {
-		const char *hs = pv_xml_attr(el, "h");
-		char *end = NULL;
-		unsigned long long h = hs ? strtoull(hs, &end, 10) : 0;
-		if (!hs || *end || h > 0xffffffffULL) {
-			stream_error(l, "bad-format", "invalid h");
-			return;
-		}
-		uint32_t delta = (uint32_t)h - l->peer_h;
-		if (delta > l->nin - l->inhead) {
-			stream_error(l, "undefined-condition", "handled-count-too-high");
-			return;
-		}
-		if (delta) {
-			uint64_t upto = l->inflight[l->inhead + delta - 1];
-			l->inhead += delta;
-			l->peer_h = (uint32_t)h;
-			l->acked_total += delta;
-			l->s2s->stats.acked += delta;
-			pv_store_s2s_ack(l->s2s->srv->store, l->local, l->remote, upto, NULL, NULL);
-			forget_upto(l, upto);
-			if (l->inhead == l->nin)
-				l->nin = l->inhead = 0;
-		}
-		l->r_out = false;
-		pump(l);
+		const char *text = NULL;
+		const char *cond = pv_s2s_link_acked(l, pv_xml_attr(el, "h"), &text);
+		if (cond)
+			stream_error(l, cond, text);
 	}
+}
+
+/* Our <db:result/> went from local to remote; the answer comes back swapped. */
+static bool answers_our_result(pv_s2s_link *l, const pv_xml *el)
+{
+	const char *from = pv_xml_attr(el, "from");
+	const char *to = pv_xml_attr(el, "to");
+	char *f = from ? pv_jid_norm_domain(from, strlen(from)) : NULL;
+	char *t = to ? pv_jid_norm_domain(to, strlen(to)) : NULL;
+	bool ok = l->db_sent && f && t && strcmp(f, l->remote) == 0 && strcmp(t, l->local) == 0;
+	pv_free(f);
+	pv_free(t);
+	return ok;
+}
+
+/* A dialback request from the receiving server on our own stream: only with XEP-0288.
+ * A <db:verify/> asks us as the authoritative server (XEP-0220 2.1.2: the stream may
+ * be reused for that); a <db:result/> would authenticate one more domain of the peer
+ * here (XEP-0288 2.2, multiplexing), which we do not do: it gets a dialback error
+ * (XEP-0220 2.4, not fatal for the stream) and the peer can connect by itself. */
+static void request_on_own_stream(pv_s2s_link *l, pv_xml *el)
+{
+	if (!l->bidi || !l->authed) {
+		pv_debug("s2s", "%s -> %s: <db:%s/> request on a one-way stream ignored", l->local, l->remote,
+			el->name);
+		return;
+	}
+	pv_buf b;
+	pv_buf_init(&b);
+	if (strcmp(el->name, "verify") == 0) {
+		pv_s2s_answer_verify(l->s2s, el, &b);
+	} else {
+		const char *from = pv_xml_attr(el, "from");
+		const char *to = pv_xml_attr(el, "to");
+		char *t = to ? pv_jid_norm_domain(to, strlen(to)) : NULL;
+		pv_buf_puts(&b, "<db:result from='");
+		pv_xml_escape(to ? to : "", to ? strlen(to) : 0, &b);
+		pv_buf_puts(&b, "' to='");
+		pv_xml_escape(from ? from : "", from ? strlen(from) : 0, &b);
+		pv_buf_printf(&b, "' type='error'><error type='cancel'><%s xmlns='" PV_NS_STANZAS "'/></error></db:result>",
+			t && pv_server_host(l->s2s->srv, t) ? "not-acceptable" : "item-not-found");
+		pv_free(t);
+	}
+	lwrite(l, b.data, b.len);
+	pv_buf_fini(&b);
 }
 
 static void on_dialback(pv_s2s_link *l, pv_xml *el)
 {
 	const char *type = pv_xml_attr(el, "type");
+	if (!type) {
+		request_on_own_stream(l, el);
+		return;
+	}
 	if (strcmp(el->name, "result") == 0) {
-		if (type && strcmp(type, "valid") == 0) {
+		if (!answers_our_result(l, el)) {
+			/* XEP-0220 5.1, XEP-0288 4: an answer to nothing we asked grants nothing. */
+			pv_info("s2s", "%s -> %s: unsolicited <db:result type='%s'/> ignored", l->local, l->remote, type);
+			return;
+		}
+		l->db_sent = false;
+		if (strcmp(type, "valid") == 0) {
 			l->authed = true;
 			l->auth = "dialback";
 			l->s2s->stats.dialback_ok++;
-			if (l->sm) {
+			if (l->sm_offered) {
 				lputs(l, "<enable xmlns='" PV_NS_SM "'/>");
-				l->sm = false;
 				return;
 			}
 			become_ready(l);
@@ -595,8 +703,14 @@ static void on_element(void *ud, pv_xml *el)
 		on_sm(l, el);
 	} else if (strcmp(ns, PV_NS_SERVER_DIALBACK) == 0) {
 		on_dialback(l, el);
+	} else if (pv_s2s_is_stanza(el) && l->bidi && l->authed) {
+		/* XEP-0288: the receiving server sends us its stanzas on our stream. */
+		const char *cond = NULL, *text = NULL;
+		if (pv_s2s_deliver(l->s2s, l->host, l->remote, &l->rx, el, &cond, &text) != 0)
+			stream_error(l, cond, text);
+		return;
 	} else {
-		/* Stanzas on an outbound-only stream: not for us (no XEP-0288 yet). */
+		/* Stanzas on a one-way stream (no bidi asked): not for us. */
 		pv_debug("s2s", "%s -> %s: ignoring <%s/> on an outbound stream", l->local, l->remote, el->name);
 	}
 	pv_xml_free(el);
@@ -609,6 +723,21 @@ static void on_stream_close(void *ud)
 }
 
 static const pv_xmlstream_cb xs_cb = {.open = on_open, .element = on_element, .close = on_stream_close};
+
+/* XEP-0198 for what the peer sends us on our own stream (XEP-0288): the delivery and
+ * the high-water mark commit together, so released holds mean durable. */
+static void rx_answer(void *owner, uint32_t h)
+{
+	char b[80];
+	snprintf(b, sizeof(b), "<a xmlns='" PV_NS_SM "' h='%u'/>", h);
+	lputs(owner, b);
+}
+
+static void rx_advanced(void *owner)
+{
+	pv_s2s_link *l = owner;
+	pv_inq_set_durable(&l->rx, l->rx.done);
+}
 
 static void on_data(pv_conn *c, const char *data, size_t n)
 {
@@ -668,6 +797,8 @@ static void try_target(pv_s2s_link *l)
 	pv_xmlstream_limits lim = {.max_stanza = l->s2s->conf.max_stanza, .max_depth = l->s2s->srv->lim.max_depth};
 	l->xs = pv_xmlstream_new(&xs_cb, l, &lim);
 	reset_stream_state(l);
+	reset_tx(l);
+	pv_inq_init(&l->rx, l, rx_advanced, rx_answer);
 	l->conn = pv_conn_connect(l->s2s->srv->loop, (struct sockaddr *)&t->addr, &conn_cb, l, connected);
 	if (!l->conn) {
 		pv_xmlstream_free(l->xs);
@@ -706,6 +837,8 @@ void pv_s2s_link_kick(pv_s2s_link *l)
 	bool work = (l->queued > 0 && !l->paused) || l->verifies;
 	if (l->state != L_IDLE || !work)
 		return;
+	if (!l->verify_only && pv_s2s_in_lend(l->s2s, l))
+		return; /* the peer's bidi stream carries us */
 	l->state = L_RESOLVING;
 	pv_resolve_xmpp_server(l->s2s->res, l->remote, resolved, l);
 }
@@ -762,8 +895,10 @@ static void written(void *ud, int status)
 
 static void pump(pv_s2s_link *l)
 {
-	if (l->state != L_READY || l->paused || !l->conn || l->closing || l->verify_only)
+	pv_conn *conn = tx_conn(l);
+	if (l->state != L_READY || l->paused || !conn || l->verify_only)
 		return;
+	need_epoch(l);
 	refill(l);
 	size_t sent = 0;
 	pv_buf b;
@@ -783,12 +918,12 @@ static void pump(pv_s2s_link *l)
 				l->inflight = pv_realloc(l->inflight, l->capin * sizeof(uint64_t));
 			}
 			l->inflight[l->nin++] = r->seq;
-			pv_conn_write(l->conn, b.data, b.len, NULL, NULL);
+			pv_conn_write(conn, b.data, b.len, NULL, NULL);
 		} else {
 			wctx *w = pv_malloc(sizeof(*w));
 			w->l = l;
 			w->seq = r->seq;
-			pv_conn_write(l->conn, b.data, b.len, written, w);
+			pv_conn_write(conn, b.data, b.len, written, w);
 		}
 		l->sent_upto = r->seq;
 		l->sent_total++;
@@ -797,8 +932,9 @@ static void pump(pv_s2s_link *l)
 	}
 	pv_buf_fini(&b);
 	if (l->sm && sent && !l->r_out) {
+		static const char r_el[] = "<r xmlns='" PV_NS_SM "'/>";
 		l->r_out = true;
-		lputs(l, "<r xmlns='" PV_NS_SM "'/>");
+		pv_conn_write(conn, r_el, sizeof(r_el) - 1, NULL, NULL);
 	}
 }
 
@@ -896,13 +1032,83 @@ static const char *state_name(pv_link_state s)
 
 void pv_s2s_link_describe(const pv_s2s_link *l, pv_buf *out)
 {
+	if (!l->epoch && l->state == L_IDLE)
+		return; /* it only ever received */
 	int64_t oldest = l->rows ? pv_wall_s() - l->rows->created : 0;
-	pv_buf_printf(out, "%s -> %s state=%s auth=%s tls=%s queue=%zu oldest=%lld retries=%u paused=%s sent=%llu acked=%llu bounced=%llu%s%s\n",
-		l->local, l->remote, state_name(l->state), l->auth ? l->auth : "none",
-		l->conn && pv_conn_tls_version(l->conn) ? pv_conn_tls_version(l->conn) : "none", l->queued,
-		(long long)oldest, l->retries, l->paused ? "yes" : "no", (unsigned long long)l->sent_total,
+	pv_conn *c = l->carrier ? l->carrier_conn : l->conn;
+	const char *auth = l->carrier ? l->carrier_auth : l->auth;
+	pv_buf_printf(out, "%s -> %s state=%s auth=%s tls=%s queue=%zu oldest=%lld retries=%u paused=%s sent=%llu acked=%llu bounced=%llu bidi=%s%s%s\n",
+		l->local, l->remote, state_name(l->state), auth ? auth : "none",
+		c && pv_conn_tls_version(c) ? pv_conn_tls_version(c) : "none", l->queued, (long long)oldest,
+		l->retries, l->paused ? "yes" : "no", (unsigned long long)l->sent_total,
 		(unsigned long long)l->acked_total, (unsigned long long)l->bounced_total,
-		l->last_error[0] ? " error=" : "", l->last_error[0] ? l->last_error : "");
+		l->carrier ? "carrier" : l->bidi ? "yes" : "no", l->last_error[0] ? " error=" : "",
+		l->last_error[0] ? l->last_error : "");
+}
+
+/* ---- XEP-0288: carried by the peer's stream ---- */
+
+/* Let go of our own connection (it is not needed while a carrier is up). */
+static void drop_own(pv_s2s_link *l)
+{
+	pv_conn *c = l->conn;
+	l->conn = NULL;
+	pv_conn_set_owner(c, NULL);
+	if (l->state == L_READY && !l->closing) {
+		pv_conn_write(c, "</stream:stream>", 16, NULL, NULL);
+		pv_conn_close(c);
+	} else {
+		pv_conn_abort(c);
+	}
+	pv_xmlstream_free(l->xs);
+	l->xs = NULL;
+	pv_inq_fini(&l->rx);
+	reset_stream_state(l);
+}
+
+bool pv_s2s_link_take_carrier(pv_s2s_link *l, pv_s2s_in *c, pv_conn *conn, bool sm, const char *auth)
+{
+	if (l->verify_only || l->carrier || l->s2s->srv->stopping)
+		return false;
+	bool own = l->state == L_RESOLVING || l->state == L_CONNECTING || l->state == L_NEGOTIATING ||
+		   l->state == L_READY;
+	/* Both servers connected at once: each side keeps the connection opened by the
+	 * domain that sorts first, so the other one goes away on both sides. */
+	if (own && strcmp(l->local, l->remote) < 0)
+		return false;
+	if (l->conn)
+		drop_own(l);
+	l->carrier = c;
+	l->carrier_conn = conn;
+	l->carrier_auth = auth;
+	reset_tx(l);
+	l->sm = sm;
+	l->state = L_READY;
+	l->retries = 0;
+	l->last_error[0] = 0;
+	pv_info("s2s", "%s -> %s: link up on the peer's connection (XEP-0288, auth=%s, %s, sm=%s)", l->local,
+		l->remote, auth ? auth : "none", pv_conn_tls_version(conn) ? pv_conn_tls_version(conn) : "no TLS",
+		sm ? "yes" : "no");
+	pump(l);
+	return true;
+}
+
+void pv_s2s_link_carrier_sm(pv_s2s_link *l)
+{
+	/* Rows written before <enabled/> are settled by their write callbacks (the peer
+	 * does not count them); what follows is counted. */
+	l->sm = true;
+}
+
+void pv_s2s_link_carrier_gone(pv_s2s_link *l)
+{
+	pv_info("s2s", "%s -> %s: the peer's connection carrying the link closed", l->local, l->remote);
+	l->carrier = NULL;
+	l->carrier_conn = NULL;
+	l->carrier_auth = NULL;
+	reset_tx(l);
+	l->state = L_IDLE;
+	pv_s2s_link_kick(l);
 }
 
 /* ---- dialback verification requests (we are the receiving server) ---- */
