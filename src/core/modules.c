@@ -8,16 +8,17 @@
 extern const pv_module pv_mod_roster, pv_mod_presence, pv_mod_offline, pv_mod_disco,
 	pv_mod_ping, pv_mod_version, pv_mod_private, pv_mod_vcard, pv_mod_register, pv_mod_consent;
 extern const pv_module pv_mod_blocking;
+extern const pv_module pv_mod_adhoc;
 
 static const pv_module *const all[] = {
 	&pv_mod_roster, &pv_mod_presence, &pv_mod_offline, &pv_mod_disco, &pv_mod_ping,
 	&pv_mod_version, &pv_mod_private, &pv_mod_vcard, &pv_mod_register, &pv_mod_consent,
-	&pv_mod_blocking,
+	&pv_mod_blocking, &pv_mod_adhoc,
 };
 
 static const char *const names[] = {
 	"roster", "presence", "offline", "disco", "ping", "version", "private", "vcard",
-	"register", "consent", "blocking", NULL,
+	"register", "consent", "blocking", "adhoc", NULL,
 };
 
 const pv_module *pv_module_find(const char *name)

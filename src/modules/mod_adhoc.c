@@ -46,25 +46,28 @@ typedef enum { ACT_EXECUTE, ACT_CANCEL, ACT_PREV, ACT_NEXT, ACT_COMPLETE } cmd_a
 
 static const char *const action_names[] = {"execute", "cancel", "prev", "next", "complete"};
 
-struct command;
+struct adhoc_cmd;
 
 typedef struct asession {
 	char *id;
 	char *owner;                /* the requester's full JID */
-	const struct command *cmd;
+	const struct adhoc_cmd *cmd;
 	int stage;
 	char *sender;               /* #requests: the sender picked in stage 1 */
 	uint64_t used;              /* pv_now_ms of the last request */
+	uint64_t turn;              /* ahost.turns at the last request: orders the uses */
 } asession;
 
 typedef struct ahost {
 	pv_host *h;
 	pv_map *sessions; /* sessionid -> asession */
+	uint64_t turns;   /* requests to sessions so far (milliseconds tie) */
 } ahost;
 
 /* One request to a command: what the command's function reads and fills in. */
 typedef struct step {
 	ahost *ah;
+	const struct adhoc_cmd *cmd;
 	const pv_jid *me;        /* the requester (full JID, local account of the host) */
 	asession *s;             /* the session, or NULL before the command created one */
 	cmd_action act;
@@ -75,11 +78,11 @@ typedef struct step {
 	const char *etext;
 } step;
 
-typedef struct command {
+typedef struct adhoc_cmd {
 	const char *node;
 	const char *name;
 	void (*run)(step *st);
-} command;
+} adhoc_cmd;
 
 /* ---- sessions ---- */
 
@@ -126,13 +129,13 @@ static int find_lru(void *ud, const char *key, void *val)
 	asession *s = val;
 	if (strcmp(s->owner, c->owner) == 0) {
 		c->count++;
-		if (!c->oldest || s->used < c->oldest->used)
+		if (!c->oldest || s->turn < c->oldest->turn)
 			c->oldest = s;
 	}
 	return 0;
 }
 
-static asession *session_new(step *st, const command *cmd)
+static asession *session_new(step *st)
 {
 	ahost *ah = st->ah;
 	uint64_t now = pv_now_ms();
@@ -144,8 +147,9 @@ static asession *session_new(step *st, const command *cmd)
 	asession *s = pv_calloc(1, sizeof(*s));
 	s->id = pv_random_hex(12);
 	s->owner = pv_strdup(st->me->full);
-	s->cmd = cmd;
+	s->cmd = st->cmd;
 	s->used = now;
+	s->turn = ++ah->turns;
 	pv_map_put(ah->sessions, s->id, s);
 	st->s = s;
 	return s;
@@ -352,7 +356,7 @@ static void reply_error(pv_event *ev, const char *etype, const char *cond, const
 	pv_reply(ev, e);
 }
 
-static void fail(step *st, const char *etype, const char *cond, const char *app, const char *text)
+static void step_fail(step *st, const char *etype, const char *cond, const char *app, const char *text)
 {
 	st->etype = etype;
 	st->econd = cond;
@@ -362,12 +366,12 @@ static void fail(step *st, const char *etype, const char *cond, const char *app,
 
 static void bad_payload(step *st, const char *text)
 {
-	fail(st, "modify", "bad-request", "bad-payload", text);
+	step_fail(st, "modify", "bad-request", "bad-payload", text);
 }
 
 static void bad_action(step *st)
 {
-	fail(st, "modify", "bad-request", "bad-action", NULL);
+	step_fail(st, "modify", "bad-request", "bad-action", NULL);
 }
 
 /* ---- #settings ---- */
@@ -570,7 +574,7 @@ static void run_settings(step *st)
 	const char *user = st->me->local;
 	pv_xml *cur = pv_consent_settings_xml(h, user);
 	if (!st->s) {
-		session_new(st, st->ah ? NULL : NULL);
+		session_new(st);
 		add_actions(st->out, "complete", false, false, true);
 		settings_form(st, cur);
 		goto out;
@@ -595,7 +599,7 @@ static void run_settings(step *st)
 		const char *cond = "bad-request";
 		if (pv_consent_apply(h, user, el, &cond) != 0) {
 			if (strcmp(cond, "resource-constraint") == 0)
-				fail(st, "wait", cond, NULL, "too many changes at once");
+				step_fail(st, "wait", cond, NULL, "too many changes at once");
 			else
 				bad_payload(st, "a rule was refused (a domain of this server, or an invalid address)");
 		} else {
@@ -687,7 +691,7 @@ static void decision_form(step *st, const pv_xml *req)
 
 static void requests_start(step *st)
 {
-	session_new(st, NULL);
+	session_new(st);
 	st->s->stage = 1;
 	if (!requests_form(st, NULL)) {
 		st->done = true;
@@ -841,13 +845,13 @@ static void run_history(step *st)
 
 /* ---- the command table ---- */
 
-static const command commands[] = {
+static const adhoc_cmd commands[] = {
 	{PV_NS_CONSENT "#settings", "Who may reach me from other messengers", run_settings},
 	{PV_NS_CONSENT "#requests", "Message requests", run_requests},
 	{PV_NS_CONSENT "#history", "Consent history", run_history},
 };
 
-static const command *find_command(const char *node)
+static const adhoc_cmd *find_command(const char *node)
 {
 	for (size_t i = 0; node && i < PV_ARRAY_LEN(commands); i++)
 		if (strcmp(commands[i].node, node) == 0)
@@ -898,7 +902,7 @@ static int on_command(pv_event *ev, void *ud)
 		reply_error(ev, "modify", "bad-request", NULL, NULL);
 		return PV_HANDLED;
 	}
-	const command *cmd = find_command(node);
+	const adhoc_cmd *cmd = find_command(node);
 	if (!cmd) {
 		reply_error(ev, "cancel", "item-not-found", NULL, NULL);
 		return PV_HANDLED;
@@ -922,6 +926,7 @@ static int on_command(pv_event *ev, void *ud)
 			return PV_HANDLED;
 		}
 		s->used = pv_now_ms();
+		s->turn = ++ah->turns;
 	} else if (act != ACT_EXECUTE) {
 		/* Only "execute" starts a command (section 4.3). */
 		reply_error(ev, "modify", "bad-request", "bad-action", NULL);
@@ -931,7 +936,7 @@ static int on_command(pv_event *ev, void *ud)
 	pv_stanza *r = pv_stanza_iq_result(ev->stanza);
 	if (!r)
 		return PV_HANDLED;
-	step st = {.ah = ah, .me = me, .s = s, .act = act, .form = submitted_form(q)};
+	step st = {.ah = ah, .cmd = cmd, .me = me, .s = s, .act = act, .form = submitted_form(q)};
 	st.out = pv_xml_add_child(r->xml, "command", NS_COMMANDS);
 	pv_xml_set_attr(st.out, "node", cmd->node);
 	if (act == ACT_CANCEL) {
@@ -1016,7 +1021,7 @@ static int on_disco_info(pv_event *ev, void *ud)
 	const char *node = pv_xml_is(q, "query", PV_NS_DISCO_INFO) ? pv_xml_attr(q, "node") : NULL;
 	if (!node)
 		return PV_PASS;
-	const command *cmd = find_command(node);
+	const adhoc_cmd *cmd = find_command(node);
 	bool list = strcmp(node, NS_COMMANDS) == 0;
 	if (!cmd && !list)
 		return PV_PASS; /* not ours: mod_disco answers item-not-found */

@@ -26,14 +26,21 @@
  *   account's own resources (section 5 note), nor to the account's own server.
  *   "filter/inbound" (priority 100), for a stanza to a local user:
  *     from a JID the recipient blocked (3.3): presence of every type is dropped without
- *       an answer, a message gets service-unavailable, an iq get/set service-unavailable,
- *       iq result/error and any error stanza are dropped -- the user appears offline;
+ *       an answer, a message gets service-unavailable (from a sender on another server
+ *       it is dropped silently, as consent does, so no answer tells a stranger that the
+ *       account exists), an iq get/set service-unavailable, iq result/error and any
+ *       error stanza are dropped -- the user appears offline;
  *     from a local user who blocked the recipient (stanzas the server generates on that
  *       user's behalf -- presence broadcasts, probe answers -- which do not pass
  *       "filter/outbound"): dropped silently; errors pass (they are the answers above).
  *   "filter/outbound", for a stanza a local client sends to a JID it blocked: not
  *     routed; answered with not-acceptable + <blocked xmlns='urn:xmpp:blocking:errors'/>
  *     (3.3), except errors and iq results, which cannot be answered and are dropped.
+ *     A stanza the event carries without an origin session (routed on a local user's
+ *     behalf) is dropped silently.
+ *   TODO: stanzas the server generates on a user's behalf for a *remote* JID (presence
+ *     broadcasts, probes) pass neither filter today: the router should fire
+ *     "filter/outbound" (origin NULL) for them before the s2s queue.
  * XEP-0377: a <report xmlns='urn:xmpp:reporting:1' reason='urn:xmpp:reporting:spam|abuse'>
  *   inside a block <item/> is stored for the operators (pv_store_report_add): the item's
  *   JID, the reason, the user's <text/>, and as evidence the <report/> element without
@@ -44,7 +51,9 @@
  *   implement neither report-origin nor third-party processing).
  * Cache: each user's list is read from storage on first use and kept (sorted, so the
  *   filters cost four binary searches per stanza) in a per-host LRU of CACHE_USERS
- *   users; this module is the only writer, and updates the cache with each write.
+ *   users, updated with each write this module makes.  A change made elsewhere (a
+ *   consent report, the admin socket: event "blocklist-changed") replaces the cached
+ *   copy and is pushed, with its presence effects, as if the user had sent it.
  * Durability: every store write takes a hold, so the client's XEP-0198 ack of the set
  *   waits for the commit; the result and pushes go out at once.
  * Config (host section "blocking"): max_items (1000).
@@ -78,6 +87,7 @@ typedef struct blk_list {
 	char *user;
 	char **v; /* normalised JIDs, sorted by strcmp, no duplicates */
 	size_t n, cap;
+	int pins;                        /* in use across routing: not evicted */
 	struct blk_list *hnext;          /* bucket chain */
 	struct blk_list *newer, *older;  /* LRU: head is the most recently used */
 } blk_list;
@@ -233,18 +243,26 @@ static void list_load_cb(void *ud, const char *jid)
 
 /* The user's list, loaded on first use.  Borrowed: valid until the second-next call
  * (a load may evict the least recently used list, never the one just returned, since
- * CACHE_USERS > 1).  NULL when storage failed (logged). */
+ * CACHE_USERS > 1) -- or, when pinned, until unpinned.  NULL when storage failed
+ * (logged). */
+static blk_list *cache_find(blk_state *bs, const char *user)
+{
+	for (blk_list *l = bs->buckets[hash_str(user)]; l; l = l->hnext)
+		if (strcmp(l->user, user) == 0)
+			return l;
+	return NULL;
+}
+
 static blk_list *cache_get(blk_state *bs, const char *user)
 {
-	size_t b = hash_str(user);
-	for (blk_list *l = bs->buckets[b]; l; l = l->hnext) {
-		if (strcmp(l->user, user) == 0) {
-			lru_unlink(bs, l);
-			lru_push(bs, l);
-			return l;
-		}
+	blk_list *l = cache_find(bs, user);
+	if (l) {
+		lru_unlink(bs, l);
+		lru_push(bs, l);
+		return l;
 	}
-	blk_list *l = pv_calloc(1, sizeof(*l));
+	size_t b = hash_str(user);
+	l = pv_calloc(1, sizeof(*l));
 	l->user = pv_strdup(user);
 	int rc = pv_store_block_list(pv_host_store(bs->host), pv_host_name(bs->host), user,
 		list_load_cb, l);
@@ -254,8 +272,13 @@ static blk_list *cache_get(blk_state *bs, const char *user)
 		list_free(l);
 		return NULL;
 	}
-	if (bs->count >= CACHE_USERS && bs->lru_tail)
-		cache_remove(bs, bs->lru_tail);
+	if (bs->count >= CACHE_USERS) {
+		blk_list *old = bs->lru_tail;
+		while (old && old->pins)
+			old = old->newer;
+		if (old)
+			cache_remove(bs, old);
+	}
 	l->hnext = bs->buckets[b];
 	bs->buckets[b] = l;
 	lru_push(bs, l);
@@ -265,12 +288,9 @@ static blk_list *cache_get(blk_state *bs, const char *user)
 
 static void cache_drop(blk_state *bs, const char *user)
 {
-	for (blk_list *l = bs->buckets[hash_str(user)]; l; l = l->hnext) {
-		if (strcmp(l->user, user) == 0) {
-			cache_remove(bs, l);
-			return;
-		}
-	}
+	blk_list *l = cache_find(bs, user);
+	if (l)
+		cache_remove(bs, l);
 }
 
 static blk_state *state_of(const pv_host *h)
@@ -354,10 +374,14 @@ static int on_filter_inbound(pv_event *ev, void *ud)
 
 	blk_list *l = cache_get(bs, st->to.local);
 	if (list_matches(l, &st->from)) {
-		/* 3.3: what the blocked JID sees -- the user appears offline. */
+		/* 3.3: what the blocked JID sees -- the user appears offline.  A message from
+		 * another provider vanishes instead (3.3 says SHOULD): there, consent answers
+		 * every refused message with silence, so that an answer never tells a stranger
+		 * whether an account exists -- an error here would. */
 		pv_debug("blocking", "%s: inbound %s from blocked %s dropped", st->to.bare,
 			st->xml->name, st->from.full);
-		if (st->kind == PV_ST_MESSAGE ||
+		bool local_sender = pv_host_find(ev->host, st->from.domain) != NULL;
+		if ((st->kind == PV_ST_MESSAGE && local_sender) ||
 		    (st->kind == PV_ST_IQ && (type_is(st, "get") || type_is(st, "set"))))
 			pv_reply_error(ev, "cancel", "service-unavailable"); /* no-op for errors */
 		return PV_HANDLED;
@@ -764,6 +788,15 @@ static int on_get(pv_event *ev, void *ud)
 	return PV_HANDLED;
 }
 
+/* The parsed form of each entry (same order); free with free_jids. */
+static pv_jid *parse_all(const blk_list *l)
+{
+	pv_jid *jids = pv_calloc(l->n ? l->n : 1, sizeof(pv_jid));
+	for (size_t i = 0; i < l->n; i++)
+		pv_jid_parse_str(&jids[i], l->v[i]); /* normalised: cannot fail */
+	return jids;
+}
+
 /* The items of a <block/>/<unblock/>: normalised into `out` (sorted, deduplicated)
  * with their parsed JIDs in `jids` (same order).  Returns NULL or the error condition. */
 static const char *parse_items(const pv_xml *cmd, blk_list *out, pv_jid **jids)
@@ -780,9 +813,7 @@ static const char *parse_items(const pv_xml *cmd, blk_list *out, pv_jid **jids)
 		list_add(out, j.full);
 		pv_jid_fini(&j);
 	}
-	*jids = pv_calloc(out->n ? out->n : 1, sizeof(pv_jid));
-	for (size_t i = 0; i < out->n; i++)
-		pv_jid_parse_str(&(*jids)[i], out->v[i]); /* normalised: cannot fail */
+	*jids = parse_all(out);
 	return NULL;
 }
 
@@ -850,9 +881,7 @@ static void do_block(pv_event *ev, blk_state *bs, blk_list *l, const pv_xml *cmd
 		reply_text(ev, "cancel", "not-allowed", "block list full");
 		goto out;
 	}
-	fresh_jids = pv_calloc(fresh.n ? fresh.n : 1, sizeof(pv_jid));
-	for (size_t i = 0; i < fresh.n; i++)
-		pv_jid_parse_str(&fresh_jids[i], fresh.v[i]);
+	fresh_jids = parse_all(&fresh);
 
 	/* 3.3: "unavailable" to those allowed to see the user, before the entries stop it. */
 	presence_on_change(h, user, &fresh, fresh_jids, true);
@@ -912,9 +941,7 @@ static void do_unblock(pv_event *ev, blk_list *l, const pv_xml *cmd)
 		pv_reply(ev, r);
 	push(h, user, "unblock", items.n ? &items : NULL);
 	/* 3.4: current presence to those allowed to see it, now that nothing stops it. */
-	gone_jids = pv_calloc(gone.n ? gone.n : 1, sizeof(pv_jid));
-	for (size_t i = 0; i < gone.n; i++)
-		pv_jid_parse_str(&gone_jids[i], gone.v[i]);
+	gone_jids = parse_all(&gone);
 	presence_on_change(h, user, &gone, gone_jids, false);
 out:
 	free_jids(jids, items.n);
@@ -943,11 +970,63 @@ static int on_set(pv_event *ev, void *ud)
 		pv_reply_error(ev, "wait", "internal-server-error");
 		return PV_HANDLED;
 	}
+	/* Routing presence below runs the filters, which load other users' lists. */
+	l->pins++;
 	if (block)
 		do_block(ev, bs, l, q);
 	else
 		do_unblock(ev, l, q);
+	l->pins--;
 	return PV_HANDLED;
+}
+
+/* Someone else changed the list in storage (a consent report, the admin socket): the
+ * cached copy is replaced, and the difference is pushed and has its presence effects
+ * as if the user had sent it.  A list not in the cache is simply read on next use. */
+static int on_blocklist_changed(pv_event *ev, void *ud)
+{
+	blk_state *bs = ud;
+	blk_list *old = ev->user ? cache_find(bs, ev->user) : NULL;
+	if (!old)
+		return PV_PASS;
+	pv_host *h = bs->host;
+	const char *user = old->user;
+	blk_list now = {0}, added = {0}, removed = {0};
+	if (pv_store_block_list(pv_host_store(h), pv_host_name(h), user, list_load_cb, &now) < 0) {
+		cache_remove(bs, old);
+		goto out;
+	}
+	for (size_t i = 0; i < now.n; i++)
+		if (!list_has(old, now.v[i]))
+			list_add(&added, now.v[i]);
+	for (size_t i = 0; i < old->n; i++)
+		if (!list_has(&now, old->v[i]))
+			list_add(&removed, old->v[i]);
+	pv_jid *aj = parse_all(&added), *rj = parse_all(&removed);
+	old->pins++;
+	presence_on_change(h, user, &added, aj, true); /* before the entries take effect */
+	for (size_t i = 0; i < added.n; i++)
+		list_add(old, added.v[i]);
+	for (size_t i = 0; i < removed.n; i++)
+		list_del(old, removed.v[i]);
+	if (added.n)
+		push(h, user, "block", &added);
+	if (removed.n)
+		push(h, user, "unblock", &removed);
+	presence_on_change(h, user, &removed, rj, false);
+	old->pins--;
+	pv_debug("blocking", "%s@%s: list changed elsewhere, +%zu -%zu", user, pv_host_name(h),
+		added.n, removed.n);
+	free_jids(aj, added.n);
+	free_jids(rj, removed.n);
+out:
+	list_clear(&now);
+	pv_free(now.v);
+	list_clear(&added);
+	pv_free(added.v);
+	list_clear(&removed);
+	pv_free(removed.v);
+	return PV_PASS;
 }
 
 static int on_user_deleted(pv_event *ev, void *ud)
@@ -969,6 +1048,7 @@ static const struct {
 	{"filter/inbound", 100, on_filter_inbound},
 	{"filter/outbound", 100, on_filter_outbound},
 	{"user-deleted", 0, on_user_deleted},
+	{"blocklist-changed", 0, on_blocklist_changed},
 };
 
 static int blocking_load(pv_host *h, const pv_conf *conf, void **state)

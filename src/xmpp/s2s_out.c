@@ -166,7 +166,7 @@ void pv_s2s_link_restore(pv_s2s *s, const pv_store_s2s_queue *q)
 	if (!h)
 		return;
 	pv_s2s_link *l = pv_s2s_link_get(s, h, q->remote, true);
-	if (q->epoch && strcmp(q->epoch, l->epoch) != 0) {
+	if (q->epoch && (!l->epoch || strcmp(q->epoch, l->epoch) != 0)) {
 		pv_free(l->epoch);
 		l->epoch = pv_strdup(q->epoch);
 	}

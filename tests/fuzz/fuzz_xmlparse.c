@@ -1,4 +1,4 @@
-/* fuzz_xmlparse.c -- libFuzzer target for pv_xml_parse (src/modules/xmlparse.c), which
+/* fuzz_xmlparse.c -- libFuzzer target for pv_xml_parse (src/util/xmlparse.c), which
  * reads stored stanzas back (offline messages, private XML, vCards, subscription
  * requests) -- file input that a damaged or planted database row controls -- and for the
  * serialiser (src/util/xml.c) that wrote them.

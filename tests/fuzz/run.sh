@@ -45,7 +45,7 @@ SASL="src/xmpp/sasl/sasl.c src/xmpp/sasl/scram.c src/xmpp/sasl/plain.c"
 srcs() {
 	case $1 in
 	xmlstream) echo "src/xmpp/xmlstream.c src/util/xml.c $UTIL" ;;
-	xmlparse) echo "src/modules/xmlparse.c src/util/xml.c $UTIL" ;;
+	xmlparse) echo "src/util/xmlparse.c src/util/xml.c $UTIL" ;;
 	jid) echo "$JID $UTIL" ;;
 	sasl) echo "$SASL $JID $UTIL" ;;
 	config) echo "src/core/config.c $UTIL" ;;

@@ -3,6 +3,8 @@ list, her resources that asked for it hear every change, a blocked sender finds 
 offline, what she sends to a blocked JID comes back refused, and a report lands in the
 operators' store (seen here through the server log line, which carries no text)."""
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -255,13 +257,21 @@ def test_presence_on_block_and_unblock(server_factory, raw):
     srv = blocking_server(server_factory)
     alice = login_raw(raw, srv, "alice", resource="a", presence=True)
     bob = login_raw(raw, srv, "bob", resource="b", presence=True)
+    carol = login_raw(raw, srv, "carol", resource="c", presence=True)
     befriend(alice, bob)
+    alice.presence(to=carol.jid, status="directed to carol")
+    carol.next(lambda e: is_presence(e, frm=alice.jid, type="available"), what="directed presence")
 
-    # 3.3: bob, subscribed to alice, sees her go offline
-    ok(block(alice, "bob@localhost"))
-    p = bob.next(lambda e: is_presence(e, frm=alice.jid, type="unavailable"),
-                 what="unavailable from alice on block")
-    assert p.get("from") == alice.jid, to_str(p)
+    # 3.3: bob, subscribed to alice, and carol, who had her directed presence, see her
+    # go offline
+    ok(block(alice, "bob@localhost", "carol@localhost"))
+    for c in (bob, carol):
+        p = c.next(lambda e: is_presence(e, frm=alice.jid, type="unavailable"),
+                   what="unavailable from alice on block")
+        assert p.get("from") == alice.jid, to_str(p)
+    ok(unblock(alice, "carol@localhost"))
+    # carol is neither subscribed nor a directed-presence target any more: nothing
+    nothing(carol, lambda e: is_presence(e, frm=jid("alice")), "presence at carol on unblock")
 
     # from now on neither side's broadcasts cross the block
     alice.presence(status="busy")
@@ -366,3 +376,84 @@ def test_block_list_survives_restart(server_factory, raw):
     srv.restart()       # a clean stop commits what is queued
     alice = login_raw(raw, srv, "alice", resource="a")
     assert blocklist(alice) == []
+
+
+# --- across providers: a report carries the message requests held by consent ---------------
+
+NS_CONSENT = "urn:peyvand:consent:0"
+
+
+def held_requests(c):
+    res = c.iq("get", f"<requests xmlns='{NS_CONSENT}'/>", to="", timeout=20)
+    assert res.get("type") == "result", to_str(res)
+    return {r.get("from"): int(r.get("count"))
+            for r in res.findall(f"{{{NS_CONSENT}}}requests/{{{NS_CONSENT}}}request")}
+
+
+@pytest.mark.pv_timeout(180)
+def test_report_carries_and_drops_held_requests(server_factory, raw):
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "s2s"))
+    import s2sharness
+    bale, eitaa = "bale.localhost", "eitaa.localhost"
+    ca = s2sharness.TestCA()
+    try:
+        hosts = {d: {"modules": MODULES + ["consent"]} for d in (bale, eitaa)}
+        srv = s2sharness.make_providers(server_factory, ca, [bale, eitaa], hosts=hosts,
+                                        users={"alice": "pw-alice", "mallory": "pw-mallory",
+                                               "trudy": "pw-trudy"})
+        alice = raw(srv[bale].port, domain=bale)
+        alice.login("alice", "pw-alice", resource="a", presence=True)
+        res = alice.iq("set", f"<consent xmlns='{NS_CONSENT}' policy='contacts'/>", to="")
+        assert res.get("type") == "result", to_str(res)
+        mallory = raw(srv[eitaa].port, domain=eitaa)
+        mallory.login("mallory", "pw-mallory", resource="m", presence=True)
+        spammer = f"mallory@{eitaa}"
+
+        # a stranger from another provider: held as a message request, not delivered
+        mallory.message(f"alice@{bale}", "cheap pills")
+        mallory.message(f"alice@{bale}", "more cheap pills")
+        wait_until(lambda: held_requests(alice).get(spammer) == 2, timeout=30,
+                   what="two messages held from mallory")
+        from_mallory = lambda e: is_message(e) and e.get("from", "").startswith(spammer)  # noqa: E731
+        nothing(alice, from_mallory, "a held message delivered")
+
+        # block + report: the held stanzas go into the report, then away
+        report = f"<report xmlns='{NS_REPORTING}' reason='urn:xmpp:reporting:abuse'/>"
+        ok(block(alice, spammer, inner={spammer: report}))
+        wait_until(lambda: re.search(
+            rf"report stored host={re.escape(bale)} user=alice sender={re.escape(spammer)} "
+            r"reason=urn:xmpp:reporting:abuse held=2 stanza_ids=0", srv[bale].log_text()),
+            what="the report log line with the held stanzas")
+        assert held_requests(alice) == {}, "held requests of a reported sender kept"
+
+        # and mallory stays out, held or not.  What she sees is what consent shows a
+        # stranger: a message vanishes (no answer tells her the account exists), an iq
+        # get is service-unavailable.  (Her own provider must let answers from bale in.)
+        res = mallory.iq("set", f"<consent xmlns='{NS_CONSENT}' policy='everyone'/>", to="")
+        assert res.get("type") == "result", to_str(res)
+        mid = mallory.message(f"alice@{bale}", "still there?")
+        e = mallory.iq("get", "<ping xmlns='urn:xmpp:ping'/>", to=alice.jid, timeout=30)
+        assert stanza_error_condition(e) == "service-unavailable", to_str(e)
+        nothing(mallory, lambda e: e.get("id") == mid, "answer to a blocked remote message")
+        assert held_requests(alice) == {}
+        nothing(alice, from_mallory, "message from a blocked remote sender")
+
+        # a report through consent's own protocol blocks too: the list changes in storage
+        # behind mod_blocking's back, and alice's resources still hear of it
+        assert blocklist(alice) == [spammer]
+        trudy = raw(srv[eitaa].port, domain=eitaa)
+        trudy.login("trudy", "pw-trudy", resource="t", presence=True)
+        trudy.message(f"alice@{bale}", "hello from trudy")
+        wait_until(lambda: held_requests(alice).get(f"trudy@{eitaa}") == 1, timeout=30,
+                   what="trudy's message held")
+        res = alice.iq("set", f"<report xmlns='{NS_CONSENT}' jid='trudy@{eitaa}' "
+                              "reason='urn:xmpp:reporting:spam'/>", to="")
+        assert res.get("type") == "result", to_str(res)
+        p = alice.next(is_push("block"), what="block push after a consent report")
+        assert push_items(p, "block") == [f"trudy@{eitaa}"], to_str(p)
+        assert sorted(blocklist(alice)) == [spammer, f"trudy@{eitaa}"]
+        mid = alice.message(f"trudy@{eitaa}", "bye")
+        e = error_of(alice, mid, "refusal of a message to a JID blocked by a consent report")
+        assert stanza_error_condition(e) == "not-acceptable", to_str(e)
+    finally:
+        ca.cleanup()

@@ -1,4 +1,4 @@
-/* test_xmlparse.c -- unit tests for src/modules/xmlparse.c (pv_xml_parse): stored
+/* test_xmlparse.c -- unit tests for src/util/xmlparse.c (pv_xml_parse): stored
  * stanzas read back mean what they meant when stored -- namespaces (inherit at the
  * root, xmlns='' below a namespaced parent), namespaced attributes in pv_xml.h's
  * "{uri}local" form, xml:-prefixed names -- and what is refused (DOCTYPE, junk,
