@@ -18,6 +18,35 @@
 #include "peyvand/pv_log.h"
 #include "xmpp/s2s_int.h"
 
+static void rxq_answer(void *owner, uint32_t h)
+{
+	pv_s2s_rxq *r = owner;
+	char b[80];
+	int n = snprintf(b, sizeof(b), "<a xmlns='" PV_NS_SM "' h='%u'/>", h);
+	if (r->conn)
+		pv_conn_write(r->conn, b, (size_t)n, NULL, NULL);
+}
+
+/* The delivery and the high-water mark commit together (one storage batch), so when
+ * the holds are released everything is durable. */
+static void rxq_advanced(void *owner)
+{
+	pv_s2s_rxq *r = owner;
+	pv_inq_set_durable(&r->in, r->in.done);
+}
+
+void pv_s2s_rxq_init(pv_s2s_rxq *r, pv_conn *conn)
+{
+	pv_inq_init(&r->in, r, rxq_advanced, rxq_answer);
+	r->conn = conn;
+}
+
+void pv_s2s_rxq_fini(pv_s2s_rxq *r)
+{
+	pv_inq_fini(&r->in);
+	r->conn = NULL;
+}
+
 bool pv_s2s_is_stanza(const pv_xml *el)
 {
 	return el->ns && strcmp(el->ns, PV_NS_SERVER) == 0 &&

@@ -36,7 +36,7 @@ struct pv_s2s_in {
 	char ip[64];
 	bool direct_tls, tls, header_sent, restart, starttls, closing, counted;
 	bool sm, db_pending;
-	pv_inq in;
+	pv_s2s_rxq rx;             /* what the peer sends here, XEP-0198 */
 	/* XEP-0288 */
 	bool bidi;                 /* the peer asked for it */
 	bool bidi_wait;            /* authenticated: waiting to learn whether it enables XEP-0198 */
@@ -451,22 +451,6 @@ static void handle_dialback(pv_s2s_in *c, pv_xml *el)
 
 /* ---- stanzas ---- */
 
-static void h_answer(void *owner, uint32_t h)
-{
-	pv_s2s_in *c = owner;
-	char b[80];
-	snprintf(b, sizeof(b), "<a xmlns='" PV_NS_SM "' h='%u'/>", h);
-	iwrite(c, b);
-}
-
-/* The delivery and the high-water mark commit together (one storage batch), so when
- * the holds are released everything is durable. */
-static void h_advanced(void *owner)
-{
-	pv_s2s_in *c = owner;
-	pv_inq_set_durable(&c->in, c->in.done);
-}
-
 static void handle_stanza(pv_s2s_in *c, pv_xml *el)
 {
 	if (!c->peer) {
@@ -475,7 +459,7 @@ static void handle_stanza(pv_s2s_in *c, pv_xml *el)
 		return;
 	}
 	const char *cond = NULL, *text = NULL;
-	if (pv_s2s_deliver(c->s2s, c->host, c->peer, &c->in, el, &cond, &text) != 0) {
+	if (pv_s2s_deliver(c->s2s, c->host, c->peer, &c->rx.in, el, &cond, &text) != 0) {
 		stream_error(c, cond, text);
 		return;
 	}
@@ -494,7 +478,7 @@ static void handle_sm(pv_s2s_in *c, pv_xml *el)
 			return;
 		}
 		c->sm = true;
-		c->in.base = c->in.count;
+		c->rx.in.base = c->rx.in.count;
 		iwrite(c, "<enabled xmlns='" PV_NS_SM "'/>");
 		/* From here on both sides count what the other sent on this stream. */
 		if (c->bidi_wait)
@@ -503,7 +487,7 @@ static void handle_sm(pv_s2s_in *c, pv_xml *el)
 			pv_s2s_link_carrier_sm(c->carrying);
 	} else if (strcmp(el->name, "r") == 0) {
 		if (c->sm)
-			pv_inq_request(&c->in);
+			pv_inq_request(&c->rx.in);
 	} else if (strcmp(el->name, "a") == 0) {
 		/* The peer acknowledges the rows our link sent on this stream (XEP-0288). */
 		const char *text = NULL;
@@ -627,6 +611,7 @@ static void on_close(pv_conn *conn, const char *why)
 	pv_s2s_in *c = pv_conn_owner(conn);
 	pv_s2s *s = c->s2s;
 	c->conn = NULL;
+	c->rx.conn = NULL;
 	pv_debug("s2s", "[%s] inbound from %s closed: %s", c->ip, c->peer ? c->peer : "?", why);
 	if (c->carrying) {
 		pv_s2s_link *l = c->carrying;
@@ -654,7 +639,7 @@ static void on_close(pv_conn *conn, const char *why)
 
 static void in_free(pv_s2s_in *c)
 {
-	pv_inq_fini(&c->in);
+	pv_s2s_rxq_fini(&c->rx);
 	uv_timer_stop(c->timer);
 	uv_close((uv_handle_t *)c->timer, timer_close_cb);
 	pv_xmlstream_free(c->xs);
@@ -705,7 +690,7 @@ void pv_s2s_in_accept(pv_s2s *s, uv_stream_t *listener, bool direct_tls)
 	snprintf(c->ip, sizeof(c->ip), "%s", pv_conn_peer_ip(c->conn));
 	pv_xmlstream_limits lim = {.max_stanza = s->conf.max_stanza, .max_depth = s->srv->lim.max_depth};
 	c->xs = pv_xmlstream_new(&xs_cb, c, &lim);
-	pv_inq_init(&c->in, c, h_advanced, h_answer);
+	pv_s2s_rxq_init(&c->rx, c->conn);
 	c->opened_ms = c->last_read_ms = c->tokens_ms = pv_now_ms();
 	c->tokens = s->conf.stanza_rate * 2;
 	c->timer = pv_calloc(1, sizeof(uv_timer_t));
@@ -732,6 +717,6 @@ void pv_s2s_in_describe(pv_s2s *s, pv_buf *out)
 			c->peer ? c->peer : c->claimed ? c->claimed : "?", c->peer ? "connected" : "negotiating",
 			c->auth ? c->auth : "none",
 			c->conn && pv_conn_tls_version(c->conn) ? pv_conn_tls_version(c->conn) : "none",
-			(unsigned long long)c->in.count, c->carrying ? "carrier" : c->bidi ? "yes" : "no");
+			(unsigned long long)c->rx.in.count, c->carrying ? "carrier" : c->bidi ? "yes" : "no");
 	}
 }

@@ -11,6 +11,15 @@
 typedef struct pv_s2s_link pv_s2s_link;
 typedef struct pv_s2s_in pv_s2s_in;
 
+/* The receiving half of a stream from a peer server: its XEP-0198 count of what the
+ * peer sent (an inbound stream, or with XEP-0288 our own), answered on `conn`.
+ * Deliveries commit with the pair's high-water mark (s2s_deliver.c), so a stanza whose
+ * holds are released is durable and <r/> is answered as soon as that is so. */
+typedef struct pv_s2s_rxq {
+	pv_inq in;
+	pv_conn *conn;             /* borrowed; NULL once the connection is gone */
+} pv_s2s_rxq;
+
 typedef struct pv_s2s_host {
 	SSL_CTX *srv_ctx, *cli_ctx;
 	pv_membership members;
@@ -51,7 +60,7 @@ struct pv_s2s_link {
 	bool sm_offered;           /* the receiver offered XEP-0198 (enabled after dialback) */
 	bool db_sent;              /* our <db:result/> awaits its answer (XEP-0220 2.1.1) */
 	bool bidi;                 /* we sent <bidi/> (XEP-0288): the peer may send on this stream */
-	pv_inq rx;                 /* what the peer sent us on this connection (bidi) */
+	pv_s2s_rxq rx;             /* what the peer sent us on this connection (bidi) */
 	char *stream_id;           /* the receiving server's stream id */
 	const char *auth;          /* "external" | "dialback" */
 	/* XEP-0288: the peer's inbound stream that carries this link instead of a
@@ -157,6 +166,8 @@ void pv_s2s_in_unlend(pv_s2s_in *c);             /* the link is being freed */
  * request to `out` (on an inbound stream, or with XEP-0288 on our own). */
 void pv_s2s_answer_verify(pv_s2s *s, const pv_xml *el, pv_buf *out);
 /* s2s_deliver.c */
+void pv_s2s_rxq_init(pv_s2s_rxq *r, pv_conn *conn);
+void pv_s2s_rxq_fini(pv_s2s_rxq *r);
 bool pv_s2s_is_stanza(const pv_xml *el);         /* message | presence | iq, jabber:server */
 /* A stanza from the authenticated domain `peer` for our `host` on a stream whose
  * received stanzas `in` counts (XEP-0198): checks its addresses, drops a resend of a

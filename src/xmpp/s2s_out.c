@@ -263,7 +263,7 @@ static void on_close(pv_conn *c, const char *why)
 	l->conn = NULL;
 	pv_xmlstream_free(l->xs);
 	l->xs = NULL;
-	pv_inq_fini(&l->rx);
+	pv_s2s_rxq_fini(&l->rx);
 	bool was_ready = l->state == L_READY;
 	pv_debug("s2s", "%s -> %s: connection closed (%s)", l->local, l->remote, why);
 	reset_stream_state(l);
@@ -324,7 +324,7 @@ void pv_s2s_link_free(pv_s2s_link *l)
 		pv_conn_abort(l->conn);
 	}
 	pv_xmlstream_free(l->xs);
-	pv_inq_fini(&l->rx);
+	pv_s2s_rxq_fini(&l->rx);
 	for (pv_qrow *r = l->rows, *nx; r; r = nx) {
 		nx = r->next;
 		free_row(r);
@@ -556,7 +556,7 @@ static void on_sm(pv_s2s_link *l, pv_xml *el)
 {
 	if (strcmp(el->name, "enabled") == 0) {
 		l->sm = true;
-		l->rx.base = l->rx.count; /* XEP-0198: we count the peer's stanzas from here */
+		l->rx.in.base = l->rx.in.count; /* XEP-0198: we count the peer's stanzas from here */
 		become_ready(l);
 	} else if (strcmp(el->name, "failed") == 0) {
 		l->sm = false;
@@ -564,7 +564,7 @@ static void on_sm(pv_s2s_link *l, pv_xml *el)
 			become_ready(l);
 	} else if (strcmp(el->name, "r") == 0) {
 		/* What the peer sent us here (XEP-0288), once durable; 0 without bidi. */
-		pv_inq_request(&l->rx);
+		pv_inq_request(&l->rx.in);
 	} else if (strcmp(el->name, "a") == 0) {
 		const char *text = NULL;
 		const char *cond = pv_s2s_link_acked(l, pv_xml_attr(el, "h"), &text);
@@ -706,7 +706,7 @@ static void on_element(void *ud, pv_xml *el)
 	} else if (pv_s2s_is_stanza(el) && l->bidi && l->authed) {
 		/* XEP-0288: the receiving server sends us its stanzas on our stream. */
 		const char *cond = NULL, *text = NULL;
-		if (pv_s2s_deliver(l->s2s, l->host, l->remote, &l->rx, el, &cond, &text) != 0)
+		if (pv_s2s_deliver(l->s2s, l->host, l->remote, &l->rx.in, el, &cond, &text) != 0)
 			stream_error(l, cond, text);
 		return;
 	} else {
@@ -723,21 +723,6 @@ static void on_stream_close(void *ud)
 }
 
 static const pv_xmlstream_cb xs_cb = {.open = on_open, .element = on_element, .close = on_stream_close};
-
-/* XEP-0198 for what the peer sends us on our own stream (XEP-0288): the delivery and
- * the high-water mark commit together, so released holds mean durable. */
-static void rx_answer(void *owner, uint32_t h)
-{
-	char b[80];
-	snprintf(b, sizeof(b), "<a xmlns='" PV_NS_SM "' h='%u'/>", h);
-	lputs(owner, b);
-}
-
-static void rx_advanced(void *owner)
-{
-	pv_s2s_link *l = owner;
-	pv_inq_set_durable(&l->rx, l->rx.done);
-}
 
 static void on_data(pv_conn *c, const char *data, size_t n)
 {
@@ -798,8 +783,8 @@ static void try_target(pv_s2s_link *l)
 	l->xs = pv_xmlstream_new(&xs_cb, l, &lim);
 	reset_stream_state(l);
 	reset_tx(l);
-	pv_inq_init(&l->rx, l, rx_advanced, rx_answer);
 	l->conn = pv_conn_connect(l->s2s->srv->loop, (struct sockaddr *)&t->addr, &conn_cb, l, connected);
+	pv_s2s_rxq_init(&l->rx, l->conn);
 	if (!l->conn) {
 		pv_xmlstream_free(l->xs);
 		l->xs = NULL;
@@ -1062,7 +1047,7 @@ static void drop_own(pv_s2s_link *l)
 	}
 	pv_xmlstream_free(l->xs);
 	l->xs = NULL;
-	pv_inq_fini(&l->rx);
+	pv_s2s_rxq_fini(&l->rx);
 	reset_stream_state(l);
 }
 

@@ -99,6 +99,13 @@ def the_link(srv, here, there):
     return ls[0]
 
 
+def pair(providers, raw, **kw):
+    """bale and eitaa (providers(**kw)), alice logged in on bale, bob on eitaa."""
+    servers = providers([BALE, EITAA], **kw)
+    bale, eitaa = servers[BALE], servers[EITAA]
+    return bale, eitaa, login(raw, bale, "alice"), login(raw, eitaa, "bob")
+
+
 def exchange(a, b, tag, rounds=3):
     """alice@bale and bob@eitaa message each other, each message waited for."""
     for i in range(rounds):
@@ -112,10 +119,7 @@ def exchange(a, b, tag, rounds=3):
 
 @pytest.mark.pv_timeout(90)
 def test_one_connection_serves_both_directions(providers, raw):
-    servers = providers([BALE, EITAA])
-    bale, eitaa = servers[BALE], servers[EITAA]
-    a = login(raw, bale, "alice")
-    b = login(raw, eitaa, "bob")
+    bale, eitaa, a, b = pair(providers, raw)
     # bale speaks first: its connection is the one
     a.message(f"bob@{EITAA}", "first")
     wait_chat(b, "first", f"alice@{BALE}", timeout=30)
@@ -139,10 +143,7 @@ def test_one_connection_serves_both_directions(providers, raw):
 
 @pytest.mark.pv_timeout(120)
 def test_both_connect_at_once_then_one_connection(providers, raw):
-    servers = providers([BALE, EITAA])
-    bale, eitaa = servers[BALE], servers[EITAA]
-    a = login(raw, bale, "alice")
-    b = login(raw, eitaa, "bob")
+    bale, eitaa, a, b = pair(providers, raw)
     a.message(f"bob@{EITAA}", "at once 1")
     b.message(f"alice@{BALE}", "at once 2")
     wait_chat(b, "at once 1", f"alice@{BALE}", timeout=30)
@@ -159,10 +160,7 @@ def test_both_connect_at_once_then_one_connection(providers, raw):
 
 @pytest.mark.parametrize("off", [BALE, EITAA])
 def test_bidi_off_on_either_side_two_connections(providers, raw, off):
-    servers = providers([BALE, EITAA], per={off: {"bidi": False}})
-    bale, eitaa = servers[BALE], servers[EITAA]
-    a = login(raw, bale, "alice")
-    b = login(raw, eitaa, "bob")
+    bale, eitaa, a, b = pair(providers, raw, per={off: {"bidi": False}})
     exchange(a, b, "one-way links")
     assert len(wait_connections(bale, eitaa, 2)) == 2
     for srv, here, there in ((bale, BALE, EITAA), (eitaa, EITAA, BALE)):
@@ -172,10 +170,7 @@ def test_bidi_off_on_either_side_two_connections(providers, raw, off):
 
 
 def test_bidi_with_dialback(providers, raw):
-    servers = providers([BALE, EITAA], certs={BALE: "wrong", EITAA: "wrong"})
-    bale, eitaa = servers[BALE], servers[EITAA]
-    a = login(raw, bale, "alice")
-    b = login(raw, eitaa, "bob")
+    bale, eitaa, a, b = pair(providers, raw, certs={BALE: "wrong", EITAA: "wrong"})
     exchange(a, b, "dialback")
     carried = the_link(eitaa, EITAA, BALE)
     assert carried.get("bidi") == "carrier" and carried.get("auth") == "dialback", carried

@@ -1,0 +1,148 @@
+"""Consent changes (issue 4): a change applies to the very next stanza on every resource
+of the user, revoking is silent, and every change is recorded in the user's
+append-only, hash-chained log, which the user can export (<history/>) and verify:
+
+  hash = SHA-256( prev "\\n" seq "\\n" stamp "\\n" action )   (include/peyvand/pv_store.h)
+
+with prev the previous entry's hash (64 zeros for entry 1), seq and stamp in decimal.
+The export must say verified='true', list the entries in order, and each hash must
+recompute.  An operator can show which entry a delivered message rested on
+(`peyvandctl consent why`)."""
+import time
+
+import pytest
+
+from consentlib import (BALE, EITAA, RUBIKA, ZERO_HASH, accept, bare, check_chain, child_text,
+                        decline, history, local_barrier, login, remote_barrier, requests,
+                        set_consent, settings, stamp_seconds, users)
+from rawxmpp import local, to_str
+
+ALICE = f"alice@{BALE}"
+BOB = f"bob@{EITAA}"
+
+
+def probe(bob, phase):
+    """bob writes to alice's bare JID and to her resource r2, and sends her a directed
+    presence; returns the bodies/status it used."""
+    bob.message(ALICE, f"{phase} to bare", id=f"{phase}-bare")
+    bob.message(f"{ALICE}/r2", f"{phase} to r2", id=f"{phase}-r2")
+    bob.send_stanza(f"<presence to='{ALICE}' id='{phase}-p'><status>{phase}</status></presence>")
+
+
+def got(c, phase, since):
+    out = set()
+    for e in c.seen[since:]:
+        if bare(e.get("from")) != BOB:
+            continue
+        if local(e.tag) == "message" and e.get("type") != "error":
+            out.add(child_text(e, "body"))
+        elif local(e.tag) == "presence" and e.get("type") is None:
+            out.add("presence " + (child_text(e, "status") or ""))
+    return {x for x in out if x and phase in x}
+
+
+@pytest.mark.pv_timeout(90)
+def test_change_takes_effect_at_once_on_every_resource(consent_providers, raw):
+    servers = consent_providers([BALE, EITAA], users=users("alice", "bob"))
+    r1 = login(raw, servers[BALE], "alice", resource="r1")
+    r2 = login(raw, servers[BALE], "alice", resource="r2")
+    bob = login(raw, servers[EITAA], "bob")
+    set_consent(bob, policy="everyone")
+
+    def phase(name, deliver):
+        marks = (len(r1.seen), len(r2.seen))
+        probe(bob, name)
+        remote_barrier(bob, BALE)
+        local_barrier(r1)
+        local_barrier(r2)
+        g1, g2 = got(r1, name, marks[0]), got(r2, name, marks[1])
+        if deliver:
+            assert g1 == {f"{name} to bare", f"presence {name}"}, \
+                f"phase {name}: r1 must get the bare-JID message and the presence: {g1}"
+            assert g2 == {f"{name} to bare", f"{name} to r2", f"presence {name}"}, \
+                f"phase {name}: r2 must get both messages and the presence: {g2}"
+        else:
+            assert not g1 and not g2, (f"phase {name}: nothing may be delivered to any "
+                                       f"resource, but r1 got {g1}, r2 got {g2}")
+
+    set_consent(r1, policy="everyone")
+    phase("open", True)
+    set_consent(r1, policy="off")                      # closed from r1 ...
+    phase("closed", False)                             # ... at once for r2 too
+    assert requests(r2) == [], "policy off holds nothing"
+    set_consent(r2, senders={BOB: "allow"})            # opened for bob from r2
+    phase("allowed", True)
+    set_consent(r1, senders={BOB: "deny"})             # revoked from r1
+    phase("revoked", False)
+    from_alice = [to_str(e)[:300] for e in bob.seen if bare(e.get("from")) == ALICE]
+    assert not from_alice, f"the revoked sender must see nothing at all: {from_alice}"
+
+
+@pytest.mark.pv_timeout(90)
+def test_history_export_is_ordered_and_hash_chained(consent_providers, raw):
+    servers = consent_providers([BALE, EITAA], users=users("alice", "bob", "carol"))
+    bale = servers[BALE]
+    a = login(raw, bale, "alice")
+    bob, carol = login(raw, servers[EITAA], "bob"), login(raw, servers[EITAA], "carol")
+    for c in (bob, carol):
+        set_consent(c, policy="everyone")
+    t0 = int(time.time()) - 1
+    x = f"x@{RUBIKA}"
+
+    set_consent(a, policy="contacts")
+    bob.message(ALICE, "hi", id="held-hi")
+    carol.message(ALICE, "yo", id="held-yo")
+    remote_barrier(bob, BALE)
+    remote_barrier(carol, BALE)
+    assert {r["from"] for r in requests(a)} == {BOB, f"carol@{EITAA}"}, requests(a)
+    accept(a, BOB)
+    decline(a, f"carol@{EITAA}")
+    # one request, several changes: logged one entry each, in document order
+    set_consent(a, policy="everyone", providers={RUBIKA: "off", EITAA: "everyone"},
+                senders={x: "allow"})
+    set_consent(a, providers={RUBIKA: "remove"}, senders={x: "remove"})
+    want = ["policy contacts", f"accept {BOB}", f"decline carol@{EITAA}", "policy everyone",
+            f"provider {RUBIKA} off", f"provider {EITAA} everyone", f"sender {x} allow",
+            f"provider {RUBIKA} remove", f"sender {x} remove"]
+    t1 = int(time.time()) + 1
+
+    verified, entries = history(a)
+    assert verified == "true", f"an untouched chain must verify: verified={verified!r}"
+    assert [e["seq"] for e in entries] == list(range(1, len(want) + 1)), \
+        f"entries must be numbered 1..n in order: {[e['seq'] for e in entries]}"
+    assert [e["action"] for e in entries] == want, [e["action"] for e in entries]
+    stamps = [stamp_seconds(e["stamp"]) for e in entries]
+    assert stamps == sorted(stamps) and t0 <= stamps[0] and stamps[-1] <= t1, \
+        f"stamps must be the times of the changes, in order: {[e['stamp'] for e in entries]}"
+    assert entries[0]["prev"] == ZERO_HASH
+    check_chain(entries)
+    assert settings(a)["head"] == len(want), settings(a)
+
+    # a partial export continues the chain
+    verified, tail = history(a, after=4)
+    assert verified == "true"
+    assert [e["seq"] for e in tail] == list(range(5, len(want) + 1))
+    assert [(e["hash"], e["action"]) for e in tail] == \
+        [(e["hash"], e["action"]) for e in entries[4:]]
+    check_chain(tail, first_prev=entries[3]["hash"])
+
+    # the operator's view: same chain, verified
+    r = bale.ctl("consent", "log", ALICE)
+    assert r.rc == 0 and "chain ok" in r.out, r
+    for e in entries:
+        assert f"hash={e['hash']}" in r.out, f"entry {e['seq']} missing from `consent log`: {r}"
+
+    # which entry a delivered cross-provider message rested on
+    local_barrier(a)
+    delivered = [e for e in a.seen if local(e.tag) == "message" and e.get("id") == "held-hi"]
+    assert len(delivered) == 1, "the accepted request's message must be delivered once"
+    bob.message(ALICE, "after everything", id="direct-1")
+    remote_barrier(bob, BALE)
+    for stanza_id, seq in (("held-hi", 2), ("direct-1", len(want))):
+        r = bale.ctl("consent", "why", ALICE, stanza_id)
+        assert r.rc == 0, r
+        assert f"from {BOB}" in r.out and f"under log entry {seq}:" in r.out, (
+            f"message {stanza_id} was delivered under entry {seq} ({want[seq - 1]!r}): {r}")
+        assert entries[seq - 1]["hash"] in r.out, r
+    r = bale.ctl("consent", "why", ALICE, "held-yo")
+    assert r.rc != 0, f"a declined message was never delivered: {r}"
