@@ -141,13 +141,22 @@ static bool in_roster(pv_host *h, const char *user, const char *sender)
 	return found;
 }
 
+static int drop_bucket(void *ud, const char *key, void *val)
+{
+	pv_free(val);
+	return 1;
+}
+
 static bool take_token(pv_map *m, const char *key, double per_period, double period_ms)
 {
 	bucket *b = pv_map_get(m, key);
 	uint64_t now = pv_now_ms();
 	if (!b) {
-		if (pv_map_count(m) > 100000)
-			return false; /* bounded: a flood of distinct keys cannot grow this forever */
+		if (pv_map_count(m) >= 100000) {
+			/* Bounded: a flood of distinct keys starts the table afresh rather than
+			 * refusing every newcomer on the host. */
+			pv_map_each(m, drop_bucket, NULL);
+		}
 		b = pv_calloc(1, sizeof(*b));
 		b->tokens = per_period;
 		b->at = now;
@@ -231,9 +240,10 @@ static void hold(chost *ch, const char *user, pv_stanza *st)
 			return;
 		}
 	} else {
-		if ((size_t)pv_store_request_count(store, host, user) >= ch->max_requests ||
-		    !take_token(ch->by_domain, st->from.domain, ch->per_domain, 60000.0) ||
-		    !take_token(ch->by_sender, sender, ch->per_sender, 3600000.0)) {
+		if (ch->max_held == 0 || w->len > ch->max_bytes ||
+		    (size_t)pv_store_request_count(store, host, user) >= ch->max_requests ||
+		    !take_token(ch->by_sender, sender, ch->per_sender, 3600000.0) ||
+		    !take_token(ch->by_domain, st->from.domain, ch->per_domain, 60000.0)) {
 			pv_info("consent", "new request from %s to %s@%s refused by limits", sender, user, host);
 			return;
 		}
@@ -262,6 +272,11 @@ static int on_remote(pv_event *ev, void *ud)
 {
 	chost *ch = ud;
 	pv_stanza *st = ev->stanza;
+	/* Answers to the user's own queries (iq result/error to a full JID) carry nothing
+	 * the user did not ask for. */
+	if (st->kind == PV_ST_IQ && st->to.resource && st->type &&
+	    (strcmp(st->type, "result") == 0 || strcmp(st->type, "error") == 0))
+		return PV_PASS;
 	const char *user = st->to.local;
 	pv_store *store = pv_host_store(ch->h);
 	bool exists = pv_store_user_exists(store, pv_host_name(ch->h), user) == 1;
@@ -288,6 +303,33 @@ static int on_remote(pv_event *ev, void *ud)
 	if (st->kind == PV_ST_IQ && st->type && (strcmp(st->type, "get") == 0 || strcmp(st->type, "set") == 0))
 		pv_reply_error(ev, "cancel", "service-unavailable");
 	return PV_HANDLED;
+}
+
+/* Writing to someone on another provider first is consent to hear back from them: the
+ * user's message (with a body) or subscription request to a remote JID the settings
+ * would not let through adds an allow rule, logged like any other change. */
+static int on_outbound(pv_event *ev, void *ud)
+{
+	chost *ch = ud;
+	pv_stanza *st = ev->stanza;
+	const pv_jid *me = ev->origin ? pv_session_jid(ev->origin) : NULL;
+	if (!me || !st->has_to || !st->to.local || pv_host_is_local(ch->h, st->to.domain) || !is_request_kind(st))
+		return PV_PASS;
+	const pv_consent *c = settings(ch, me->local);
+	if (pv_consent_decide(c, st->to.bare, st->to.domain, false, ch->allow_everyone) == PV_CONSENT_DELIVER)
+		return PV_PASS;
+	for (size_t i = 0; i < c->nsenders; i++)
+		if (strcmp(c->senders[i].subject, st->to.bare) == 0)
+			return PV_PASS; /* an explicit rule (deny) stays as the user set it */
+	pv_store *store = pv_host_store(ch->h);
+	char action[1100];
+	snprintf(action, sizeof(action), "sender %s allow (wrote first)", st->to.bare);
+	pv_store_batch_begin(store);
+	pv_store_consent_set_sender(store, pv_host_name(ch->h), me->local, st->to.bare, 1, NULL, NULL);
+	log_change(ch->h, me->local, action);
+	pv_store_batch_end(store);
+	pv_consent_invalidate(ch->h, me->local);
+	return PV_PASS;
 }
 
 /* ---- operations ---- */
@@ -340,6 +382,8 @@ int pv_consent_apply(pv_host *h, const char *user, const pv_xml *el, const char 
 		*cond = "resource-constraint";
 		return PV_ELIMIT;
 	}
+	/* Each change and its log entry commit together. */
+	pv_store_batch_begin(store);
 	if (pol) {
 		pv_store_consent_set_policy(store, host, user, p, NULL, NULL);
 		snprintf(action, sizeof(action), "policy %s", pv_consent_policy_name(p));
@@ -367,6 +411,7 @@ int pv_consent_apply(pv_host *h, const char *user, const pv_xml *el, const char 
 			pv_jid_fini(&j);
 		}
 	}
+	pv_store_batch_end(store);
 	pv_consent_invalidate(h, user);
 	return 0;
 bad:
@@ -511,10 +556,16 @@ int pv_consent_accept(pv_host *h, const char *user, const char *sender)
 		return rc;
 	pv_store *store = pv_host_store(h);
 	char action[1100];
+	pv_store_batch_begin(store);
 	pv_store_consent_set_sender(store, pv_host_name(h), user, j.bare, 1, NULL, NULL);
+	/* Accepting someone undoes a block of them: the user's latest word counts. */
+	pv_store_block_set(store, pv_host_name(h), user, j.bare, false, NULL, NULL);
 	snprintf(action, sizeof(action), "accept %s", j.bare);
 	log_change(h, user, action);
+	pv_store_batch_end(store);
 	pv_consent_invalidate(h, user);
+	pv_event bev = {.host = h, .user = user};
+	pv_fire(h, "blocklist-changed", &bev);
 	redeliver_ctx r = {.h = h};
 	pv_store_request_get(store, pv_host_name(h), user, j.bare, redeliver, &r);
 	pv_store_request_drop(store, pv_host_name(h), user, j.bare, NULL, NULL);
@@ -613,7 +664,8 @@ static int on_get(pv_event *ev, void *ud)
 	const char *user = owner_of(ev);
 	pv_xml *q = pv_xml_first_element(ev->stanza->xml);
 	if (!user) {
-		pv_reply_error(ev, "auth", "forbidden");
+		/* Not forbidden: that would tell a stranger the account exists. */
+		pv_reply_error(ev, "cancel", "service-unavailable");
 		return PV_HANDLED;
 	}
 	if (pv_xml_is(q, "consent", PV_NS_CONSENT)) {
@@ -653,7 +705,7 @@ static int on_set(pv_event *ev, void *ud)
 	const char *user = owner_of(ev);
 	pv_xml *q = pv_xml_first_element(ev->stanza->xml);
 	if (!user) {
-		pv_reply_error(ev, "auth", "forbidden");
+		pv_reply_error(ev, "cancel", "service-unavailable");
 		return PV_HANDLED;
 	}
 	int rc;
@@ -709,6 +761,7 @@ static int consent_load(pv_host *h, const pv_conf *conf, void **state)
 		hosts = pv_map_new();
 	pv_map_put(hosts, pv_host_name(h), ch);
 	pv_hook(h, "filter/remote", 0, on_remote, ch);
+	pv_hook(h, "filter/outbound", 0, on_outbound, ch);
 	pv_hook(h, "iq-get/bare/" PV_NS_CONSENT, 0, on_get, ch);
 	pv_hook(h, "iq-set/bare/" PV_NS_CONSENT, 0, on_set, ch);
 	pv_hook(h, "user-deleted", 0, on_user_deleted, ch);
@@ -722,6 +775,7 @@ static void consent_unload(pv_host *h, void *state)
 {
 	chost *ch = state;
 	pv_unhook(h, "filter/remote", on_remote, ch);
+	pv_unhook(h, "filter/outbound", on_outbound, ch);
 	pv_unhook(h, "iq-get/bare/" PV_NS_CONSENT, on_get, ch);
 	pv_unhook(h, "iq-set/bare/" PV_NS_CONSENT, on_set, ch);
 	pv_unhook(h, "user-deleted", on_user_deleted, ch);
