@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential cmake pkg-config libuv1-dev libssl-dev libexpat1-dev libyaml-dev
 libsqlite3-dev libidn2-dev libicu-dev libcmocka-dev libc-ares-dev python3 python3-slixmpp python3-pytest
-openssl prosody"
+openssl prosody lua-unbound"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -409,8 +409,11 @@ static void reply_blocked(pv_event *ev)
 	pv_stanza *e = pv_stanza_error(ev->stanza, "cancel", "not-acceptable", NULL);
 	if (!e)
 		return;
-	pv_xml *err = pv_xml_child(e->xml, "error", NULL);
-	if (err)
+	/* The <error/> pv_stanza_error appended last (the payload before it is the
+	 * sender's, which may hold anything); the application condition follows the
+	 * defined one (RFC 6120 8.3.2). */
+	pv_xml *err = e->xml->last;
+	if (pv_xml_is(err, "error", NULL))
 		pv_xml_add_child(err, "blocked", NS_BLOCKING_ERRORS);
 	pv_reply(ev, e);
 }
@@ -836,8 +839,9 @@ static void reports_of(pv_host *h, const char *user, const pv_xml *cmd, const bl
 		pv_xml *rep = pv_xml_child(c, "report", NS_REPORTING);
 		if (!rep)
 			continue;
+		const char *s = pv_xml_attr(c, "jid");
 		pv_jid j;
-		if (pv_jid_parse_str(&j, pv_xml_attr(c, "jid")) < 0)
+		if (!s || pv_jid_parse_str(&j, s) < 0)
 			continue; /* validated before; cannot happen */
 		bool found;
 		size_t at = list_pos(items, j.full, &found);

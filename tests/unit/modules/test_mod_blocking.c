@@ -532,8 +532,8 @@ static char *filter(fixture *f, const char *event, pv_session *origin, const cha
 	if (fake.nreplies == 0)
 		return pv_strdup("handled");
 	pv_stanza *r = fake_reply();
-	pv_xml *err = pv_xml_child(r->xml, "error", NULL);
-	bool blocked = err && pv_xml_child(err, "blocked", NS_BLOCKING_ERRORS);
+	pv_xml *err = r->xml->last; /* the reply's own <error/> comes after any payload */
+	bool blocked = pv_xml_is(err, "error", NULL) && pv_xml_child(err, "blocked", NS_BLOCKING_ERRORS);
 	char *out = pv_sprintf("handled %s%s from=%s", fake_outcome(r), blocked ? "+blocked" : "",
 		r->from.full);
 	pv_stanza_unref(r);
@@ -599,6 +599,9 @@ static void test_sender_side_and_outbound(void **state)
 			HAMLET, "pass"},
 		/* 3.3: hamlet's client to a blocked JID: not-acceptable + <blocked/> */
 		{"filter/outbound", true, "<message to='bob@x.example' id='m'><body>x</body></message>",
+			HAMLET "/a", "handled not-acceptable+blocked from=bob@x.example"},
+		/* a payload that holds an <error/> of its own does not get the condition */
+		{"filter/outbound", true, "<message to='bob@x.example' id='m'><error type='cancel'/><body>x</body></message>",
 			HAMLET "/a", "handled not-acceptable+blocked from=bob@x.example"},
 		{"filter/outbound", true, "<presence to='bob@x.example/r'/>", HAMLET "/a",
 			"handled not-acceptable+blocked from=bob@x.example/r"},
