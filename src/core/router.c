@@ -288,6 +288,13 @@ void pv_router_dispatch(pv_host *h, pv_session *origin, pv_stanza *st)
 static void to_remote(pv_host *h, pv_session *origin, pv_stanza *st)
 {
 	pv_host *from = st->has_from ? pv_server_host(h->srv, st->from.domain) : NULL;
+	if (from && !origin && st->from.local) {
+		/* Stanzas the server makes on a user's behalf (presence broadcasts, probe
+		 * answers) meet the same outbound filters as the user's own. */
+		pv_event ev = {.host = from, .stanza = st};
+		if (pv_fire(from, "filter/outbound", &ev) == PV_HANDLED)
+			return;
+	}
 	if (from && pv_s2s_send(h->srv, from, st) == 0)
 		return;
 	if (!type_is(st, "error") && !type_is(st, "result"))

@@ -45,7 +45,8 @@
  *   inside a block <item/> is stored for the operators (pv_store_report_add): the item's
  *   JID, the reason, the user's <text/>, and as evidence the <report/> element without
  *   its text (stanza-id references, processing opt-ins) followed by every message
- *   request (consent) held from a matching sender, which is then dropped.  The block
+ *   request (consent) held from a matching sender, one element per line; the held
+ *   requests are then dropped.  The block
  *   happens whether or not the report is usable (section "Submitting Reports"); a report
  *   without a known reason is logged and ignored.  Reports are never forwarded (we
  *   implement neither report-origin nor third-party processing).
@@ -631,6 +632,7 @@ static void request_xml_cb(void *ud, int64_t id, int64_t stamp, const char *xml,
 {
 	pv_buf *ev = ud;
 	pv_buf_append(ev, xml, len);
+	pv_buf_puts(ev, "\n");
 }
 
 static void trim_append(pv_buf *out, const char *s)
@@ -684,6 +686,7 @@ static void store_report(pv_host *h, const char *user, const pv_jid *entry, cons
 		}
 	}
 	pv_xml_serialize(copy, NULL, &evidence);
+	pv_buf_puts(&evidence, "\n"); /* one element per line, as mod_consent's reports */
 	pv_xml_free(copy);
 
 	/* Held message requests from the reported sender(s) are the evidence the

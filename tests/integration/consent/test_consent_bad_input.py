@@ -1,10 +1,13 @@
 """Bad input to consent (issue 4).
 
-Malformed consent IQs get the stanza error the protocol names and change nothing (no
-setting, no log entry): unknown policy / rule, invalid or missing JIDs and domains, a
-rule about the user's own provider -> bad-request; an element the namespace does not
-define -> feature-not-implemented; another account's consent (a local user, or a remote
-sender) -> forbidden; more than 100 rules -> resource-constraint.
+Malformed consent IQs get the stanza error docs/protocol/consent.md section 11 names
+and change nothing (no setting, no log entry): unknown policy / rule, invalid or missing
+JIDs and domains, a rule about the user's own provider -> bad-request; an element the
+namespace does not define (or not for that iq type) -> feature-not-implemented; another
+account's consent (a local user, a remote sender it allows or not) -> service-unavailable,
+the same bytes as for an account that does not exist (the protocol answers no one but the
+account itself, and must not reveal that the account exists); more than 100 rules ->
+resource-constraint.
 
 A remote provider flooding first contacts from many distinct senders: at most
 new_requests_per_domain new requests per minute are held; the flooding stream is not
@@ -18,6 +21,7 @@ from consentlib import (BALE, EITAA, NS_CONSENT, RUBIKA, bare, child_text, conse
 from rawxmpp import local, to_str
 
 ALICE = f"alice@{BALE}"
+GHOST = f"ghost@{BALE}"
 
 BAD_SETS = [
     ("unknown policy", "<consent xmlns='{ns}' policy='sometimes'/>", "bad-request"),
@@ -50,18 +54,29 @@ BAD_SETS = [
      f"domain='{RUBIKA}' policy='everyone'/><sender jid='x@@y' rule='allow'/></consent>",
      "bad-request"),
     ("unknown element (set)", "<frobnicate xmlns='{ns}'/>", "feature-not-implemented"),
+    ("a get-only element in a set", "<requests xmlns='{ns}'/>", "feature-not-implemented"),
+    ("two payload elements", "<consent xmlns='{ns}' policy='off'/><consent xmlns='{ns}'/>",
+     "bad-request"),
     ("accept: no jid", "<accept xmlns='{ns}'/>", "bad-request"),
     ("accept: invalid jid", "<accept xmlns='{ns}' jid='@@'/>", "bad-request"),
     ("report: unknown reason", f"<report xmlns='{{ns}}' jid='bob@{EITAA}' reason='because'/>",
      "bad-request"),
+    ("decline: no jid", "<decline xmlns='{ns}'/>", "bad-request"),
     ("report: no jid", "<report xmlns='{ns}' reason='urn:xmpp:reporting:spam'/>", "bad-request"),
+    ("report: no localpart", f"<report xmlns='{{ns}}' jid='{EITAA}' "
+     "reason='urn:xmpp:reporting:spam'/>", "bad-request"),
 ]
 BAD_GETS = [
     ("unknown element (get)", "<frobnicate xmlns='{ns}'/>", "feature-not-implemented"),
+    ("a set-only element in a get", f"<accept xmlns='{{ns}}' jid='bob@{EITAA}'/>",
+     "feature-not-implemented"),
     ("request: no from", "<request xmlns='{ns}'/>", "bad-request"),
     ("request: invalid from", "<request xmlns='{ns}' from='@@'/>", "bad-request"),
     ("history: after not a number", "<history xmlns='{ns}' after='abc'/>", "bad-request"),
     ("history: empty after", "<history xmlns='{ns}' after=''/>", "bad-request"),
+    ("history: negative after", "<history xmlns='{ns}' after='-1'/>", "bad-request"),
+    ("history: signed after", "<history xmlns='{ns}' after='+2'/>", "bad-request"),
+    ("history: after with spaces", "<history xmlns='{ns}' after=' 2'/>", "bad-request"),
 ]
 
 
@@ -90,31 +105,34 @@ def test_malformed_consent_iqs(consent_providers, raw):
     verified, entries = history(a)
     assert verified == "true" and len(entries) == head, (verified, entries)
 
-    # someone else's account: a local user ...
-    for type_, payload in (("set", consent_xml(policy="everyone")),
-                           ("get", f"<consent xmlns='{NS_CONSENT}'/>"),
-                           ("get", f"<requests xmlns='{NS_CONSENT}'/>"),
-                           ("get", f"<history xmlns='{NS_CONSENT}'/>")):
-        expect_error(b_local.iq(type_, payload, to=ALICE, timeout=20), "forbidden", "auth",
-                     what=f"bob@bale: {type_} of alice's consent")
-    # ... and a remote sender alice allows (carol) or does not know (bob)
+    # someone else's account -- a local user, a remote sender alice allows (carol) or
+    # not (bob) -- and the server's domain: service-unavailable, exactly as for an
+    # account that does not exist
     carol = login(raw, servers[EITAA], "carol")
     bob = login(raw, servers[EITAA], "bob")
     for c in (carol, bob):
-        set_consent(c, policy="everyone")
-    expect_error(carol.iq("set", consent_xml(policy="off"), to=ALICE, timeout=20),
-                 "forbidden", "auth", what="carol@eitaa: set alice's consent")
-    expect_error(carol.iq("get", f"<requests xmlns='{NS_CONSENT}'/>", to=ALICE, timeout=20),
-                 "forbidden", "auth", what="carol@eitaa: read alice's requests")
-    # bob is not allowed: his answers must look like those for a non-existent account
-    for i, payload in enumerate((consent_xml(policy="off"), f"<requests xmlns='{NS_CONSENT}'/>")):
-        res = bob.iq("get" if i else "set", payload, to=ALICE, timeout=20, id=f"x{i}")
-        ghost = bob.iq("get" if i else "set", payload, to=f"ghost@{BALE}", timeout=20, id=f"y{i}")
-        expect_error(res, "service-unavailable", what="a stranger's consent iq")
-        assert sender_view(bob, ALICE, {f"x{i}"}) == sender_view(bob, f"ghost@{BALE}", {f"y{i}"}), \
-            f"{to_str(res)} != {to_str(ghost)}"
+        set_consent(c, policy="everyone")   # see whatever bale answers
+    asks = [("set", consent_xml(policy="everyone")), ("get", f"<consent xmlns='{NS_CONSENT}'/>"),
+            ("get", f"<requests xmlns='{NS_CONSENT}'/>"), ("get", f"<history xmlns='{NS_CONSENT}'/>"),
+            ("set", f"<accept xmlns='{NS_CONSENT}' jid='x@{EITAA}'/>")]
+    n = 0
+    for who, c in (("bob@bale", b_local), ("carol@eitaa (allowed)", carol),
+                   ("bob@eitaa (stranger)", bob)):
+        for type_, payload in asks:
+            n += 1
+            res = c.iq(type_, payload, to=ALICE, timeout=20, id=f"other{n}")
+            c.iq(type_, payload, to=GHOST, timeout=20, id=f"ghost{n}")
+            expect_error(res, "service-unavailable", "cancel",
+                         what=f"{who}: {type_} {payload} to alice's account")
+            mine = sender_view(c, ALICE, {f"other{n}"})
+            ghost = sender_view(c, GHOST, {f"ghost{n}"})
+            assert mine == ghost, (f"{who}: the answer must be the same as for an account that "
+                                   f"does not exist:\n  alice: {mine}\n  ghost: {ghost}")
+    expect_error(a.iq("get", f"<consent xmlns='{NS_CONSENT}'/>", to=BALE, timeout=20),
+                 "service-unavailable", what="consent get addressed to the server's domain")
     after = settings(a)
-    assert (after["policy"], after["head"]) == (before["policy"], head), after
+    assert (after["policy"], after["senders"], after["head"]) == \
+        (before["policy"], before["senders"], head), after
 
 
 @pytest.mark.pv_timeout(60)
@@ -129,7 +147,11 @@ def test_too_many_rules_in_one_request(consent_providers, raw):
         f"a refused request must change nothing: {s}"
     hundred = dict(list(many.items())[:100])
     expect_result(consent_iq(a, "set", consent_xml(senders=hundred)), "100 rules")
-    assert len(settings(a)["senders"]) == 100
+    s = settings(a)
+    assert len(s["senders"]) == 100 and s["head"] == 100, \
+        f"100 rules, one log entry each: {len(s['senders'])} rules, head {s['head']}"
+    expect_result(consent_iq(a, "set", consent_xml()), "an empty <consent/>")
+    assert settings(a)["head"] == 100, "an empty <consent/> changes and logs nothing"
 
 
 @pytest.mark.pv_timeout(60)

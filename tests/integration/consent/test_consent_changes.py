@@ -146,3 +146,56 @@ def test_history_export_is_ordered_and_hash_chained(consent_providers, raw):
         assert entries[seq - 1]["hash"] in r.out, r
     r = bale.ctl("consent", "why", ALICE, "held-yo")
     assert r.rc != 0, f"a declined message was never delivered: {r}"
+
+    # an operator's change is logged as such, extends the chain and applies at once
+    r = bale.ctl("consent", "set", ALICE, "off")
+    assert r.rc == 0, r
+    bob.message(ALICE, "after the operator", id="direct-2")
+    remote_barrier(bob, BALE)
+    local_barrier(a)
+    assert not [e for e in a.seen if e.get("id") == "direct-2"], \
+        "an operator's change must apply to the next stanza"
+    verified, entries = history(a)
+    assert verified == "true" and entries[-1]["action"] == "policy off (operator)", \
+        [e["action"] for e in entries[-2:]]
+    check_chain(entries)
+
+
+@pytest.mark.pv_timeout(60)
+def test_writing_first_allows_the_answer(consent_providers, raw):
+    """docs/protocol/consent.md 5: alice (default off) writes to bob@eitaa first: that
+    adds `sender bob allow (wrote first)` and his answer is delivered; a stranger who was
+    not written to stays out; an existing deny rule is left as it is.  Answers to her own
+    iqs (to her resource) pass whatever her settings."""
+    servers = consent_providers([BALE, EITAA], users=users("alice", "bob", "carol"))
+    a = login(raw, servers[BALE], "alice")
+    bob, carol = login(raw, servers[EITAA], "bob"), login(raw, servers[EITAA], "carol")
+    for c in (bob, carol):
+        set_consent(c, policy="everyone")
+    assert settings(a)["policy"] == "off", "the default policy is off"
+    remote_barrier(a, EITAA)     # an iq answer from another provider reaches policy off
+
+    a.message(BOB, "hello bob", id="w1")
+    bob.next(lambda e: child_text(e, "body") == "hello bob", 30, "alice's first message")
+    bob.message(ALICE, "hi alice", id="w2")
+    carol.message(ALICE, "me too", id="w3")
+    remote_barrier(bob, BALE)
+    remote_barrier(carol, BALE)
+    local_barrier(a)
+    bodies = [child_text(e, "body") for e in a.seen if local(e.tag) == "message"]
+    assert "hi alice" in bodies, "the answer of someone alice wrote to first must be delivered"
+    assert "me too" not in bodies, "a stranger alice did not write to stays out (policy off)"
+    assert settings(a)["senders"] == {BOB: "allow"}, settings(a)
+    _, entries = history(a)
+    assert entries[-1]["action"] == f"sender {BOB} allow (wrote first)", entries[-1]["action"]
+    check_chain(entries)
+
+    set_consent(a, senders={BOB: "deny"})
+    a.message(BOB, "one more thing", id="w4")
+    bob.next(lambda e: child_text(e, "body") == "one more thing", 30, "alice's message")
+    bob.message(ALICE, "yes?", id="w5")
+    remote_barrier(bob, BALE)
+    local_barrier(a)
+    assert "yes?" not in [child_text(e, "body") for e in a.seen], \
+        "writing to a denied sender must not lift the deny"
+    assert settings(a)["senders"] == {BOB: "deny"}, settings(a)

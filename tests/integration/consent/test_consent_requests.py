@@ -18,7 +18,7 @@ import pytest
 from consentlib import (BALE, EITAA, NS_CHATSTATES, REPORT_SPAM, accept, bare, blocklist,
                         child_text, decline, expect_error, held, held_bodies, login,
                         local_barrier, need_blocking, remote_barrier, report, request_action,
-                        requests, set_consent, settings, users)
+                        requests, roster_add, set_consent, settings, users)
 from rawxmpp import local, to_str
 
 LIMITS = {"max_held_per_sender": 4, "max_held_bytes": 3000, "max_requests": 2}
@@ -194,3 +194,25 @@ def test_request_actions_without_a_request(world):
     after = settings(a)
     assert after["senders"] == before["senders"] and after["head"] == before["head"], (
         f"a refused action must change nothing: before {before}, after {after}")
+
+
+@pytest.mark.pv_timeout(60)
+def test_provider_may_forbid_everyone(consent_providers, raw):
+    """allow_everyone: false -- the provider is stricter than the user: a stored
+    `everyone` acts as `contacts` (strangers held, roster contacts delivered)."""
+    servers = consent_providers([BALE, EITAA], consent={"allow_everyone": False},
+                                users=users("alice", "bob", "carol"))
+    a = login(raw, servers[BALE], "alice")
+    set_consent(a, policy="everyone")
+    roster_add(a, jid("carol"))
+    assert settings(a)["policy"] == "everyone", "the user's choice is stored as made"
+    bob, carol = login(raw, servers[EITAA], "bob"), login(raw, servers[EITAA], "carol")
+    for c in (bob, carol):
+        set_consent(c, policy="everyone")
+    chat(bob, "stranger")
+    chat(carol, "contact")
+    sync(a, bob, carol)
+    assert bodies_from(a, jid("carol")) == ["contact"]
+    assert not bodies_from(a, jid("bob"))
+    assert held_bodies(held(a, jid("bob"))) == ["stranger"]
+    nothing_from_alice(bob, carol)

@@ -534,8 +534,9 @@ static char *filter(fixture *f, const char *event, pv_session *origin, const cha
 	pv_stanza *r = fake_reply();
 	pv_xml *err = r->xml->last; /* the reply's own <error/> comes after any payload */
 	bool blocked = pv_xml_is(err, "error", NULL) && pv_xml_child(err, "blocked", NS_BLOCKING_ERRORS);
-	char *out = pv_sprintf("handled %s%s from=%s", fake_outcome(r), blocked ? "+blocked" : "",
-		r->from.full);
+	pv_xml *c = pv_xml_is(err, "error", NULL) ? pv_xml_first_element(err) : NULL;
+	char *out = pv_sprintf("handled %s%s from=%s", c ? c->name : r->type,
+		blocked ? "+blocked" : "", r->from.full);
 	pv_stanza_unref(r);
 	return out;
 }
