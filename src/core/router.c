@@ -288,9 +288,10 @@ void pv_router_dispatch(pv_host *h, pv_session *origin, pv_stanza *st)
 static void to_remote(pv_host *h, pv_session *origin, pv_stanza *st)
 {
 	pv_host *from = st->has_from ? pv_server_host(h->srv, st->from.domain) : NULL;
-	if (from && !origin && st->from.local) {
+	if (from && !origin && st->from.local && !type_is(st, "error")) {
 		/* Stanzas the server makes on a user's behalf (presence broadcasts, probe
-		 * answers) meet the same outbound filters as the user's own. */
+		 * answers) meet the same outbound filters as the user's own.  Errors are
+		 * answers the filters themselves may owe (XEP-0191's service-unavailable). */
 		pv_event ev = {.host = from, .stanza = st};
 		if (pv_fire(from, "filter/outbound", &ev) == PV_HANDLED)
 			return;

@@ -15,7 +15,8 @@
  *
  * Config (hosts.<d>.consent): allow_everyone (true), max_held_per_sender (10),
  * max_held_bytes (16k per sender), max_requests (100 senders per user),
- * new_requests_per_domain (60 per minute), new_requests_per_sender (10 per hour).
+ * new_requests_per_domain (60 per minute), new_requests_per_sender (10 per hour),
+ * max_rules (1000 provider and sender rules per user).
  * Threading: the worker loop.  Settings are cached per user and re-read after every
  * change, so a change applies to the next stanza on every resource. */
 #include <stdio.h>
@@ -37,7 +38,7 @@ typedef struct chost {
 	pv_map *by_sender;       /* sender bare JID -> bucket (new requests per hour) */
 	pv_map *by_domain;       /* sender domain -> bucket (new requests per minute) */
 	bool allow_everyone;
-	size_t max_held, max_bytes, max_requests;
+	size_t max_held, max_bytes, max_requests, max_rules;
 	double per_domain, per_sender;
 } chost;
 
@@ -321,6 +322,8 @@ static int on_outbound(pv_event *ev, void *ud)
 	for (size_t i = 0; i < c->nsenders; i++)
 		if (strcmp(c->senders[i].subject, st->to.bare) == 0)
 			return PV_PASS; /* an explicit rule (deny) stays as the user set it */
+	if (c->nproviders + c->nsenders >= ch->max_rules)
+		return PV_PASS; /* full: the answer will be held as a request instead */
 	pv_store *store = pv_host_store(ch->h);
 	char action[1100];
 	snprintf(action, sizeof(action), "sender %s allow (wrote first)", st->to.bare);
@@ -378,7 +381,9 @@ int pv_consent_apply(pv_host *h, const char *user, const pv_xml *el, const char 
 			goto bad;
 		}
 	}
-	if (nchild > 100) {
+	chost *ch = state_of(h);
+	const pv_consent *cur = ch ? settings(ch, user) : NULL;
+	if (nchild > 100 || (cur && cur->nproviders + cur->nsenders + nchild > ch->max_rules)) {
 		*cond = "resource-constraint";
 		return PV_ELIMIT;
 	}
@@ -603,8 +608,12 @@ int pv_consent_report(pv_host *h, const char *user, const char *sender, const ch
 	const char *text)
 {
 	pv_jid j;
-	if (!sender || pv_jid_parse_str(&j, sender) != 0 || !j.local)
+	if (!sender || pv_jid_parse_str(&j, sender) != 0)
 		return PV_EINVAL;
+	if (!j.local) {
+		pv_jid_fini(&j);
+		return PV_EINVAL;
+	}
 	if (!reason || (strcmp(reason, "urn:xmpp:reporting:spam") != 0 && strcmp(reason, "urn:xmpp:reporting:abuse") != 0)) {
 		pv_jid_fini(&j);
 		return PV_EINVAL;
@@ -689,7 +698,7 @@ static int on_get(pv_event *ev, void *ud)
 		const char *after = pv_xml_attr(q, "after");
 		char *end = NULL;
 		unsigned long long a = after ? strtoull(after, &end, 10) : 0;
-		if (after && (!*after || *end)) {
+		if (after && (*after < '0' || *after > '9' || *end)) {
 			pv_reply_error(ev, "modify", "bad-request");
 			return PV_HANDLED;
 		}
@@ -755,6 +764,7 @@ static int consent_load(pv_host *h, const pv_conf *conf, void **state)
 	ch->max_held = (size_t)pv_cfg_int(conf, "max_held_per_sender", 10);
 	ch->max_bytes = (size_t)pv_cfg_size(conf, "max_held_bytes", 16 * 1024);
 	ch->max_requests = (size_t)pv_cfg_int(conf, "max_requests", 100);
+	ch->max_rules = (size_t)pv_cfg_int(conf, "max_rules", 1000);
 	ch->per_domain = (double)pv_cfg_int(conf, "new_requests_per_domain", 60);
 	ch->per_sender = (double)pv_cfg_int(conf, "new_requests_per_sender", 10);
 	if (!hosts)

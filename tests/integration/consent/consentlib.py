@@ -4,18 +4,18 @@ recipients, barriers that make "nothing arrived" a fact rather than a timeout, a
 comparison of what a sender sees with what it sees for an account that does not exist.
 
 Every helper takes a logged-in rawxmpp.RawClient.  Elements are xml.etree Elements
-(Clark notation); raw bytes come from RawClient.raw_in (the decrypted stream)."""
+(Clark notation); raw bytes come from RawClient.raw_in (the decrypted stream).
+Protocol: docs/protocol/consent.md."""
 import calendar
 import functools
 import hashlib
 import re
-import sqlite3
 import subprocess
 import time
 from xml.sax.saxutils import escape, quoteattr
 
 import pvserver
-from rawxmpp import NS_CLIENT, NS_ROSTER, local, ns_of, stanza_error_condition, to_str
+from rawxmpp import NS_CLIENT, NS_ROSTER, local, stanza_error_condition, to_str
 
 NS_CONSENT = "urn:peyvand:consent:0"
 NS_BLOCKING = "urn:xmpp:blocking"
@@ -30,6 +30,11 @@ REPORT_SPAM = "urn:xmpp:reporting:spam"
 BALE, EITAA, RUBIKA, SOROUSH = ("bale.localhost", "eitaa.localhost", "rubika.localhost",
                                 "soroush.localhost")
 ZERO_HASH = "0" * 64
+SLOW = pvserver.SLOW    # under $PEYVAND_WRAPPER (valgrind) every wait is stretched
+
+
+def t(seconds):
+    return seconds * SLOW
 
 
 def password(user):
@@ -63,7 +68,7 @@ def cq(tag):
 def consent_iq(c, type_, payload, to=""):
     """Send an iq in the consent namespace (to='' = no 'to': the account itself) and
     return the answer element (result or error)."""
-    return c.iq(type_, payload, to=to, timeout=20)
+    return c.iq(type_, payload, to=to, timeout=t(20))
 
 
 def expect_result(res, what):
@@ -124,10 +129,6 @@ def requests(c):
                     "bytes": int(r.get("bytes")), "first": r.get("first"),
                     "last": r.get("last"), "el": r})
     return out
-
-
-def requests_by_sender(c):
-    return {r["from"]: r for r in requests(c)}
 
 
 def held(c, sender):
@@ -223,12 +224,12 @@ def check_chain(entries, first_prev=ZERO_HASH):
 
 def block(c, jid):
     res = c.iq("set", f"<block xmlns='{NS_BLOCKING}'><item jid={quoteattr(jid)}/></block>",
-               to="", timeout=20)
+               to="", timeout=t(20))
     return expect_result(res, f"{c.jid}: XEP-0191 block {jid}")
 
 
 def blocklist(c):
-    res = expect_result(c.iq("get", f"<blocklist xmlns='{NS_BLOCKING}'/>", to="", timeout=20),
+    res = expect_result(c.iq("get", f"<blocklist xmlns='{NS_BLOCKING}'/>", to="", timeout=t(20)),
                         f"{c.jid}: XEP-0191 blocklist")
     bl = res.find(f"{{{NS_BLOCKING}}}blocklist")
     assert bl is not None, to_str(res)
@@ -237,14 +238,14 @@ def blocklist(c):
 
 def set_vcard(c, fn):
     res = c.iq("set", f"<vCard xmlns='{NS_VCARD}'><FN>{escape(fn)}</FN></vCard>", to="",
-               timeout=20)
+               timeout=t(20))
     return expect_result(res, f"{c.jid}: vCard set")
 
 
 def roster_add(c, jid, name=None):
     n = f" name={quoteattr(name)}" if name else ""
     res = c.iq("set", f"<query xmlns='{NS_ROSTER}'><item jid={quoteattr(jid)}{n}/></query>",
-               to="", timeout=20)
+               to="", timeout=t(20))
     return expect_result(res, f"{c.jid}: roster add {jid}")
 
 
@@ -255,7 +256,7 @@ def vcard_fn(res):
 
 # --- barriers ------------------------------------------------------------------------
 
-def remote_barrier(sender, domain, timeout=30):
+def remote_barrier(sender, domain, timeout=t(30)):
     """Ping the recipient's server `domain` from a remote sender and wait for the answer.
     The ping travels the same s2s link as everything the sender sent before it, and its
     answer the same link back as every answer to those stanzas: once it is here, the
@@ -264,7 +265,7 @@ def remote_barrier(sender, domain, timeout=30):
     assert res.get("type") == "result", f"barrier ping to {domain} failed: {to_str(res)}"
 
 
-def local_barrier(c, timeout=20):
+def local_barrier(c, timeout=t(20)):
     """A ping to the client's own server: everything routed to this session before it
     was processed has been written to the socket before the answer."""
     res = c.iq("get", "<ping xmlns='urn:xmpp:ping'/>", timeout=timeout)
@@ -324,34 +325,6 @@ def sender_view(c, recipient_bare, ids, probe_ids=()):
 
 def errors_to(c, ids):
     return [el for el in c.seen if el.get("type") == "error" and el.get("id") in ids]
-
-
-# --- storage (read-only; for what no command shows) -----------------------------------
-
-def db_rows(srv, sql, args=()):
-    """Rows from the server's SQLite file, opened read-only (WAL readers do not disturb
-    the server)."""
-    path = srv.data_dir / "peyvand.sqlite"
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
-
-
-def wait_for(cond, timeout=10.0, interval=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(interval)
-
-
-def is_stanza(el, kind=None):
-    return ns_of(el.tag) == NS_CLIENT and (kind is None or local(el.tag) == kind)
 
 
 # --- providers ---------------------------------------------------------------------------

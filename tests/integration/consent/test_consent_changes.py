@@ -100,10 +100,10 @@ def test_history_export_is_ordered_and_hash_chained(consent_providers, raw):
     # one request, several changes: logged one entry each, in document order
     set_consent(a, policy="everyone", providers={RUBIKA: "off", EITAA: "everyone"},
                 senders={x: "allow"})
-    set_consent(a, providers={RUBIKA: "remove"}, senders={x: "remove"})
+    set_consent(a, providers={RUBIKA: "remove", EITAA: "remove"}, senders={x: "remove"})
     want = ["policy contacts", f"accept {BOB}", f"decline carol@{EITAA}", "policy everyone",
             f"provider {RUBIKA} off", f"provider {EITAA} everyone", f"sender {x} allow",
-            f"provider {RUBIKA} remove", f"sender {x} remove"]
+            f"provider {RUBIKA} remove", f"provider {EITAA} remove", f"sender {x} remove"]
     t1 = int(time.time()) + 1
 
     verified, entries = history(a)
@@ -148,13 +148,17 @@ def test_history_export_is_ordered_and_hash_chained(consent_providers, raw):
     assert r.rc != 0, f"a declined message was never delivered: {r}"
 
     # an operator's change is logged as such, extends the chain and applies at once
+    # (carol, declined earlier, has no sender rule, and no provider rule is left: the
+    # default policy decides for her)
+    carol.message(ALICE, "before the operator", id="direct-2")
+    remote_barrier(carol, BALE)
     r = bale.ctl("consent", "set", ALICE, "off")
     assert r.rc == 0, r
-    bob.message(ALICE, "after the operator", id="direct-2")
-    remote_barrier(bob, BALE)
+    carol.message(ALICE, "after the operator", id="direct-3")
+    remote_barrier(carol, BALE)
     local_barrier(a)
-    assert not [e for e in a.seen if e.get("id") == "direct-2"], \
-        "an operator's change must apply to the next stanza"
+    assert [e.get("id") for e in a.seen if e.get("id") in ("direct-2", "direct-3")] == \
+        ["direct-2"], "an operator's change must apply to the very next stanza"
     verified, entries = history(a)
     assert verified == "true" and entries[-1]["action"] == "policy off (operator)", \
         [e["action"] for e in entries[-2:]]

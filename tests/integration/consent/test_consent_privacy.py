@@ -30,7 +30,8 @@ PROBES = [
     ("presence probe", "<presence to='{to}' type='probe' id='{id}'/>", "", False, None),
     ("directed presence", "<presence to='{to}' id='{id}'><status>hi</status></presence>",
      "", False, None),
-    ("vCard of the bare JID", f"<iq to='{{to}}' type='get' id='{{id}}'><vCard xmlns='{NS_VCARD}'/></iq>",
+    ("vCard of the bare JID",
+     f"<iq to='{{to}}' type='get' id='{{id}}'><vCard xmlns='{NS_VCARD}'/></iq>",
      "", False, "service-unavailable"),
     ("disco#info of the bare JID",
      f"<iq to='{{to}}' type='get' id='{{id}}'><query xmlns='{NS_DISCO_INFO}'/></iq>",
@@ -76,7 +77,8 @@ def test_nothing_about_a_held_request_reaches_the_sender(consent_providers, raw)
             assert len(answers) == 1 and stanza_error_condition(answers[0]) == answer, (
                 f"{name}: expected <{answer}/>, got {[to_str(e) for e in answers]}")
         else:
-            assert not answers, f"{name}: must be answered by silence: {[to_str(e) for e in answers]}"
+            assert not answers, \
+                f"{name}: must be answered by silence: {[to_str(e) for e in answers]}"
         mine = sender_view(bob, ALICE, {f"a{i}"}, probe_ids)
         ghost = sender_view(bob, GHOST, {f"g{i}"}, probe_ids)
         assert mine == ghost, (f"{name}: bob must see exactly what he sees for a non-existent "
