@@ -187,6 +187,8 @@ void pv_session_resend_unacked(pv_session *s);
 void pv_session_flush_out(pv_session *s);
 int pv_sessions_restore(pv_server *srv);                 /* at start-up */
 void pv_session_reroute_unacked(pv_session *s);
+/* Without XEP-0198: the kernel took the session's stanzas up to seq. */
+void pv_session_written(pv_server *srv, const char *sid, uint64_t seq);
 
 /* router.c */
 /* Handle a stanza a local client sent (from already stamped). */

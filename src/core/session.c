@@ -224,7 +224,10 @@ void pv_session_send(pv_session *s, pv_stanza *st)
 		pv_store_outq_append(s->srv->store, s->sid, seq, w->data, w->len,
 			h ? pv_hold_store_done : NULL, h);
 	}
-	if (s->sm) {
+	if (s->sm || durable) {
+		/* Kept until the client acks it (XEP-0198) or, without stream management,
+		 * until the kernel took it (pv_session_written); a session that ends hands
+		 * what is left here to its user's other resources or offline storage. */
 		pv_outrec *o = pv_calloc(1, sizeof(*o));
 		o->seq = seq;
 		o->st = pv_stanza_ref(st);
@@ -383,13 +386,35 @@ static void reroute_row(void *ud, uint64_t seq, const char *xml, size_t len)
 	rc->n++;
 }
 
+void pv_session_written(pv_server *srv, const char *sid, uint64_t seq)
+{
+	pv_store_outq_ack(srv->store, sid, seq, NULL, NULL);
+	pv_session *s = pv_map_get(srv->worker.by_sid, sid);
+	if (!s || s->sm)
+		return;
+	while (s->unacked && s->unacked->seq <= seq) {
+		pv_outrec *o = s->unacked;
+		s->unacked = o->next;
+		pv_stanza_unref(o->st);
+		pv_free(o);
+	}
+	if (!s->unacked)
+		s->unacked_tail = NULL;
+}
+
 void pv_session_reroute_unacked(pv_session *s)
 {
-	reroute_ctx rc = {.h = s->host, .after = s->sm ? s->out_acked : 0};
-	pv_store_flush(s->srv->store); /* pending write acks first: reroute only what is left */
-	pv_store_outq_list(s->srv->store, s->sid, rc.after, reroute_row, &rc);
-	if (rc.n)
-		pv_info("session", "%s: %zu unacknowledged message(s) rerouted", s->jid.full, rc.n);
+	/* The in-memory queue is exact: everything not acknowledged (or, without XEP-0198,
+	 * not taken by the kernel) is still in it, as it is in storage. */
+	size_t n = 0;
+	for (pv_outrec *o = s->unacked; o; o = o->next) {
+		if (!o->durable || o->seq <= s->out_acked)
+			continue;
+		reroute_one(s->host, o->st);
+		n++;
+	}
+	if (n)
+		pv_info("session", "%s: %zu unacknowledged message(s) rerouted", s->jid.full, n);
 }
 
 void pv_session_unbind(pv_session *s, const char *why)

@@ -99,7 +99,7 @@ static void write_done(void *ud, int status)
 {
 	wtrack *w = ud;
 	if (status == 0)
-		pv_store_outq_ack(pv_the_server->store, w->sid, w->seq, NULL, NULL);
+		pv_session_written(pv_the_server, w->sid, w->seq);
 	pv_free(w->sid);
 	pv_free(w);
 }

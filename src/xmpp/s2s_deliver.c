@@ -35,16 +35,51 @@ static void rxq_advanced(void *owner)
 	pv_inq_set_durable(&r->in, r->in.done);
 }
 
-void pv_s2s_rxq_init(pv_s2s_rxq *r, pv_conn *conn)
+void pv_s2s_rxq_init(pv_s2s_rxq *r, pv_conn *conn, const pv_s2s_conf *conf)
 {
 	pv_inq_init(&r->in, r, rxq_advanced, rxq_answer);
 	r->conn = conn;
+	r->tokens = conf->stanza_rate * 2;
+	r->tokens_ms = pv_now_ms();
+	r->stanzas = 0;
+	r->paused = false;
 }
 
 void pv_s2s_rxq_fini(pv_s2s_rxq *r)
 {
 	pv_inq_fini(&r->in);
 	r->conn = NULL;
+	r->paused = false;
+}
+
+/* A token bucket on stanzas (burst: two seconds' worth); nothing is dropped. */
+uint64_t pv_s2s_rxq_throttle(pv_s2s_rxq *r, const pv_s2s_conf *conf, uint64_t now)
+{
+	double rate = conf->stanza_rate;
+	if (rate <= 0 || !r->conn)
+		return 0;
+	r->tokens += (double)(now - r->tokens_ms) * rate / 1000.0;
+	if (r->tokens > 2 * rate)
+		r->tokens = 2 * rate;
+	r->tokens_ms = now;
+	r->tokens -= (double)r->stanzas;
+	r->stanzas = 0;
+	if (r->tokens >= 0 || r->paused)
+		return 0;
+	r->paused = true;
+	pv_conn_read_pause(r->conn);
+	uint64_t wait = (uint64_t)(-r->tokens * 1000.0 / rate) + 1;
+	return wait < 1000 ? wait : 1000;
+}
+
+void pv_s2s_rxq_resume(pv_s2s_rxq *r, uint64_t now)
+{
+	if (!r->paused)
+		return;
+	r->paused = false;
+	r->tokens_ms = now;
+	if (r->conn)
+		pv_conn_read_resume(r->conn);
 }
 
 bool pv_s2s_is_stanza(const pv_xml *el)
@@ -99,7 +134,7 @@ static void take_sid(pv_s2s *s, const char *peer, pv_xml *el, char **epoch, uint
 	}
 }
 
-int pv_s2s_deliver(pv_s2s *s, pv_host *host, const char *peer, pv_inq *in, pv_xml *el,
+int pv_s2s_deliver(pv_s2s *s, pv_host *host, const char *peer, pv_s2s_rxq *rx, pv_xml *el,
 	const char **cond, const char **text)
 {
 	const char *bad = NULL;
@@ -125,10 +160,11 @@ int pv_s2s_deliver(pv_s2s *s, pv_host *host, const char *peer, pv_inq *in, pv_xm
 		goto fail;
 	}
 	s->stats.in_stanzas++;
+	rx->stanzas++;
 	pv_s2s_link *l = rx_link(s, host, peer);
 	pv_store *store = s->srv->store;
 	bool dup = epoch && l->rx_epoch && strcmp(epoch, l->rx_epoch) == 0 && seq <= l->rx_hwm;
-	pv_inrec *r = pv_inq_begin(in, dup ? 0 : seq);
+	pv_inrec *r = pv_inq_begin(&rx->in, dup ? 0 : seq);
 	if (dup) {
 		s->stats.in_dups++;
 		pv_debug("s2s", "%s -> %s: dropped resend %s:%llu", peer, host->name, epoch,

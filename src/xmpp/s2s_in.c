@@ -42,11 +42,8 @@ struct pv_s2s_in {
 	bool bidi_wait;            /* authenticated: waiting to learn whether it enables XEP-0198 */
 	pv_s2s_link *carrying;     /* our link whose rows go out on this stream */
 	uint64_t authed_ms;
-	double tokens;
-	uint64_t tokens_ms, opened_ms, last_read_ms;
-	bool paused;
+	uint64_t opened_ms, last_read_ms;
 	uv_timer_t *timer;
-	uint64_t stanzas;
 };
 
 static void in_free(pv_s2s_in *c);
@@ -459,11 +456,8 @@ static void handle_stanza(pv_s2s_in *c, pv_xml *el)
 		return;
 	}
 	const char *cond = NULL, *text = NULL;
-	if (pv_s2s_deliver(c->s2s, c->host, c->peer, &c->rx.in, el, &cond, &text) != 0) {
+	if (pv_s2s_deliver(c->s2s, c->host, c->peer, &c->rx, el, &cond, &text) != 0)
 		stream_error(c, cond, text);
-		return;
-	}
-	c->stanzas++;
 }
 
 static void handle_sm(pv_s2s_in *c, pv_xml *el)
@@ -577,22 +571,10 @@ static void on_data(pv_conn *conn, const char *data, size_t n)
 		pv_xmlstream_reset(c->xs);
 		c->header_sent = false;
 	}
-	/* Inbound stanza rate per link: a token bucket on stanzas; reading pauses. */
-	double rate = c->s2s->conf.stanza_rate;
-	if (rate > 0 && c->peer) {
-		c->tokens += (double)(now - c->tokens_ms) * rate / 1000.0;
-		if (c->tokens > 2 * rate)
-			c->tokens = 2 * rate;
-		c->tokens_ms = now;
-		c->tokens -= (double)c->stanzas;
-		c->stanzas = 0;
-		if (c->tokens < 0 && !c->paused) {
-			c->paused = true;
-			pv_conn_read_pause(conn);
-			uint64_t wait = (uint64_t)(-c->tokens * 1000.0 / rate) + 1;
-			uv_timer_start(c->timer, timer_cb, wait < 1000 ? wait : 1000, 0);
-		}
-	}
+	/* Inbound stanza rate per stream: reading pauses above it. */
+	uint64_t wait = c->peer ? pv_s2s_rxq_throttle(&c->rx, &c->s2s->conf, now) : 0;
+	if (wait)
+		uv_timer_start(c->timer, timer_cb, wait, 0);
 }
 
 static void on_tls(pv_conn *conn)
@@ -657,11 +639,7 @@ static void timer_cb(uv_timer_t *t)
 	if (c->closing || !c->conn)
 		return;
 	uint64_t now = pv_now_ms();
-	if (c->paused) {
-		c->paused = false;
-		c->tokens_ms = now;
-		pv_conn_read_resume(c->conn);
-	}
+	pv_s2s_rxq_resume(&c->rx, now);
 	if (c->bidi_wait && now - c->authed_ms >= 2000)
 		bidi_settle(c); /* the peer did not enable XEP-0198 */
 	if (!c->peer && now - c->opened_ms > c->s2s->conf.connect_timeout_ms * 3) {
@@ -690,9 +668,8 @@ void pv_s2s_in_accept(pv_s2s *s, uv_stream_t *listener, bool direct_tls)
 	snprintf(c->ip, sizeof(c->ip), "%s", pv_conn_peer_ip(c->conn));
 	pv_xmlstream_limits lim = {.max_stanza = s->conf.max_stanza, .max_depth = s->srv->lim.max_depth};
 	c->xs = pv_xmlstream_new(&xs_cb, c, &lim);
-	pv_s2s_rxq_init(&c->rx, c->conn);
-	c->opened_ms = c->last_read_ms = c->tokens_ms = pv_now_ms();
-	c->tokens = s->conf.stanza_rate * 2;
+	pv_s2s_rxq_init(&c->rx, c->conn, &s->conf);
+	c->opened_ms = c->last_read_ms = pv_now_ms();
 	c->timer = pv_calloc(1, sizeof(uv_timer_t));
 	uv_timer_init(s->srv->loop, c->timer);
 	c->timer->data = c;

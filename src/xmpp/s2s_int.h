@@ -11,13 +11,18 @@
 typedef struct pv_s2s_link pv_s2s_link;
 typedef struct pv_s2s_in pv_s2s_in;
 
-/* The receiving half of a stream from a peer server: its XEP-0198 count of what the
- * peer sent (an inbound stream, or with XEP-0288 our own), answered on `conn`.
- * Deliveries commit with the pair's high-water mark (s2s_deliver.c), so a stanza whose
- * holds are released is durable and <r/> is answered as soon as that is so. */
+/* The receiving half of a stream from a peer server (an inbound stream, or with
+ * XEP-0288 our own): its XEP-0198 count of what the peer sent, answered on `conn`, and
+ * the s2s.stanza_rate token bucket that pauses reading.  Deliveries commit with the
+ * pair's high-water mark (s2s_deliver.c), so a stanza whose holds are released is
+ * durable and <r/> is answered as soon as that is so. */
 typedef struct pv_s2s_rxq {
 	pv_inq in;
 	pv_conn *conn;             /* borrowed; NULL once the connection is gone */
+	double tokens;
+	uint64_t tokens_ms;
+	uint64_t stanzas;          /* taken since the last pv_s2s_rxq_throttle */
+	bool paused;
 } pv_s2s_rxq;
 
 typedef struct pv_s2s_host {
@@ -166,15 +171,19 @@ void pv_s2s_in_unlend(pv_s2s_in *c);             /* the link is being freed */
  * request to `out` (on an inbound stream, or with XEP-0288 on our own). */
 void pv_s2s_answer_verify(pv_s2s *s, const pv_xml *el, pv_buf *out);
 /* s2s_deliver.c */
-void pv_s2s_rxq_init(pv_s2s_rxq *r, pv_conn *conn);
+void pv_s2s_rxq_init(pv_s2s_rxq *r, pv_conn *conn, const pv_s2s_conf *conf);
 void pv_s2s_rxq_fini(pv_s2s_rxq *r);
+/* After a read: charge the stanzas it brought.  Above s2s.stanza_rate reading pauses
+ * and the answer is the delay (ms) before pv_s2s_rxq_resume; 0 when within the rate. */
+uint64_t pv_s2s_rxq_throttle(pv_s2s_rxq *r, const pv_s2s_conf *conf, uint64_t now);
+void pv_s2s_rxq_resume(pv_s2s_rxq *r, uint64_t now);
 bool pv_s2s_is_stanza(const pv_xml *el);         /* message | presence | iq, jabber:server */
-/* A stanza from the authenticated domain `peer` for our `host` on a stream whose
- * received stanzas `in` counts (XEP-0198): checks its addresses, drops a resend of a
+/* A stanza from the authenticated domain `peer` for our `host` on the stream whose
+ * receiving half is `rx` (XEP-0198 count, rate): checks its addresses, drops a resend of a
  * peyvand peer (XEP-0359 EPOCH:SEQ at or below the pair's high-water mark) and
  * dispatches the rest with the mark in the same storage batch.  Takes `el`.  Returns
  * 0, or PV_EPERM with the stream error to close the stream with in *cond / *text. */
-int pv_s2s_deliver(pv_s2s *s, pv_host *host, const char *peer, pv_inq *in, pv_xml *el,
+int pv_s2s_deliver(pv_s2s *s, pv_host *host, const char *peer, pv_s2s_rxq *rx, pv_xml *el,
 	const char **cond, const char **text);
 
 /* Serialise a stanza element for a jabber:server stream. */

@@ -264,7 +264,6 @@ static void on_close(pv_conn *c, const char *why)
 	pv_xmlstream_free(l->xs);
 	l->xs = NULL;
 	pv_s2s_rxq_fini(&l->rx);
-	bool was_ready = l->state == L_READY;
 	pv_debug("s2s", "%s -> %s: connection closed (%s)", l->local, l->remote, why);
 	reset_stream_state(l);
 	reset_tx(l);
@@ -278,12 +277,13 @@ static void on_close(pv_conn *c, const char *why)
 		link_fail(l, l->last_error[0] ? l->last_error : why);
 		return;
 	}
-	if (was_ready && !l->s2s->srv->stopping && (l->queued || l->verifies)) {
-		l->state = L_IDLE;
-		pv_s2s_link_kick(l);
+	if (l->state == L_WAIT)
+		return; /* link_fail closed it and scheduled the next attempt (tick) */
+	l->state = L_IDLE;
+	if (!l->s2s->srv->stopping && (l->queued || l->verifies)) {
+		pv_s2s_link_kick(l); /* what was not acknowledged goes again */
 		return;
 	}
-	l->state = L_IDLE;
 	finish_verifies(l, false);
 }
 
@@ -294,7 +294,7 @@ static void link_fail(pv_s2s_link *l, const char *why)
 		snprintf(l->last_error, sizeof(l->last_error), "%s", why);
 	pv_info("s2s", "%s -> %s: link failed: %s (retry %u)", l->local, l->remote, why, l->retries + 1);
 	finish_verifies(l, false);
-	if (l->conn) {
+	if (l->conn && !l->closing) {
 		l->closing = true;
 		pv_conn_abort(l->conn);
 	}
@@ -371,6 +371,11 @@ static void stream_error(pv_s2s_link *l, const char *cond, const char *text)
 	pv_buf_puts(&b, "</stream:error></stream:stream>");
 	lwrite(l, b.data, b.len);
 	pv_buf_fini(&b);
+	if (l->conn && !l->closing) {
+		/* Flush the error (RFC 6120 4.9), then the connection goes. */
+		l->closing = true;
+		pv_conn_close(l->conn);
+	}
 	snprintf(l->last_error, sizeof(l->last_error), "%s: %s", cond, text ? text : "");
 	link_fail(l, l->last_error);
 }
@@ -706,7 +711,7 @@ static void on_element(void *ud, pv_xml *el)
 	} else if (pv_s2s_is_stanza(el) && l->bidi && l->authed) {
 		/* XEP-0288: the receiving server sends us its stanzas on our stream. */
 		const char *cond = NULL, *text = NULL;
-		if (pv_s2s_deliver(l->s2s, l->host, l->remote, &l->rx.in, el, &cond, &text) != 0)
+		if (pv_s2s_deliver(l->s2s, l->host, l->remote, &l->rx, el, &cond, &text) != 0)
 			stream_error(l, cond, text);
 		return;
 	} else {
@@ -724,6 +729,12 @@ static void on_stream_close(void *ud)
 
 static const pv_xmlstream_cb xs_cb = {.open = on_open, .element = on_element, .close = on_stream_close};
 
+static void rx_resume_cb(uv_timer_t *t)
+{
+	pv_s2s_link *l = t->data;
+	pv_s2s_rxq_resume(&l->rx, pv_now_ms());
+}
+
 static void on_data(pv_conn *c, const char *data, size_t n)
 {
 	pv_s2s_link *l = pv_conn_owner(c);
@@ -735,6 +746,11 @@ static void on_data(pv_conn *c, const char *data, size_t n)
 			pv_xmlstream_error_text(l->xs));
 		return;
 	}
+	/* XEP-0288: what the peer sends here is held to s2s.stanza_rate as on its own
+	 * stream (l->timer is free: links have no other timer). */
+	uint64_t wait = l->bidi && !l->closing ? pv_s2s_rxq_throttle(&l->rx, &l->s2s->conf, pv_now_ms()) : 0;
+	if (wait)
+		uv_timer_start(l->timer, rx_resume_cb, wait, 0);
 	if (l->starttls) {
 		l->starttls = false;
 		pv_xmlstream_reset(l->xs);
@@ -784,7 +800,7 @@ static void try_target(pv_s2s_link *l)
 	reset_stream_state(l);
 	reset_tx(l);
 	l->conn = pv_conn_connect(l->s2s->srv->loop, (struct sockaddr *)&t->addr, &conn_cb, l, connected);
-	pv_s2s_rxq_init(&l->rx, l->conn);
+	pv_s2s_rxq_init(&l->rx, l->conn, &l->s2s->conf);
 	if (!l->conn) {
 		pv_xmlstream_free(l->xs);
 		l->xs = NULL;
@@ -820,7 +836,8 @@ void pv_s2s_link_kick(pv_s2s_link *l)
 		return;
 	}
 	bool work = (l->queued > 0 && !l->paused) || l->verifies;
-	if (l->state != L_IDLE || !work)
+	/* A connection still closing comes back through on_close, which kicks again. */
+	if (l->state != L_IDLE || !work || l->conn)
 		return;
 	if (!l->verify_only && pv_s2s_in_lend(l->s2s, l))
 		return; /* the peer's bidi stream carries us */
@@ -970,7 +987,7 @@ void pv_s2s_link_tick(pv_s2s_link *l, uint64_t now)
 {
 	if (l->state != L_READY && l->queued)
 		expire(l);
-	if (l->state == L_WAIT && now >= l->next_try_ms) {
+	if (l->state == L_WAIT && now >= l->next_try_ms && !l->conn) {
 		l->state = L_IDLE;
 		pv_s2s_link_kick(l);
 	} else if ((l->state == L_CONNECTING || l->state == L_NEGOTIATING) && now >= l->next_try_ms) {
