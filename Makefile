@@ -41,10 +41,11 @@ clean:
 # Slow checks, not part of `make test`:
 #   make fuzz [FUZZ_SECONDS=300]  every libFuzzer target in tests/fuzz/ (clang), N s each
 #   make valgrind                 an integration subset against $(BUILD)/peyvand under valgrind
+#   make bench                    peyvand vs Prosody vs ejabberd (bench/run; bench/results/)
 FUZZ_SECONDS ?= 30
 VALGRIND ?= valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
 VALGRIND_TESTS ?= test_login.py test_messages.py test_sm.py test_roster_presence.py test_iq.py
-.PHONY: fuzz valgrind
+.PHONY: fuzz valgrind bench
 fuzz: deps
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
 
@@ -55,3 +56,6 @@ valgrind: build
 		PEYVANDCTL_BIN=$(CURDIR)/$(BUILD)/peyvandctl PEYVAND_WRAPPER="$(VALGRIND)" \
 		PEYVAND_LOG_DIR=$(CURDIR)/$(BUILD)/valgrind-logs \
 		/usr/bin/python3 -m pytest -q $(VALGRIND_TESTS)
+
+bench: deps
+	bench/run

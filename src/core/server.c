@@ -391,13 +391,15 @@ int pv_server_run(pv_server *srv)
 void pv_server_fini(pv_server *srv)
 {
 	if (srv->store) {
-		/* Sessions stay on disk for resumption after the restart; free memory only. */
-		for (size_t i = 0; i < srv->nhosts; i++)
-			pv_map_each(srv->hosts[i]->users, free_sess, NULL);
-		pv_s2s_free(srv);
+		/* Commit what is queued and run the pending completions while the sessions
+		 * and links they refer to still exist; then free memory only (sessions and
+		 * link queues stay on disk for after the restart). */
 		pv_store_close(srv->store);
 		srv->store = NULL;
+		for (size_t i = 0; i < srv->nhosts; i++)
+			pv_map_each(srv->hosts[i]->users, free_sess, NULL);
 	}
+	pv_s2s_free(srv);
 	for (size_t i = 0; i < srv->nhosts; i++)
 		pv_host_free(srv->hosts[i]);
 	pv_free(srv->hosts);

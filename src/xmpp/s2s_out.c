@@ -125,28 +125,45 @@ static void refill(pv_s2s_link *l)
 		l->mem_partial = false;
 }
 
-typedef struct push_ctx {
-	pv_s2s_link *l;
+/* A push on its way to disk.  The link keeps a list of them: at shutdown the links
+ * are freed before the store runs its last callbacks (pv_server_fini), which must
+ * then find no link. */
+struct pv_push {
+	struct pv_push *next, *prev;
+	pv_s2s_link *l;   /* NULL once the link is gone */
 	pv_qrow *r;       /* NULL when the row is not mirrored in memory */
 	pv_hold *hold;
-} push_ctx;
+};
 
 static void pushed(void *ud, int rc)
 {
-	push_ctx *p = ud;
-	if (p->r)
-		p->r->committed = true;
-	pv_hold_release(p->hold);
+	struct pv_push *p = ud;
 	pv_s2s_link *l = p->l;
+	pv_hold_release(p->hold);
+	if (l) {
+		if (p->r)
+			p->r->committed = true;
+		if (p->prev)
+			p->prev->next = p->next;
+		else
+			l->pushes = p->next;
+		if (p->next)
+			p->next->prev = p->prev;
+	}
 	pv_free(p);
-	pv_s2s_link_kick(l);
+	if (l)
+		pv_s2s_link_kick(l);
 }
 
 void pv_s2s_row_pushed(pv_s2s_link *l, pv_qrow *r)
 {
 	need_epoch(l);
-	push_ctx *p = pv_calloc(1, sizeof(*p));
+	struct pv_push *p = pv_calloc(1, sizeof(*p));
 	p->l = l;
+	p->next = l->pushes;
+	if (p->next)
+		p->next->prev = p;
+	l->pushes = p;
 	p->hold = pv_hold_take();
 	pv_store_s2s_push(l->s2s->srv->store, l->local, l->remote, r->seq, r->created, r->xml, r->len,
 		pushed, p);
@@ -317,6 +334,10 @@ void pv_s2s_link_close(pv_s2s_link *l, const char *why)
 void pv_s2s_link_free(pv_s2s_link *l)
 {
 	finish_verifies(l, false);
+	for (struct pv_push *p = l->pushes; p; p = p->next) {
+		p->l = NULL;
+		p->r = NULL;
+	}
 	if (l->carrier)
 		pv_s2s_in_unlend(l->carrier);
 	if (l->conn) {

@@ -19,17 +19,22 @@ connection.  With s2s.bidi: false on either side there are two connections, as b
                       goes out on the peer's own stream with its stanza-id, the peer's
                       <a h/> there acknowledges it, and what it did not acknowledge is
                       sent again on its next stream (same stanza-id)
+  hand-written        bale asks for bidi after TLS, before SASL; the receiver's stanzas
+  receiver            on bale's connection are delivered, counted (<a h/>), deduplicated
+                      by stanza-id, and refused with invalid-from for another domain
   kill -9             of the initiator or of the receiver while messages flow both ways
                       over the one connection: every acknowledged message arrives once,
                       in order, in both directions; afterwards one connection again
 """
 import os
 import re
+import socket
+import ssl
 import time
 
 import pytest
 
-from rawxmpp import NS_SM, NS_STREAM, local, to_str
+from rawxmpp import NS_SASL, NS_SM, NS_STREAM, NS_TLS, RawClient, local, to_str
 from s2sharness import (NS_SERVER, NS_SID, alloc_ports, collect_bodies, links,
                         links_between, login, send_acked, wait_chat, wait_link)
 from test_s2s_durability import check_exactly_once_in_order
@@ -288,6 +293,132 @@ def test_spoofed_from_on_the_carrier_stream_refused(providers, raw, fake_peer):
     assert p.refusal() == "invalid-from"
     assert not a.collect(lambda e: local(e.tag) == "message" and
                          e.findtext("{jabber:client}body") == "spoofed", 1.0)
+
+
+# --- a hand-written receiving server: bale's own connection, used both ways ------------
+
+class FakeReceiver(RawClient):
+    """The receiving end of bale's link to fake.localhost, written by hand: STARTTLS
+    with a certificate for fake.localhost, SASL EXTERNAL, <bidi/> on offer, XEP-0198.
+    (RawClient parses and sends; it connects to our own listener once, and that socket
+    is swapped for the one bale opened.)"""
+
+    def __init__(self, listener, cert, key, timeout=10.0):
+        super().__init__(listener.getsockname()[1], domain=BALE, timeout=timeout)
+        listener.settimeout(timeout)
+        ours = self.sock.getsockname()
+        first, peer = listener.accept()
+        second, _ = listener.accept()
+        mine, bales = (first, second) if peer == ours else (second, first)
+        mine.close()
+        self.sock.close()
+        self.sock = bales
+        self.sock.settimeout(timeout)
+        self.cert, self.key = cert, key
+        self.order = []                              # tags as they arrived
+
+    def _element(self, el):
+        self.order.append(el.tag)
+        super()._element(el)
+
+    def answer_stream(self, features):
+        """Wait for bale's stream header, answer with ours and `features`."""
+        self._reset_parser()
+        self.stream_attrs = None
+        deadline = time.monotonic() + self.timeout
+        while self.stream_attrs is None:
+            assert not self.eof and time.monotonic() < deadline, "no stream header from bale"
+            self._pump(0.2)
+        assert self.stream_attrs.get("from") == BALE and self.stream_attrs.get("to") == FAKE, \
+            self.stream_attrs
+        self.send(f"<?xml version='1.0'?><stream:stream xmlns='{NS_SERVER}' "
+                  f"xmlns:stream='{NS_STREAM}' xmlns:db='jabber:server:dialback' id='f{time.time_ns()}' "
+                  f"from='{FAKE}' to='{BALE}' version='1.0'>"
+                  f"<stream:features>{features}</stream:features>")
+
+    def expect(self, tag, what=None):
+        return self.next(lambda e: e.tag == tag, what=what or tag)
+
+    def negotiate(self):
+        self.answer_stream(f"<starttls xmlns='{NS_TLS}'><required/></starttls>")
+        self.expect(f"{{{NS_TLS}}}starttls")
+        self.send(f"<proceed xmlns='{NS_TLS}'/>")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.cert, self.key)
+        self.sock = ctx.wrap_socket(self.sock, server_side=True)
+        self.tls = True
+        self.answer_stream(f"<mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism>"
+                           f"</mechanisms><bidi xmlns='{NS_BIDI_FEATURE}'/>")
+        self.expect(f"{{{NS_SASL}}}auth")
+        # XEP-0288 2.2: <bidi/> came first, before authentication
+        assert f"{{{NS_BIDI}}}bidi" in self.order, f"bale did not ask for bidi: {self.order}"
+        assert self.order.index(f"{{{NS_BIDI}}}bidi") < self.order.index(f"{{{NS_SASL}}}auth")
+        self.send(f"<success xmlns='{NS_SASL}'/>")
+        self.answer_stream(f"<sm xmlns='{NS_SM}'/>")
+        self.expect(f"{{{NS_SM}}}enable")
+        self.send(f"<enabled xmlns='{NS_SM}'/>")
+
+
+@pytest.fixture
+def receiver(ca):
+    made = []
+
+    def make(listener):
+        cert, key = ca.good(FAKE)
+        r = FakeReceiver(listener, cert, key)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.abort()
+
+
+@pytest.mark.pv_timeout(90)
+def test_receiving_server_sends_on_our_connection(providers, raw, receiver):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    try:
+        servers = providers([BALE], extra_routes={FAKE: f"127.0.0.1:{listener.getsockname()[1]}"})
+        bale = servers[BALE]
+        a = login(raw, bale, "alice")
+        a.message(f"x@{FAKE}", "to the receiver")
+        r = receiver(listener)
+        r.negotiate()
+        m = _message_to(r, "to the receiver")
+        assert m.get("from") == f"alice@{BALE}/raw", to_str(m)
+        r.expect(f"{{{NS_SM}}}r")
+        r.send(f"<a xmlns='{NS_SM}' h='1'/>")
+        wait_link(bale, BALE, FAKE, lambda l: l.get("queue") == "0" and l.get("bidi") == "yes",
+                  timeout=10, what="queue=0 bidi=yes")
+
+        # the receiver sends its own stanzas back on bale's connection
+        sid = f"<stanza-id xmlns='{NS_SID}' by='{FAKE}' id='ep:1'/>"
+        back = (f"<message from='y@{FAKE}/r' to='alice@{BALE}' type='chat' id='b1'>"
+                f"<body>back on your connection</body>{sid}</message>")
+        r.send(back)
+        m = wait_chat(a, "back on your connection", f"y@{FAKE}", timeout=15)
+        assert m.find(f"{{{NS_SID}}}stanza-id") is None or \
+            m.find(f"{{{NS_SID}}}stanza-id").get("by") != FAKE, "the peer's dedup id leaked"
+        r.send(f"<r xmlns='{NS_SM}'/>")
+        assert r.expect(f"{{{NS_SM}}}a").get("h") == "1"
+        # the same stanza-id again (a resend): counted and acknowledged, not delivered
+        r.send(back)
+        r.send(f"<r xmlns='{NS_SM}'/>")
+        assert r.expect(f"{{{NS_SM}}}a").get("h") == "2"
+        assert not a.collect(lambda e: local(e.tag) == "message", 1.0), "a resend was delivered"
+        assert stat(bale, "s2s_in_duplicates") == 1
+        assert stat(bale, "s2s_out_connects") == 1
+
+        # the receiver is authenticated as fake.localhost only
+        r.send(f"<message from='bob@{EITAA}/x' to='alice@{BALE}' type='chat' id='b2'>"
+               f"<body>spoofed</body></message>")
+        err = r.expect(f"{{{NS_STREAM}}}error", "stream error")
+        assert err.find("{urn:ietf:params:xml:ns:xmpp-streams}invalid-from") is not None, to_str(err)
+        assert not a.collect(lambda e: local(e.tag) == "message", 1.0)
+    finally:
+        listener.close()
 
 
 # --- kill -9 during a bidi exchange ----------------------------------------------------

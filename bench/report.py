@@ -1,0 +1,375 @@
+#!/usr/bin/python3
+"""Turn the JSON lines of one bench/run into bench/results/<date>-<host>.md: a side-by-side
+table per scenario with ratios against peyvand, the machine, the versions, the method, and
+a PNG chart per scenario drawn with gnuplot (Debian's gnuplot-nox).
+
+  bench/report.py --results X.jsonl --out X.md [--started ISO] [--params TEXT]
+
+Only reads its input and writes X.md and X-<scenario>.png beside it.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+ORDER = ["peyvand", "prosody", "ejabberd"]
+
+
+def sh(*cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def pkg_version(p):
+    return sh("dpkg-query", "-W", "-f=${Version}", p) or "not installed"
+
+
+def machine():
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1048576:.1f} GiB"
+    except OSError:
+        pass
+    root = Path(__file__).resolve().parents[1]
+    rev = sh("git", "-C", str(root), "rev-parse", "--short", "HEAD")
+    dirty = sh("git", "-C", str(root), "status", "--porcelain", "--untracked-files=no")
+    return {
+        "host": platform.node(),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory": mem,
+        "kernel": platform.release(),
+        "open files (hard)": sh("sh", "-c", "ulimit -Hn"),
+        "peyvand": f"0.1.0 git {rev}{' (with uncommitted changes)' if dirty else ''}, "
+                   "RelWithDebInfo build",
+        "prosody": pkg_version("prosody") + " (lua " + pkg_version("lua5.4") + ")",
+        "ejabberd": pkg_version("ejabberd") + " (erlang " + pkg_version("erlang-base") + ")",
+        "openssl": sh("openssl", "version"),
+        "libuv": pkg_version("libuv1"),
+    }
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "–"
+    if isinstance(v, (int, float)):
+        if abs(v) >= 100:
+            return f"{v:,.0f}"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def ratio(v, base, lower_better):
+    """How many times better peyvand is (>1: peyvand better)."""
+    if not isinstance(v, (int, float)) or not isinstance(base, (int, float)) or not v or not base:
+        return "–"
+    r = (v / base) if lower_better else (base / v)
+    return f"{r:.2f}×"
+
+
+def by_server(rows):
+    servers = [s for s in ORDER if any(r["label"] == s for r in rows)]
+    servers += sorted({r["label"] for r in rows} - set(servers))
+    return servers
+
+
+def table(rows, metrics):
+    """metrics: [(title, getter, lower_better)] -> markdown lines, one row per server,
+    plus a 'peyvand vs X' ratio row for each other server."""
+    servers = by_server(rows)
+    get = {s: next((r for r in rows if r["label"] == s), None) for s in servers}
+    out = ["| server | " + " | ".join(m[0] for m in metrics) + " |",
+           "|---" * (len(metrics) + 1) + "|"]
+    for s in servers:
+        r = get[s]
+        out.append(f"| {s} | " + " | ".join(fmt(m[1](r) if r else None) for m in metrics) + " |")
+    base = get.get("peyvand")
+    if base:
+        for s in servers:
+            if s == "peyvand" or not get[s]:
+                continue
+            out.append(f"| peyvand vs {s} | " + " | ".join(
+                ratio(m[1](get[s]), m[1](base), m[2]) for m in metrics) + " |")
+    return out
+
+
+def g(*keys):
+    def f(r):
+        v = r
+        for k in keys:
+            if not isinstance(v, dict) or k not in v:
+                return None
+            v = v[k]
+        return v
+    return f
+
+
+def gnuplot(script, png):
+    try:
+        p = subprocess.run(["gnuplot"], input=script, capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            return f"(chart failed: {p.stderr.strip()[:200]})"
+    except OSError as e:
+        return f"(no chart: {e})"
+    return None
+
+
+def bar_chart(png, title, series, ylabel_list):
+    """series: list of (panel title, {server: value}) -> one PNG with a bar panel each."""
+    tmp = tempfile.mkdtemp(prefix="pv-bench-plot-")
+    n = len(series)
+    lines = [f"set terminal pngcairo size {420 * n},360 font 'sans,9'",
+             f"set output '{png}'",
+             f"set multiplot layout 1,{n} title '{title}'",
+             "set style data histograms", "set style fill solid 0.8 border -1",
+             "set boxwidth 0.7", "set grid ytics", "set yrange [0:*]", "unset key"]
+    for i, (ptitle, vals) in enumerate(series):
+        f = Path(tmp) / f"s{i}.dat"
+        with open(f, "w") as fh:
+            for s in [x for x in ORDER if x in vals] + [x for x in vals if x not in ORDER]:
+                v = vals[s]
+                fh.write(f"{s} {v if v is not None else 0}\n")
+        lines += [f"set title '{ptitle}'", f"set ylabel '{ylabel_list[i]}'",
+                  f"plot '{f}' using 2:xtic(1) lc rgb '#4477aa', '' using 0:2:(sprintf('%.3g',$2)) "
+                  "with labels offset 0,0.7 notitle"]
+    lines.append("unset multiplot")
+    return gnuplot("\n".join(lines) + "\n", png)
+
+
+def latency_chart(png, title, rows):
+    """p99 latency against offered rate, one line per server."""
+    tmp = tempfile.mkdtemp(prefix="pv-bench-plot-")
+    plots = []
+    for s in by_server(rows):
+        pts = sorted((r["rate_offered"], g("latency_ms", "p99")(r), g("latency_ms", "p50")(r))
+                     for r in rows if r["label"] == s and r.get("rate_offered"))
+        if not pts:
+            continue
+        f = Path(tmp) / f"{s}.dat"
+        f.write_text("".join(f"{a} {b} {c}\n" for a, b, c in pts))
+        plots.append(f"'{f}' using 1:2 with linespoints lw 2 title '{s} p99', "
+                     f"'{f}' using 1:3 with linespoints dt 2 title '{s} p50'")
+    if not plots:
+        return "(no paced runs)"
+    script = "\n".join([
+        "set terminal pngcairo size 640,400 font 'sans,9'", f"set output '{png}'",
+        f"set title '{title}'", "set xlabel 'offered msgs/s'", "set ylabel 'latency (ms)'",
+        "set logscale y", "set grid", "set key top left",
+        "plot " + ", ".join(plots)]) + "\n"
+    return gnuplot(script, png)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--started", default="")
+    ap.add_argument("--params", default="")
+    a = ap.parse_args()
+    rows = []
+    for line in Path(a.results).read_text().splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    out_md = Path(a.out)
+    stem = str(out_md)[:-3] if str(out_md).endswith(".md") else str(out_md)
+    m = machine()
+    md = [f"# peyvand vs Prosody vs ejabberd — {m['host']}, {a.started or 'date unknown'}", "",
+          "Produced by `bench/run` (see bench/NOTES.md for the method and what dominates "
+          "peyvand's costs). Ratios are *how many times better peyvand is* (above 1: peyvand "
+          "better; below 1: worse). Server CPU is read from /proc/<pid>/stat of the server "
+          "process (user + system, all threads) over the measured window; the machine is "
+          "shared, so prefer the per-unit CPU columns to the rates.", "",
+          "## Machine and versions", "", "| | |", "|---|---|"]
+    md += [f"| {k} | {v} |" for k, v in m.items()]
+    md += [f"| run parameters | {a.params} |", ""]
+
+    def sc(name, **kw):
+        return [r for r in rows if r.get("scenario") == name and
+                all(r.get(k) == v for k, v in kw.items())]
+
+    charts = []
+    # --- login
+    login = sc("login")
+    if login:
+        md += ["## 1. Login storm (TCP + TLS 1.3 + SCRAM + bind, keys cached client-side)", ""]
+        md += table(login, [
+            ("logins/s", g("logins_per_s"), False),
+            ("server CPU ms/login", g("server_cpu_ms_per_login"), True),
+            ("server CPU %", g("server_cpu_pct"), True),
+            ("login p50 ms", g("login_ms", "p50"), True),
+            ("login p99 ms", g("login_ms", "p99"), True),
+            ("failed", g("failed"), True),
+            ("SCRAM", g("mech"), True),
+            ("generator CPU %", g("gen_cpu_pct"), True)])
+        png = f"{stem}-login.png"
+        err = bar_chart(png, "login storm", [
+            ("logins per second", {r["label"]: r.get("logins_per_s") for r in login}),
+            ("server CPU per login", {r["label"]: r.get("server_cpu_ms_per_login") for r in login})],
+            ["logins/s", "ms"])
+        charts.append((png, err))
+        md += ["", f"![login]({Path(png).name})", ""]
+    # --- idle
+    idle = sc("idle")
+    if idle:
+        md += ["## 2. Idle authenticated sessions (memory)", ""]
+        md += table(idle, [
+            ("sessions", g("sessions"), False),
+            ("server RSS before KiB", g("server_rss_before_kib"), True),
+            ("server RSS after KiB", g("server_rss_after_kib"), True),
+            ("server KiB/session", g("server_rss_per_session_kib"), True),
+            ("kernel TCP KiB/conn (both ends)", g("kernel_tcp_mem_per_connection_kib"), True),
+            ("idle server CPU %", g("idle_server_cpu_pct"), True),
+            ("failed", g("failed"), True)])
+        md += ["", "Kernel socket memory is /proc/net/sockstat `TCP mem` (pages) before and "
+               "after the logins: it covers both ends of each loopback connection (the "
+               "generator's too) and is not in the server's RSS.", ""]
+        png = f"{stem}-idle.png"
+        err = bar_chart(png, f"idle sessions", [
+            ("server RSS per idle session",
+             {r["label"]: r.get("server_rss_per_session_kib") for r in idle})], ["KiB"])
+        charts.append((png, err))
+        md += [f"![idle]({Path(png).name})", ""]
+    # --- chat
+    chat = sc("chat")
+    if chat:
+        sat = [r for r in chat if not r.get("rate_offered")]
+        paced = [r for r in chat if r.get("rate_offered")]
+        md += ["## 3. One-to-one chat (online users to random online users)", "",
+               "### At saturation (each generator process keeps 2 × its users in flight)", ""]
+        md += table(sat, [
+            ("delivered msgs/s", g("delivered_per_s"), False),
+            ("server CPU µs/msg", g("server_cpu_us_per_msg"), True),
+            ("server CPU %", g("server_cpu_pct"), True),
+            ("p50 ms", g("latency_ms", "p50"), True),
+            ("p99 ms", g("latency_ms", "p99"), True),
+            ("errors", g("errors"), True),
+            ("generator CPU %", g("gen_cpu_pct"), True)])
+        md += ["", "### At offered rates", "",
+               "| server | offered/s | delivered/s | p50 ms | p90 ms | p99 ms | max ms | "
+               "server CPU µs/msg | server CPU % |", "|---|---|---|---|---|---|---|---|---|"]
+        for s in by_server(paced):
+            for r in sorted((r for r in paced if r["label"] == s), key=lambda r: r["rate_offered"]):
+                md.append(f"| {s} | {fmt(r['rate_offered'])} | {fmt(r.get('delivered_per_s'))} | "
+                          f"{fmt(g('latency_ms', 'p50')(r), 2)} | {fmt(g('latency_ms', 'p90')(r), 2)} | "
+                          f"{fmt(g('latency_ms', 'p99')(r), 2)} | {fmt(g('latency_ms', 'max')(r), 2)} | "
+                          f"{fmt(r.get('server_cpu_us_per_msg'))} | {fmt(r.get('server_cpu_pct'))} |")
+        png = f"{stem}-chat.png"
+        err = bar_chart(png, "1:1 chat at saturation", [
+            ("delivered msgs/s", {r["label"]: r.get("delivered_per_s") for r in sat}),
+            ("server CPU per message", {r["label"]: r.get("server_cpu_us_per_msg") for r in sat})],
+            ["msgs/s", "µs"])
+        charts.append((png, err))
+        png2 = f"{stem}-chat-latency.png"
+        err2 = latency_chart(png2, "1:1 chat latency at offered rates", paced)
+        charts.append((png2, err2))
+        md += ["", f"![chat]({Path(png).name})", f"![chat latency]({Path(png2).name})", ""]
+    # --- offline
+    off = sc("offline")
+    if off:
+        md += ["## 4. Offline messages (stored, then delivered at the receivers' login)", ""]
+        md += table(off, [
+            ("stored", g("sent_to_offline"), False),
+            ("stored/s", g("stored_per_s"), False),
+            ("server CPU µs/stored", g("server_cpu_us_per_stored"), True),
+            ("delivered/s", g("delivered_per_s"), False),
+            ("server CPU µs/delivered", g("server_cpu_us_per_delivered"), True),
+            ("lost", g("lost"), True)])
+        png = f"{stem}-offline.png"
+        err = bar_chart(png, "offline messages", [
+            ("stored per second", {r["label"]: r.get("stored_per_s") for r in off}),
+            ("delivered per second", {r["label"]: r.get("delivered_per_s") for r in off})],
+            ["msgs/s", "msgs/s"])
+        charts.append((png, err))
+        md += ["", f"![offline]({Path(png).name})", ""]
+    # --- interconnect
+    ic = sc("interconnect")
+    if ic:
+        sat = [r for r in ic if not r.get("rate_offered")]
+        paced = [r for r in ic if r.get("rate_offered")]
+        md += ["## 5. Interconnect (users on provider A ↔ users on provider B over s2s)", "",
+               "Two instances of the same server, each its own process and domain; CPU is "
+               "the sum of both.", ""]
+        md += table(sat, [
+            ("delivered msgs/s", g("delivered_per_s"), False),
+            ("server CPU µs/msg (A+B)", g("server_cpu_us_per_msg"), True),
+            ("p50 ms", g("latency_ms", "p50"), True),
+            ("p99 ms", g("latency_ms", "p99"), True),
+            ("errors", g("errors"), True)])
+        if paced:
+            md += ["", "| server | offered/s | delivered/s | p50 ms | p99 ms | max ms | "
+                   "server CPU µs/msg |", "|---|---|---|---|---|---|---|"]
+            for r in paced:
+                md.append(f"| {r['label']} | {fmt(r['rate_offered'])} | {fmt(r.get('delivered_per_s'))} | "
+                          f"{fmt(g('latency_ms', 'p50')(r), 2)} | {fmt(g('latency_ms', 'p99')(r), 2)} | "
+                          f"{fmt(g('latency_ms', 'max')(r), 2)} | {fmt(r.get('server_cpu_us_per_msg'))} |")
+        png = f"{stem}-interconnect.png"
+        err = bar_chart(png, "interconnect at saturation", [
+            ("delivered msgs/s", {r["label"]: r.get("delivered_per_s") for r in sat}),
+            ("server CPU per message (A+B)",
+             {r["label"]: r.get("server_cpu_us_per_msg") for r in sat})], ["msgs/s", "µs"])
+        charts.append((png, err))
+        md += ["", f"![interconnect]({Path(png).name})", ""]
+
+    missing = [f"{s}/{n}" for s in ORDER for n in ("login", "idle", "chat", "offline", "interconnect")
+               if any(r["label"] == s for r in rows) and not sc(n, label=s)]
+    if missing:
+        md += ["## Runs without a result", "", "These runs failed or were not run (see the "
+               "bench/run output): " + ", ".join(missing), ""]
+    md += ["## Method", "",
+           "- One generator, `peyvand-bench` (tools/peyvand-bench.c), for all three servers: "
+           "plain XMPP over STARTTLS with TLS 1.3, SCRAM (SHA-256 where offered; Prosody 0.12 "
+           "offers SCRAM-SHA-1 only), resource binding, initial presence. It runs as several "
+           "processes with one libuv loop each; source addresses are spread over "
+           "127.100.0.0/16. Its own CPU is in every row.",
+           "- Accounts are created with XEP-0077 in-band registration from a separate start "
+           "of each server with registration enabled; every measured run is a fresh start "
+           "without it.",
+           "- Login: each user logs in once first (client keys derived and cached), then "
+           "concurrent login/close loops for the window; `key_derivations_in_window` = 0 "
+           "shows the client did no PBKDF2 in it.",
+           "- Idle: RSS (VmRSS) of the server process before the logins and after them plus "
+           "a settle time, divided by the sessions.",
+           "- Chat: every user online; each message carries a CLOCK_MONOTONIC timestamp in "
+           "its body; latency = arrival − timestamp, in a log-linear histogram (±3 %). "
+           "Delivered/s counts arrivals inside the window; server CPU per message = server "
+           "CPU in the window / those arrivals. The paced runs send at the offered rate "
+           "from random senders to random recipients.",
+           "- Offline: half the users stay offline; the other half send them "
+           "`per_user` messages each way, paced by an XEP-0199 ping after every 50; the "
+           "store CPU includes 1 s after the last ping answer (asynchronous commits). Then "
+           "the receivers log in, send presence, and the delivery is timed until every "
+           "stored message has arrived.",
+           "- Interconnect: two instances of the same server with their own domains, s2s "
+           "over STARTTLS with certificates from one test CA; half the users on each side "
+           "message users on the other side.",
+           "- Configurations: see the comments in bench/run (written next to the data of "
+           "each run). All servers log at warning level.",
+           ""]
+    errs = [f"- {Path(p).name}: {e}" for p, e in charts if e]
+    if errs:
+        md += ["Chart problems:", ""] + errs + [""]
+    out_md.write_text("\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    main()

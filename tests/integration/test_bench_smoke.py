@@ -1,0 +1,49 @@
+"""A tiny run of the load generator (tools/peyvand-bench.c, issue 5) against a real
+server: ten users log in over STARTTLS + SCRAM and message each other for two seconds.
+
+This is a smoke test of the tool, not a benchmark (bench/run measures; bench/NOTES.md
+says how): it checks that the tool speaks XMPP well enough to get messages delivered,
+that its JSON result line is well formed, and that it exits cleanly (under ASan when
+the tool is the sanitizer build: a leak or a UB report in its stderr fails the test).
+"""
+import json
+import subprocess
+
+import pytest
+
+from pvserver import SANITIZER_PATTERNS, find_binary
+
+PASSWORD = "bench-pass-1"
+USERS = {f"bench{i}": PASSWORD for i in range(10)}
+
+
+def run_bench(server, *args, timeout=90):
+    tool = find_binary("PEYVAND_BENCH_BIN", "peyvand-bench")
+    argv = [tool, "--port", str(server.port), "--domain", "localhost",
+            "--users", str(len(USERS)), "--procs", "2", "--password", PASSWORD,
+            "--server-pid", str(server.pid), "--label", "peyvand", *args]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    report = f"argv: {argv}\nrc={p.returncode}\n--- stdout\n{p.stdout}--- stderr\n{p.stderr}"
+    assert not SANITIZER_PATTERNS.search(p.stderr), "sanitizer report from the tool\n" + report
+    assert p.returncode == 0, report
+    lines = [l for l in p.stdout.splitlines() if l.strip()]
+    assert len(lines) == 1, "exactly one result line on stdout\n" + report
+    res = json.loads(lines[0])
+    assert res["tool"] == "peyvand-bench" and res["format"] == 1, report
+    assert res["workers_ok"] == 1, report
+    return res, report
+
+
+@pytest.mark.pv_timeout(150)
+def test_ten_users_chat_for_two_seconds(server_factory):
+    server = server_factory(users=USERS)
+    res, report = run_bench(server, "--duration", "2", "--warmup", "0.5", "chat")
+    assert res["scenario"] == "chat" and res["label"] == "peyvand", report
+    assert res["online"] == 10 and res["login_failed"] == 0, report
+    assert res["mech"] == "SCRAM-SHA-256", report
+    assert res["delivered"] > 0 and res["sent"] > 0, report
+    assert res["errors"] == 0, report
+    lat = res["latency_ms"]
+    assert lat["count"] > 0 and 0 <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"], report
+    # the server was sampled from /proc: it did work for those messages
+    assert res["server_cpu_s"] > 0 and res["server_cpu_us_per_msg"] > 0, report
