@@ -68,7 +68,11 @@ def machine():
 def fmt(v, digits=1):
     if v is None:
         return "–"
-    if isinstance(v, (int, float)):
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15 and digits == 1:
+        v = int(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
         if abs(v) >= 100:
             return f"{v:,.0f}"
         return f"{v:.{digits}f}"
@@ -76,7 +80,9 @@ def fmt(v, digits=1):
 
 
 def ratio(v, base, lower_better):
-    """How many times better peyvand is (>1: peyvand better)."""
+    """How many times better peyvand is (>1: peyvand better); None: not a ratio metric."""
+    if lower_better is None:
+        return ""
     if not isinstance(v, (int, float)) or not isinstance(base, (int, float)) or not v or not base:
         return "–"
     r = (v / base) if lower_better else (base / v)
@@ -120,6 +126,14 @@ def g(*keys):
     return f
 
 
+def lat(p):
+    """A latency percentile, or None when no message sent in the window arrived."""
+    def f(r):
+        h = r.get("latency_ms") or {}
+        return h.get(p) if h.get("count") else None
+    return f
+
+
 def gnuplot(script, png):
     try:
         p = subprocess.run(["gnuplot"], input=script, capture_output=True, text=True, timeout=60)
@@ -146,7 +160,7 @@ def bar_chart(png, title, series, ylabel_list):
                 v = vals[s]
                 fh.write(f"{s} {v if v is not None else 0}\n")
         lines += [f"set title '{ptitle}'", f"set ylabel '{ylabel_list[i]}'",
-                  f"plot '{f}' using 2:xtic(1) lc rgb '#4477aa', '' using 0:2:(sprintf('%.3g',$2)) "
+                  f"plot '{f}' using 2:xtic(1) lc rgb '#4477aa', '' using 0:2:($2 >= 100 ? sprintf('%.0f', $2) : sprintf('%.3g', $2)) "
                   "with labels offset 0,0.7 notitle"]
     lines.append("unset multiplot")
     return gnuplot("\n".join(lines) + "\n", png)
@@ -156,15 +170,15 @@ def latency_chart(png, title, rows):
     """p99 latency against offered rate, one line per server."""
     tmp = tempfile.mkdtemp(prefix="pv-bench-plot-")
     plots = []
-    for s in by_server(rows):
+    for i, s in enumerate(by_server(rows)):
         pts = sorted((r["rate_offered"], g("latency_ms", "p99")(r), g("latency_ms", "p50")(r))
                      for r in rows if r["label"] == s and r.get("rate_offered"))
         if not pts:
             continue
         f = Path(tmp) / f"{s}.dat"
         f.write_text("".join(f"{a} {b} {c}\n" for a, b, c in pts))
-        plots.append(f"'{f}' using 1:2 with linespoints lw 2 title '{s} p99', "
-                     f"'{f}' using 1:3 with linespoints dt 2 title '{s} p50'")
+        plots.append(f"'{f}' using 1:2 with linespoints lw 2 lc {i + 1} title '{s} p99', "
+                     f"'{f}' using 1:3 with linespoints dt 2 lc {i + 1} title '{s} p50'")
     if not plots:
         return "(no paced runs)"
     script = "\n".join([
@@ -215,12 +229,12 @@ def main():
         md += table(login, [
             ("logins/s", g("logins_per_s"), False),
             ("server CPU ms/login", g("server_cpu_ms_per_login"), True),
-            ("server CPU %", g("server_cpu_pct"), True),
+            ("server CPU %", g("server_cpu_pct"), None),
             ("login p50 ms", g("login_ms", "p50"), True),
             ("login p99 ms", g("login_ms", "p99"), True),
-            ("failed", g("failed"), True),
-            ("SCRAM", g("mech"), True),
-            ("generator CPU %", g("gen_cpu_pct"), True)])
+            ("failed", g("failed"), None),
+            ("SCRAM", g("mech"), None),
+            ("generator CPU %", g("gen_cpu_pct"), None)])
         png = f"{stem}-login.png"
         err = bar_chart(png, "login storm", [
             ("logins per second", {r["label"]: r.get("logins_per_s") for r in login}),
@@ -233,16 +247,20 @@ def main():
     if idle:
         md += ["## 2. Idle authenticated sessions (memory)", ""]
         md += table(idle, [
-            ("sessions", g("sessions"), False),
+            ("sessions", g("sessions"), None),
             ("server RSS before KiB", g("server_rss_before_kib"), True),
             ("server RSS after KiB", g("server_rss_after_kib"), True),
             ("server KiB/session", g("server_rss_per_session_kib"), True),
-            ("kernel TCP KiB/conn (both ends)", g("kernel_tcp_mem_per_connection_kib"), True),
-            ("idle server CPU %", g("idle_server_cpu_pct"), True),
-            ("failed", g("failed"), True)])
-        md += ["", "Kernel socket memory is /proc/net/sockstat `TCP mem` (pages) before and "
-               "after the logins: it covers both ends of each loopback connection (the "
-               "generator's too) and is not in the server's RSS.", ""]
+            ("kernel TCP buffers KiB/conn", g("kernel_tcp_mem_per_connection_kib"), None),
+            ("kernel socket slabs KiB/conn", g("kernel_socket_slab_per_connection_kib"), None),
+            ("idle server CPU %", g("idle_server_cpu_pct"), None),
+            ("failed", g("failed"), None)])
+        md += ["", "The kernel's share is not in the server's RSS and is shown apart: TCP "
+               "buffers are /proc/net/sockstat `TCP mem` (pages; idle sockets hold almost "
+               "none), socket slabs are the `TCP` and `sock_inode_cache` objects of "
+               "/proc/slabinfo (empty when the tool is not root). Both are measured before "
+               "and after the logins and cover both ends of each loopback connection (the "
+               "generator's too), so a server's own share is about half.", ""]
         png = f"{stem}-idle.png"
         err = bar_chart(png, f"idle sessions", [
             ("server RSS per idle session",
@@ -259,19 +277,19 @@ def main():
         md += table(sat, [
             ("delivered msgs/s", g("delivered_per_s"), False),
             ("server CPU µs/msg", g("server_cpu_us_per_msg"), True),
-            ("server CPU %", g("server_cpu_pct"), True),
-            ("p50 ms", g("latency_ms", "p50"), True),
-            ("p99 ms", g("latency_ms", "p99"), True),
-            ("errors", g("errors"), True),
-            ("generator CPU %", g("gen_cpu_pct"), True)])
+            ("server CPU %", g("server_cpu_pct"), None),
+            ("p50 ms", lat("p50"), True),
+            ("p99 ms", lat("p99"), True),
+            ("errors", g("errors"), None),
+            ("generator CPU %", g("gen_cpu_pct"), None)])
         md += ["", "### At offered rates", "",
                "| server | offered/s | delivered/s | p50 ms | p90 ms | p99 ms | max ms | "
                "server CPU µs/msg | server CPU % |", "|---|---|---|---|---|---|---|---|---|"]
         for s in by_server(paced):
             for r in sorted((r for r in paced if r["label"] == s), key=lambda r: r["rate_offered"]):
                 md.append(f"| {s} | {fmt(r['rate_offered'])} | {fmt(r.get('delivered_per_s'))} | "
-                          f"{fmt(g('latency_ms', 'p50')(r), 2)} | {fmt(g('latency_ms', 'p90')(r), 2)} | "
-                          f"{fmt(g('latency_ms', 'p99')(r), 2)} | {fmt(g('latency_ms', 'max')(r), 2)} | "
+                          f"{fmt(lat('p50')(r), 2)} | {fmt(lat('p90')(r), 2)} | "
+                          f"{fmt(lat('p99')(r), 2)} | {fmt(lat('max')(r), 2)} | "
                           f"{fmt(r.get('server_cpu_us_per_msg'))} | {fmt(r.get('server_cpu_pct'))} |")
         png = f"{stem}-chat.png"
         err = bar_chart(png, "1:1 chat at saturation", [
@@ -288,12 +306,12 @@ def main():
     if off:
         md += ["## 4. Offline messages (stored, then delivered at the receivers' login)", ""]
         md += table(off, [
-            ("stored", g("sent_to_offline"), False),
+            ("stored", g("sent_to_offline"), None),
             ("stored/s", g("stored_per_s"), False),
             ("server CPU µs/stored", g("server_cpu_us_per_stored"), True),
             ("delivered/s", g("delivered_per_s"), False),
             ("server CPU µs/delivered", g("server_cpu_us_per_delivered"), True),
-            ("lost", g("lost"), True)])
+            ("lost", g("lost"), None)])
         png = f"{stem}-offline.png"
         err = bar_chart(png, "offline messages", [
             ("stored per second", {r["label"]: r.get("stored_per_s") for r in off}),
@@ -312,16 +330,17 @@ def main():
         md += table(sat, [
             ("delivered msgs/s", g("delivered_per_s"), False),
             ("server CPU µs/msg (A+B)", g("server_cpu_us_per_msg"), True),
-            ("p50 ms", g("latency_ms", "p50"), True),
-            ("p99 ms", g("latency_ms", "p99"), True),
-            ("errors", g("errors"), True)])
+            ("p50 ms", lat("p50"), True),
+            ("p99 ms", lat("p99"), True),
+            ("errors", g("errors"), None),
+            ("skipped/stalled", g("skipped_or_stalled"), None)])
         if paced:
             md += ["", "| server | offered/s | delivered/s | p50 ms | p99 ms | max ms | "
                    "server CPU µs/msg |", "|---|---|---|---|---|---|---|"]
             for r in paced:
                 md.append(f"| {r['label']} | {fmt(r['rate_offered'])} | {fmt(r.get('delivered_per_s'))} | "
-                          f"{fmt(g('latency_ms', 'p50')(r), 2)} | {fmt(g('latency_ms', 'p99')(r), 2)} | "
-                          f"{fmt(g('latency_ms', 'max')(r), 2)} | {fmt(r.get('server_cpu_us_per_msg'))} |")
+                          f"{fmt(lat('p50')(r), 2)} | {fmt(lat('p99')(r), 2)} | "
+                          f"{fmt(lat('max')(r), 2)} | {fmt(r.get('server_cpu_us_per_msg'))} |")
         png = f"{stem}-interconnect.png"
         err = bar_chart(png, "interconnect at saturation", [
             ("delivered msgs/s", {r["label"]: r.get("delivered_per_s") for r in sat}),
@@ -340,7 +359,13 @@ def main():
            "plain XMPP over STARTTLS with TLS 1.3, SCRAM (SHA-256 where offered; Prosody 0.12 "
            "offers SCRAM-SHA-1 only), resource binding, initial presence. It runs as several "
            "processes with one libuv loop each; source addresses are spread over "
-           "127.100.0.0/16. Its own CPU is in every row.",
+           "127.100.0.0/16. Its own CPU is in every row (percent of one core; two "
+           "processes can show up to 200 %) — on this 2-core machine the generator and the "
+           "server share the cores, so a server near 100 % of a core plus a busy generator "
+           "means the machine, not only the server, is saturated.",
+           "- Paced runs whose server cannot keep up stop adding to a backlog past 5 s of "
+           "offered load (`skipped_or_stalled` in the JSON); a saturation window that sees "
+           "no delivery for 2 s is written off and counted there too.",
            "- Accounts are created with XEP-0077 in-band registration from a separate start "
            "of each server with registration enabled; every measured run is a fresh start "
            "without it.",
@@ -354,8 +379,8 @@ def main():
            "Delivered/s counts arrivals inside the window; server CPU per message = server "
            "CPU in the window / those arrivals. The paced runs send at the offered rate "
            "from random senders to random recipients.",
-           "- Offline: half the users stay offline; the other half send them "
-           "`per_user` messages each way, paced by an XEP-0199 ping after every 50; the "
+           "- Offline: half the users stay offline; the other half send each of them "
+           "`per_user` messages, paced by an XEP-0199 ping after every 50; the "
            "store CPU includes 1 s after the last ping answer (asynchronous commits). Then "
            "the receivers log in, send presence, and the delivery is timed until every "
            "stored message has arrived.",

@@ -1202,6 +1202,11 @@ static void login_finished(bconn *c, bool ok)
 		/* next login of this slot, unless the window is over */
 		bool go_on = W.phase_active && (W.phase == PH_WARM ? W.qpos < W.qlen
 								      : now_ns() < W.window_end);
+		/* a connect that fails at once (no fds, no address) calls back into here:
+		 * bound the recursion by retiring the slot */
+		static int depth;
+		if (depth > 64)
+			go_on = false;
 		if (go_on) {
 			user *u;
 			if (W.phase == PH_WARM) {
@@ -1213,7 +1218,9 @@ static void login_finished(bconn *c, bool ok)
 				i += W.nslots;
 				W.slot_next[slot] = i < W.nusers ? i : (size_t)slot;
 			}
+			depth++;
 			conn_start(u, P_STORM, slot, false);
+			depth--;
 		} else {
 			W.slots_live--;
 			if (!W.slots_live) {
@@ -1631,6 +1638,7 @@ typedef struct sample {
 	uint64_t rss_kb;
 	uint64_t tcp_mem_pages;
 	uint64_t tcp_inuse;
+	uint64_t slab_bytes;   /* TCP + sock_inode_cache slab objects (root only) */
 	uint64_t t_ns;
 } sample;
 
@@ -1673,6 +1681,18 @@ static void take_sample(sample *s)
 				s->tcp_mem_pages = mem;
 				s->tcp_inuse = inuse;
 			}
+		}
+		fclose(f);
+	}
+	/* the socket structures themselves are slab objects, not buffer memory */
+	f = fopen("/proc/slabinfo", "r");
+	if (f) {
+		while (fgets(buf, sizeof(buf), f)) {
+			char name[64];
+			unsigned long active, total, size;
+			if (sscanf(buf, "%63s %lu %lu %lu", name, &active, &total, &size) == 4 &&
+				(!strcmp(name, "TCP") || !strcmp(name, "sock_inode_cache")))
+				s->slab_bytes += (uint64_t)active * size;
 		}
 		fclose(f);
 	}
@@ -1870,6 +1890,10 @@ static int run_parent(void)
 	case SC_LOGIN:
 		go_all(PH_WARM, opt.timeout);
 		wait_all(PH_WARM, opt.timeout, &d);
+		if (!d.ok) {
+			kill_kids();
+			die("no user could log in (%" PRIu64 " failed)", d.failed);
+		}
 		take_sample(&s0);
 		go_all(PH_MEASURE, opt.duration);
 		sleep_s(opt.duration);
@@ -1887,7 +1911,7 @@ static int run_parent(void)
 		if (opt.npids)
 			j_num("server_cpu_ms_per_login", d2.ok ? cpu_s(&s0, &s1) * 1e3 / (double)d2.ok : NAN);
 		j_num("gen_cpu_pct", gen_pct(&d2, opt.duration));
-		summary("%s login: %.0f logins/s (%" PRIu64 " in %.0f s, %" PRIu64 " failed), %s, "
+		summary("%s login: %.0f logins/s (%" PRIu64 " in %g s, %" PRIu64 " failed), %s, "
 			"login p50 %.1f ms p99 %.1f ms",
 			opt.label, (double)d2.ok / opt.duration, d2.ok, opt.duration, d2.failed, d2.mech,
 			(double)hist_pct(&d2.lat, 50) / 1e3, (double)hist_pct(&d2.lat, 99) / 1e3);
@@ -1922,12 +1946,15 @@ static int run_parent(void)
 		j_num("kernel_tcp_mem_delta_kib", kmem);
 		j_num("kernel_tcp_mem_per_connection_kib", n ? kmem / n : NAN);
 		j_num("kernel_tcp_sockets_delta", (double)s1.tcp_inuse - (double)s0.tcp_inuse);
+		double slab = ((double)s1.slab_bytes - (double)s0.slab_bytes) / 1024.0;
+		j_num("kernel_socket_slab_delta_kib", slab);
+		j_num("kernel_socket_slab_per_connection_kib", n ? slab / n : NAN);
 		summary("%s idle: %.0f sessions (%" PRIu64 " failed)", opt.label, n, d.failed);
 		if (opt.npids && n)
 			summary(", server RSS %.0f -> %.0f KiB = %.1f KiB/session", (double)s0.rss_kb,
 				(double)s1.rss_kb, ((double)s1.rss_kb - (double)s0.rss_kb) / n);
-		summary("; kernel TCP memory %+.0f KiB (both ends) = %.1f KiB/connection\n", kmem,
-			n ? kmem / n : 0);
+		summary("; kernel (both ends): TCP buffers %+.0f KiB = %.1f KiB/connection, socket "
+			"slabs %.1f KiB/connection\n", kmem, n ? kmem / n : 0, n ? slab / n : 0);
 		break;
 	}
 	case SC_CHAT:
@@ -1980,6 +2007,10 @@ static int run_parent(void)
 	case SC_OFFLINE: {
 		go_all(PH_SETUP, opt.timeout);
 		wait_all(PH_SETUP, opt.timeout, &d);
+		if (!d.ok) {
+			kill_kids();
+			die("no sender could log in (%" PRIu64 " failed)", d.failed);
+		}
 		take_sample(&s0);
 		go_all(PH_STORE, opt.duration);
 		wait_all(PH_STORE, opt.duration, &d2);
