@@ -78,7 +78,6 @@ struct pv_s2s_link {
 	pv_qrow *rows, *rows_tail; /* in memory, seq order, from acked+1 */
 	size_t nrows;
 	bool mem_partial;          /* rows beyond the tail are only in storage */
-	struct pv_push *pushes;    /* pushes not committed yet (s2s_out.c) */
 	uint64_t next_seq;         /* next seq to assign */
 	uint64_t sent_upto;        /* last seq written on this connection */
 	uint64_t acked_upto;       /* last seq acknowledged / removed */

@@ -125,31 +125,23 @@ static void refill(pv_s2s_link *l)
 		l->mem_partial = false;
 }
 
-/* A push on its way to disk.  The link keeps a list of them: at shutdown the links
- * are freed before the store runs its last callbacks (pv_server_fini), which must
- * then find no link. */
-struct pv_push {
-	struct pv_push *next, *prev;
-	pv_s2s_link *l;   /* NULL once the link is gone */
+/* A push on its way to disk.  It names its link by key: at shutdown the links are
+ * freed before the store runs its last callbacks (pv_server_fini). */
+typedef struct push_ctx {
+	char *key;
 	pv_qrow *r;       /* NULL when the row is not mirrored in memory */
 	pv_hold *hold;
-};
+} push_ctx;
 
 static void pushed(void *ud, int rc)
 {
-	struct pv_push *p = ud;
-	pv_s2s_link *l = p->l;
+	push_ctx *p = ud;
+	pv_s2s *s = pv_the_server ? pv_the_server->s2s : NULL;
+	pv_s2s_link *l = s ? pv_map_get(s->links, p->key) : NULL;
 	pv_hold_release(p->hold);
-	if (l) {
-		if (p->r)
-			p->r->committed = true;
-		if (p->prev)
-			p->prev->next = p->next;
-		else
-			l->pushes = p->next;
-		if (p->next)
-			p->next->prev = p->prev;
-	}
+	if (l && p->r)
+		p->r->committed = true; /* uncommitted rows live as long as their link */
+	pv_free(p->key);
 	pv_free(p);
 	if (l)
 		pv_s2s_link_kick(l);
@@ -158,12 +150,8 @@ static void pushed(void *ud, int rc)
 void pv_s2s_row_pushed(pv_s2s_link *l, pv_qrow *r)
 {
 	need_epoch(l);
-	struct pv_push *p = pv_calloc(1, sizeof(*p));
-	p->l = l;
-	p->next = l->pushes;
-	if (p->next)
-		p->next->prev = p;
-	l->pushes = p;
+	push_ctx *p = pv_calloc(1, sizeof(*p));
+	p->key = pv_strdup(l->key);
 	p->hold = pv_hold_take();
 	pv_store_s2s_push(l->s2s->srv->store, l->local, l->remote, r->seq, r->created, r->xml, r->len,
 		pushed, p);
@@ -319,6 +307,10 @@ static void link_fail(pv_s2s_link *l, const char *why)
 	uint64_t d = backoff_ms(l);
 	l->retries++;
 	l->next_try_ms = pv_now_ms() + d;
+	/* Meanwhile a bidi stream of the peer may carry the link (XEP-0288).  Not while our
+	 * connection is still being torn down: we may be inside its callbacks. */
+	if (!l->conn && !l->verify_only && !l->s2s->srv->stopping)
+		pv_s2s_in_lend(l->s2s, l);
 }
 
 void pv_s2s_link_close(pv_s2s_link *l, const char *why)
@@ -334,10 +326,6 @@ void pv_s2s_link_close(pv_s2s_link *l, const char *why)
 void pv_s2s_link_free(pv_s2s_link *l)
 {
 	finish_verifies(l, false);
-	for (struct pv_push *p = l->pushes; p; p = p->next) {
-		p->l = NULL;
-		p->r = NULL;
-	}
 	if (l->carrier)
 		pv_s2s_in_unlend(l->carrier);
 	if (l->conn) {
