@@ -1,9 +1,11 @@
 /* listener.c -- listening TCP sockets for the worker loops.
  *
- * Each worker loop listens on the same address with its own socket and the kernel
- * spreads new connections among them (SO_REUSEPORT).  libuv 1.44 has no
- * UV_TCP_REUSEPORT flag, so we create the socket ourselves, set the option, and hand
- * it to libuv with uv_tcp_open before binding.
+ * We create the socket ourselves and hand it to libuv with uv_tcp_open before binding,
+ * so socket options libuv 1.44 has no flag for can be set.  SO_REUSEPORT is NOT set
+ * while there is one worker loop: with it, a second server started by mistake on the
+ * same port binds silently and the kernel splits the connections between the two
+ * (seen in testing).  When several workers share a port they will set it, together
+ * with a check that the port is not already held by another process.
  *
  * Threading: call on the loop that will own the listener; the handle belongs to it. */
 #include "net/conn.h"
@@ -63,8 +65,7 @@ int pv_listen_tcp(uv_loop_t *loop, const char *ip, int port, uv_connection_cb on
 		pv_error("net", "listen: socket failed ip=%s err=%s", ip, strerror(errno));
 		return PV_EIO;
 	}
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) {
 		pv_error("net", "listen: setsockopt failed ip=%s err=%s", ip, strerror(errno));
 		close(fd);
 		return PV_EIO;

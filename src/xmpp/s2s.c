@@ -26,7 +26,7 @@ static void read_conf(pv_s2s_conf *c, const pv_conf *root)
 	c->connect_timeout_ms = conf_ms(root, "s2s.connect_timeout", 10000);
 	c->idle_timeout_ms = conf_ms(root, "s2s.idle_timeout", 600000);
 	c->max_conn_per_domain = (unsigned)pv_conf_int(root, "s2s.max_connections_per_domain", 4);
-	c->stanza_rate = (double)pv_conf_int(root, "s2s.stanza_rate", 500);
+	c->stanza_rate = (double)pv_conf_int(root, "s2s.stanza_rate", 10000);
 	c->max_stanza = (size_t)pv_conf_size(root, "s2s.max_stanza_size", 256 * 1024);
 	if (c->retry_max_ms < c->retry_min_ms)
 		c->retry_max_ms = c->retry_min_ms;

@@ -77,7 +77,8 @@ void pv_s2s_rxq_resume(pv_s2s_rxq *r, uint64_t now)
 	if (!r->paused)
 		return;
 	r->paused = false;
-	r->tokens_ms = now;
+	/* tokens_ms stays: the time spent paused is what refills the bucket (resetting it
+	 * here kept the bucket empty forever and stalled busy links). */
 	if (r->conn)
 		pv_conn_read_resume(r->conn);
 }
