@@ -112,6 +112,18 @@ unsigned pv_host_scram_iterations(const pv_host *h);
  * cap, only cap filled).  Borrowed pointers valid until the loop runs again. */
 size_t pv_host_user_sessions(pv_host *h, const char *user, pv_session **out, size_t cap);
 
+/* All bound sessions of a user, without a size limit: fills `small` and allocates only
+ * for more than PV_SESSIONS_SMALL.  Borrowed pointers, valid until the loop runs again;
+ * pv_user_sessions_fini frees what _get allocated. */
+#define PV_SESSIONS_SMALL 16
+typedef struct pv_user_sessions {
+	pv_session **v;
+	size_t n;
+	pv_session *small[PV_SESSIONS_SMALL];
+} pv_user_sessions;
+void pv_user_sessions_get(pv_user_sessions *l, pv_host *h, const char *user);
+void pv_user_sessions_fini(pv_user_sessions *l);
+
 /* ---- sessions ---- */
 const pv_jid *pv_session_jid(const pv_session *s);   /* full JID once bound, else NULL */
 /* Localpart once SASL succeeded (before and after bind), else NULL.  Borrowed. */

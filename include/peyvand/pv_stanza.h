@@ -30,6 +30,9 @@ pv_stanza *pv_stanza_new(pv_xml *xml, const char **bad_attr);
 /* Parse a stanza we serialised ourselves (offline storage, queues): a new stanza with
  * refcount 1, or NULL when the bytes are not one valid stanza. */
 pv_stanza *pv_stanza_parse(const char *xml, size_t len);
+/* A new <presence/> (refcount 1) with the given type/from/to (each may be NULL), or NULL
+ * when from/to is not a valid JID. */
+pv_stanza *pv_stanza_presence(const char *type, const char *from, const char *to);
 pv_stanza *pv_stanza_ref(pv_stanza *s);
 void pv_stanza_unref(pv_stanza *s);
 /* Deep copy with refcount 1 (mutable until routed). */

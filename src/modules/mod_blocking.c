@@ -77,7 +77,6 @@
 /* Users whose lists stay in memory per host (an entry is a few hundred bytes). */
 #define CACHE_USERS 10000
 #define NBUCKETS 4096 /* power of two */
-#define SMALL_SESS 16
 #define SMALL_DIRECTED 16
 /* The user's explanation of a report: a paragraph, not a document. */
 #define MAX_REPORT_TEXT 4096
@@ -309,31 +308,6 @@ static bool type_is(const pv_stanza *st, const char *t)
 	return st->type && strcmp(st->type, t) == 0;
 }
 
-typedef struct sess_list {
-	pv_session **v;
-	size_t n;
-	pv_session *small[SMALL_SESS];
-} sess_list;
-
-static void sess_list_get(sess_list *l, pv_host *h, const char *user)
-{
-	l->v = l->small;
-	l->n = pv_host_user_sessions(h, user, l->small, SMALL_SESS);
-	if (l->n > SMALL_SESS) {
-		size_t want = l->n;
-		l->v = pv_malloc(want * sizeof(*l->v));
-		l->n = pv_host_user_sessions(h, user, l->v, want);
-		if (l->n > want)
-			l->n = want;
-	}
-}
-
-static void sess_list_fini(sess_list *l)
-{
-	if (l->v != l->small)
-		pv_free(l->v);
-}
-
 static void route_presence(pv_host *h, const char *type, const char *from, const char *to)
 {
 	pv_xml *x = pv_xml_new("presence", PV_NS_CLIENT);
@@ -473,7 +447,7 @@ static const char *affected(const blk_list *changed, const pv_jid *changed_jids,
 
 /* Presence of every available session of the user to `to`: "unavailable" when
  * `unavailable`, else each session's current presence. */
-static void presence_from_sessions(pv_host *h, const sess_list *sl, const char *to, bool unavailable)
+static void presence_from_sessions(pv_host *h, const pv_user_sessions *sl, const char *to, bool unavailable)
 {
 	for (size_t i = 0; i < sl->n; i++) {
 		pv_session *s = sl->v[i];
@@ -495,7 +469,7 @@ static void presence_from_sessions(pv_host *h, const sess_list *sl, const char *
 
 /* 4.6.3-style cleanup: directed-presence targets now blocked get "unavailable" and are
  * forgotten. */
-static void directed_unavailable(pv_host *h, const sess_list *sl, const blk_list *changed)
+static void directed_unavailable(pv_host *h, const pv_user_sessions *sl, const blk_list *changed)
 {
 	for (size_t i = 0; i < sl->n; i++) {
 		pv_session *s = sl->v[i];
@@ -542,14 +516,14 @@ static void presence_on_change(pv_host *h, const char *user, const blk_list *cha
 {
 	if (changed->n == 0)
 		return;
-	sess_list sl;
-	sess_list_get(&sl, h, user);
+	pv_user_sessions sl;
+	pv_user_sessions_get(&sl, h, user);
 	bool any_available = false;
 	for (size_t i = 0; i < sl.n; i++)
 		any_available = any_available || pv_session_is_available(sl.v[i]);
 	if (!any_available) {
 		/* Nobody sees the user online: nothing to withdraw or restore. */
-		sess_list_fini(&sl);
+		pv_user_sessions_fini(&sl);
 		return;
 	}
 	pv_roster_item *items = NULL;
@@ -577,7 +551,7 @@ static void presence_on_change(pv_host *h, const char *user, const blk_list *cha
 		pv_roster_items_free(items, n);
 	if (blocked)
 		directed_unavailable(h, &sl, changed);
-	sess_list_fini(&sl);
+	pv_user_sessions_fini(&sl);
 }
 
 /* ---- XEP-0377 reports ---- */
@@ -739,8 +713,8 @@ static bool from_owner(const pv_event *ev)
 /* Sends <iq type='set'><block|unblock>items</..></iq> to every interested resource. */
 static void push(pv_host *h, const char *user, const char *what, const blk_list *items)
 {
-	sess_list sl;
-	sess_list_get(&sl, h, user);
+	pv_user_sessions sl;
+	pv_user_sessions_get(&sl, h, user);
 	for (size_t i = 0; i < sl.n; i++) {
 		pv_session *s = sl.v[i];
 		const pv_jid *j = pv_session_jid(s);
@@ -763,7 +737,7 @@ static void push(pv_host *h, const char *user, const char *what, const blk_list 
 		pv_session_send(s, st);
 		pv_stanza_unref(st);
 	}
-	sess_list_fini(&sl);
+	pv_user_sessions_fini(&sl);
 }
 
 static int on_get(pv_event *ev, void *ud)

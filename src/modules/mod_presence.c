@@ -49,7 +49,6 @@
 
 #define NS_PREAPPROVAL "urn:xmpp:features:pre-approval"
 #define DEF_MAX_ITEMS 1000
-#define SMALL_SESS 16
 #define SMALL_DIRECTED 16
 
 typedef struct pres_cfg {
@@ -73,53 +72,9 @@ static bool type_is(const char *type, const char *t)
 	return type && strcmp(type, t) == 0;
 }
 
-typedef struct sess_list {
-	pv_session **v;
-	size_t n;
-	pv_session *small[SMALL_SESS];
-} sess_list;
-
-static void sess_list_get(sess_list *l, pv_host *h, const char *user)
-{
-	l->v = l->small;
-	l->n = pv_host_user_sessions(h, user, l->small, SMALL_SESS);
-	if (l->n > SMALL_SESS) {
-		size_t want = l->n;
-		l->v = pv_malloc(want * sizeof(*l->v));
-		l->n = pv_host_user_sessions(h, user, l->v, want);
-		if (l->n > want)
-			l->n = want;
-	}
-}
-
-static void sess_list_fini(sess_list *l)
-{
-	if (l->v != l->small)
-		pv_free(l->v);
-}
-
-/* A new presence stanza (refcount 1) or NULL; from/to may be NULL. */
-static pv_stanza *make_presence(const char *type, const char *from, const char *to)
-{
-	pv_xml *x = pv_xml_new("presence", PV_NS_CLIENT);
-	if (type)
-		pv_xml_set_attr(x, "type", type);
-	if (from)
-		pv_xml_set_attr(x, "from", from);
-	if (to)
-		pv_xml_set_attr(x, "to", to);
-	const char *bad = NULL;
-	pv_stanza *st = pv_stanza_new(x, &bad);
-	if (!st) {
-		pv_warn("presence", "cannot build presence (bad %s)", bad ? bad : "?");
-		pv_xml_free(x);
-	}
-	return st;
-}
-
 static void route_presence(pv_host *h, const char *type, const char *from, const char *to)
 {
-	pv_stanza *st = make_presence(type, from, to);
+	pv_stanza *st = pv_stanza_presence(type, from, to);
 	if (st) {
 		pv_route(h, st);
 		pv_stanza_unref(st);
@@ -145,12 +100,12 @@ static void route_copy(pv_host *h, const pv_stanza *st, const char *from, const 
 /* Delivers st (borrowed, shared) to every available resource of a local user. */
 static void deliver_available(pv_host *h, const char *user, pv_stanza *st)
 {
-	sess_list l;
-	sess_list_get(&l, h, user);
+	pv_user_sessions l;
+	pv_user_sessions_get(&l, h, user);
 	for (size_t i = 0; i < l.n; i++)
 		if (pv_session_is_available(l.v[i]))
 			pv_session_send(l.v[i], st);
-	sess_list_fini(&l);
+	pv_user_sessions_fini(&l);
 }
 
 /* Each available resource's current presence to `to` (3.1.5, 4.3.2).  Returns how many
@@ -158,8 +113,8 @@ static void deliver_available(pv_host *h, const char *user, pv_stanza *st)
 static size_t presence_from_all(pv_host *h, const char *user, const char *to, const pv_session *skip)
 {
 	size_t sent = 0;
-	sess_list l;
-	sess_list_get(&l, h, user);
+	pv_user_sessions l;
+	pv_user_sessions_get(&l, h, user);
 	for (size_t i = 0; i < l.n; i++) {
 		pv_session *s = l.v[i];
 		const pv_jid *j = pv_session_jid(s);
@@ -169,21 +124,21 @@ static size_t presence_from_all(pv_host *h, const char *user, const char *to, co
 		route_copy(h, p, j->full, to);
 		sent++;
 	}
-	sess_list_fini(&l);
+	pv_user_sessions_fini(&l);
 	return sent;
 }
 
 /* "unavailable" from each available resource to `to` (3.2.2, 3.3.3). */
 static void unavailable_from_all(pv_host *h, const char *user, const char *to)
 {
-	sess_list l;
-	sess_list_get(&l, h, user);
+	pv_user_sessions l;
+	pv_user_sessions_get(&l, h, user);
 	for (size_t i = 0; i < l.n; i++) {
 		const pv_jid *j = pv_session_jid(l.v[i]);
 		if (j && pv_session_is_available(l.v[i]))
 			route_presence(h, "unavailable", j->full, to);
 	}
-	sess_list_fini(&l);
+	pv_user_sessions_fini(&l);
 }
 
 /* The stanza as stored: self-contained XML (xmlns on the root), parsed back with
@@ -560,7 +515,7 @@ static int on_unbind(pv_event *ev, void *ud)
 	bool was = pv_session_is_available(s);
 	if (!was && pv_session_directed(s, NULL, 0) == 0)
 		return PV_PASS;
-	pv_stanza *p = make_presence("unavailable", uj->full, NULL);
+	pv_stanza *p = pv_stanza_presence("unavailable", uj->full, NULL);
 	if (!p)
 		return PV_PASS;
 	pv_session_set_presence(s, NULL);

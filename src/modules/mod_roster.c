@@ -40,7 +40,6 @@
 #define DEF_MAX_ITEMS 1000
 /* Handles and group names: the same bound as a JID part (RFC 7622 3.1). */
 #define MAX_TEXT 1023
-#define SMALL_SESS 16
 
 typedef struct roster_cfg {
 	size_t max_items;
@@ -48,50 +47,9 @@ typedef struct roster_cfg {
 
 /* ---- helpers ---- */
 
-typedef struct sess_list {
-	pv_session **v;
-	size_t n;
-	pv_session *small[SMALL_SESS];
-} sess_list;
-
-static void sess_list_get(sess_list *l, pv_host *h, const char *user)
-{
-	l->v = l->small;
-	l->n = pv_host_user_sessions(h, user, l->small, SMALL_SESS);
-	if (l->n > SMALL_SESS) {
-		size_t want = l->n;
-		l->v = pv_malloc(want * sizeof(*l->v));
-		l->n = pv_host_user_sessions(h, user, l->v, want);
-		if (l->n > want)
-			l->n = want;
-	}
-}
-
-static void sess_list_fini(sess_list *l)
-{
-	if (l->v != l->small)
-		pv_free(l->v);
-}
-
-static pv_stanza *make_presence(const char *type, const char *from, const char *to)
-{
-	pv_xml *x = pv_xml_new("presence", PV_NS_CLIENT);
-	if (type)
-		pv_xml_set_attr(x, "type", type);
-	pv_xml_set_attr(x, "from", from);
-	pv_xml_set_attr(x, "to", to);
-	const char *bad = NULL;
-	pv_stanza *st = pv_stanza_new(x, &bad);
-	if (!st) {
-		pv_warn("roster", "cannot build presence from=%s to=%s (bad %s)", from, to, bad);
-		pv_xml_free(x);
-	}
-	return st;
-}
-
 static void route_presence(pv_host *h, const char *type, const char *from, const char *to)
 {
-	pv_stanza *st = make_presence(type, from, to);
+	pv_stanza *st = pv_stanza_presence(type, from, to);
 	if (st) {
 		pv_route(h, st);
 		pv_stanza_unref(st);
@@ -165,8 +123,8 @@ void pv_roster_push(pv_host *h, const char *user, uint64_t ver, const pv_roster_
 {
 	char vbuf[24];
 	snprintf(vbuf, sizeof(vbuf), "%llu", (unsigned long long)ver);
-	sess_list l;
-	sess_list_get(&l, h, user);
+	pv_user_sessions l;
+	pv_user_sessions_get(&l, h, user);
 	for (size_t i = 0; i < l.n; i++) {
 		pv_session *s = l.v[i];
 		const pv_jid *j = pv_session_jid(s);
@@ -192,7 +150,7 @@ void pv_roster_push(pv_host *h, const char *user, uint64_t ver, const pv_roster_
 		pv_session_send(s, st);
 		pv_stanza_unref(st);
 	}
-	sess_list_fini(&l);
+	pv_user_sessions_fini(&l);
 }
 
 void pv_roster_commit(pv_host *h, const char *user, pv_roster *r, const pv_roster_item *it,
@@ -288,14 +246,14 @@ static void do_remove(pv_event *ev, pv_roster *r, pv_roster_item *cur)
 	if (had_to || before.out)
 		route_presence(h, "unsubscribe", me, contact);
 	if (had_from) {
-		sess_list l;
-		sess_list_get(&l, h, user);
+		pv_user_sessions l;
+		pv_user_sessions_get(&l, h, user);
 		for (size_t i = 0; i < l.n; i++) {
 			const pv_jid *j = pv_session_jid(l.v[i]);
 			if (j && pv_session_is_available(l.v[i]))
 				route_presence(h, "unavailable", j->full, contact);
 		}
-		sess_list_fini(&l);
+		pv_user_sessions_fini(&l);
 	}
 	if (had_from || before.in)
 		route_presence(h, "unsubscribed", me, contact);

@@ -253,3 +253,22 @@ pv_stanza *pv_stanza_parse(const char *xml, size_t len)
 		pv_xml_free(x);
 	return st;
 }
+
+pv_stanza *pv_stanza_presence(const char *type, const char *from, const char *to)
+{
+	pv_xml *x = pv_xml_new("presence", PV_NS_CLIENT);
+	if (type)
+		pv_xml_set_attr(x, "type", type);
+	if (from)
+		pv_xml_set_attr(x, "from", from);
+	if (to)
+		pv_xml_set_attr(x, "to", to);
+	const char *bad = NULL;
+	pv_stanza *st = pv_stanza_new(x, &bad);
+	if (!st) {
+		pv_warn("stanza", "cannot build presence from=%s to=%s (bad %s)", from ? from : "-",
+			to ? to : "-", bad ? bad : "?");
+		pv_xml_free(x);
+	}
+	return st;
+}

@@ -1,0 +1,23 @@
+/* user_sessions.c -- pv_user_sessions_get/_fini of pv_module.h: every bound session of a
+ * user without a size limit.  Its own file so that module unit tests, which fake the
+ * host functions (tests/unit/modules/fake_core.h), can link it alone. */
+#include "peyvand/pv_module.h"
+
+void pv_user_sessions_get(pv_user_sessions *l, pv_host *h, const char *user)
+{
+	l->v = l->small;
+	l->n = pv_host_user_sessions(h, user, l->small, PV_SESSIONS_SMALL);
+	if (l->n > PV_SESSIONS_SMALL) {
+		size_t want = l->n;
+		l->v = pv_malloc(want * sizeof(*l->v));
+		l->n = pv_host_user_sessions(h, user, l->v, want);
+		if (l->n > want)
+			l->n = want;
+	}
+}
+
+void pv_user_sessions_fini(pv_user_sessions *l)
+{
+	if (l->v != l->small)
+		pv_free(l->v);
+}
