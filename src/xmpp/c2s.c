@@ -13,6 +13,7 @@
 #include "core/core.h"
 #include "peyvand/pv_log.h"
 #include "xmpp/sasl/sasl.h"
+#include "xmpp/streamio.h"
 
 struct pv_c2s {
 	pv_server *srv;
@@ -130,16 +131,7 @@ static void send_header(pv_c2s *c)
 	c->stream_id = pv_random_hex(12);
 	pv_buf b;
 	pv_buf_init(&b);
-	pv_buf_puts(&b, "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-			"xmlns:stream='http://etherx.jabber.org/streams' id='");
-	pv_buf_puts(&b, c->stream_id);
-	pv_buf_puts(&b, "'");
-	if (c->host) {
-		pv_buf_puts(&b, " from='");
-		pv_xml_escape(c->host->name, strlen(c->host->name), &b);
-		pv_buf_puts(&b, "'");
-	}
-	pv_buf_puts(&b, " version='1.0' xml:lang='en'>");
+	pv_stream_header(&b, PV_NS_CLIENT, false, c->stream_id, c->host ? c->host->name : NULL, NULL, true);
 	pv_c2s_write_raw(c, b.data, b.len);
 	pv_buf_fini(&b);
 	c->header_sent = true;
@@ -156,13 +148,7 @@ void pv_c2s_stream_error(pv_c2s *c, const char *cond, const char *text)
 	send_header(c);
 	pv_buf b;
 	pv_buf_init(&b);
-	pv_buf_printf(&b, "<stream:error><%s xmlns='" PV_NS_STREAMS "'/>", cond);
-	if (text) {
-		pv_buf_puts(&b, "<text xmlns='" PV_NS_STREAMS "'>");
-		pv_xml_escape(text, strlen(text), &b);
-		pv_buf_puts(&b, "</text>");
-	}
-	pv_buf_puts(&b, "</stream:error></stream:stream>");
+	pv_stream_error(&b, cond, text, NULL);
 	pv_c2s_write_raw(c, b.data, b.len);
 	pv_buf_fini(&b);
 	c->closing = true;
@@ -180,11 +166,7 @@ static void stream_error_xml(pv_c2s *c, const char *cond, const char *text, cons
 	send_header(c);
 	pv_buf b;
 	pv_buf_init(&b);
-	pv_buf_printf(&b, "<stream:error><%s xmlns='" PV_NS_STREAMS "'/>%s<text xmlns='" PV_NS_STREAMS
-			  "'>",
-		cond, extra);
-	pv_xml_escape(text, strlen(text), &b);
-	pv_buf_puts(&b, "</text></stream:error></stream:stream>");
+	pv_stream_error(&b, cond, text, extra);
 	pv_c2s_write_raw(c, b.data, b.len);
 	pv_buf_fini(&b);
 	c->closing = true;

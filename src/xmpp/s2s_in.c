@@ -22,6 +22,7 @@
 
 #include "peyvand/pv_log.h"
 #include "xmpp/s2s_int.h"
+#include "xmpp/streamio.h"
 
 struct pv_s2s_in {
 	pv_s2s *s2s;
@@ -63,21 +64,8 @@ static void send_header(pv_s2s_in *c)
 	c->stream_id = pv_random_hex(12);
 	pv_buf b;
 	pv_buf_init(&b);
-	pv_buf_puts(&b, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-			"xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' id='");
-	pv_buf_puts(&b, c->stream_id);
-	pv_buf_puts(&b, "'");
-	if (c->host) {
-		pv_buf_puts(&b, " from='");
-		pv_xml_escape(c->host->name, strlen(c->host->name), &b);
-		pv_buf_puts(&b, "'");
-	}
-	if (c->claimed) {
-		pv_buf_puts(&b, " to='");
-		pv_xml_escape(c->claimed, strlen(c->claimed), &b);
-		pv_buf_puts(&b, "'");
-	}
-	pv_buf_puts(&b, " version='1.0'>");
+	pv_stream_header(&b, PV_NS_SERVER, true, c->stream_id, c->host ? c->host->name : NULL, c->claimed,
+		false);
 	if (c->conn)
 		pv_conn_write(c->conn, b.data, b.len, NULL, NULL);
 	pv_buf_fini(&b);
@@ -95,13 +83,7 @@ static void stream_error(pv_s2s_in *c, const char *cond, const char *text)
 	send_header(c);
 	pv_buf b;
 	pv_buf_init(&b);
-	pv_buf_printf(&b, "<stream:error><%s xmlns='" PV_NS_STREAMS "'/>", cond);
-	if (text) {
-		pv_buf_puts(&b, "<text xmlns='" PV_NS_STREAMS "'>");
-		pv_xml_escape(text, strlen(text), &b);
-		pv_buf_puts(&b, "</text>");
-	}
-	pv_buf_puts(&b, "</stream:error></stream:stream>");
+	pv_stream_error(&b, cond, text, NULL);
 	if (c->conn)
 		pv_conn_write(c->conn, b.data, b.len, NULL, NULL);
 	pv_buf_fini(&b);

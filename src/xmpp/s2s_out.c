@@ -25,6 +25,7 @@
 
 #include "peyvand/pv_log.h"
 #include "xmpp/s2s_int.h"
+#include "xmpp/streamio.h"
 
 #define MEM_ROWS 4096     /* queue rows mirrored in memory per link */
 #define WINDOW 512        /* stanzas in flight before waiting for an XEP-0198 ack */
@@ -356,12 +357,7 @@ static void send_header(pv_s2s_link *l)
 {
 	pv_buf b;
 	pv_buf_init(&b);
-	pv_buf_puts(&b, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-			"xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='");
-	pv_xml_escape(l->local, strlen(l->local), &b);
-	pv_buf_puts(&b, "' to='");
-	pv_xml_escape(l->remote, strlen(l->remote), &b);
-	pv_buf_puts(&b, "' version='1.0'>");
+	pv_stream_header(&b, PV_NS_SERVER, true, NULL, l->local, l->remote, false);
 	lwrite(l, b.data, b.len);
 	pv_buf_fini(&b);
 	l->header_sent = true;
@@ -371,13 +367,7 @@ static void stream_error(pv_s2s_link *l, const char *cond, const char *text)
 {
 	pv_buf b;
 	pv_buf_init(&b);
-	pv_buf_printf(&b, "<stream:error><%s xmlns='" PV_NS_STREAMS "'/>", cond);
-	if (text) {
-		pv_buf_puts(&b, "<text xmlns='" PV_NS_STREAMS "'>");
-		pv_xml_escape(text, strlen(text), &b);
-		pv_buf_puts(&b, "</text>");
-	}
-	pv_buf_puts(&b, "</stream:error></stream:stream>");
+	pv_stream_error(&b, cond, text, NULL);
 	lwrite(l, b.data, b.len);
 	pv_buf_fini(&b);
 	if (l->conn && !l->closing) {
