@@ -124,6 +124,10 @@ typedef struct pv_user_sessions {
 void pv_user_sessions_get(pv_user_sessions *l, pv_host *h, const char *user);
 void pv_user_sessions_fini(pv_user_sessions *l);
 
+/* Is the event's stanza from a resource of the account it is addressed to (the
+ * account managing its own data)? */
+bool pv_event_from_owner(const pv_event *ev);
+
 /* ---- sessions ---- */
 const pv_jid *pv_session_jid(const pv_session *s);   /* full JID once bound, else NULL */
 /* Localpart once SASL succeeded (before and after bind), else NULL.  Borrowed. */

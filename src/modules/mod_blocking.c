@@ -704,12 +704,6 @@ static void store_report(pv_host *h, const char *user, const pv_jid *entry, cons
 
 /* ---- the protocol ---- */
 
-static bool from_owner(const pv_event *ev)
-{
-	const pv_jid *me = ev->origin ? pv_session_jid(ev->origin) : NULL;
-	return me && ev->stanza->has_to && pv_jid_bare_eq(me, &ev->stanza->to);
-}
-
 /* Sends <iq type='set'><block|unblock>items</..></iq> to every interested resource. */
 static void push(pv_host *h, const char *user, const char *what, const blk_list *items)
 {
@@ -743,7 +737,7 @@ static void push(pv_host *h, const char *user, const char *what, const blk_list 
 static int on_get(pv_event *ev, void *ud)
 {
 	blk_state *bs = ud;
-	if (!from_owner(ev)) {
+	if (!pv_event_from_owner(ev)) {
 		pv_reply_error(ev, "cancel", "service-unavailable");
 		return PV_HANDLED;
 	}
@@ -936,7 +930,7 @@ out:
 static int on_set(pv_event *ev, void *ud)
 {
 	blk_state *bs = ud;
-	if (!from_owner(ev)) {
+	if (!pv_event_from_owner(ev)) {
 		pv_reply_error(ev, "cancel", "service-unavailable");
 		return PV_HANDLED;
 	}

@@ -648,11 +648,7 @@ static const char *owner_of(pv_event *ev)
 {
 	/* Only the account itself manages its consent (the core sets `to` to the sender's
 	 * bare JID for an iq without one). */
-	const pv_jid *me = ev->origin ? pv_session_jid(ev->origin) : NULL;
-	pv_stanza *st = ev->stanza;
-	if (!me || !st->has_to || !st->to.local || strcmp(me->bare, st->to.bare) != 0)
-		return NULL;
-	return me->local;
+	return pv_event_from_owner(ev) ? pv_session_jid(ev->origin)->local : NULL;
 }
 
 static void reply_with(pv_event *ev, pv_xml *payload)

@@ -152,15 +152,9 @@ static int on_host_items(pv_event *ev, void *ud)
 }
 
 /* The requester is a session of the account the iq is addressed to. */
-static bool from_owner(const pv_event *ev)
-{
-	const pv_jid *me = ev->origin ? pv_session_jid(ev->origin) : NULL;
-	return me && ev->stanza->has_to && pv_jid_bare_eq(me, &ev->stanza->to);
-}
-
 static int on_account_info(pv_event *ev, void *ud)
 {
-	if (!from_owner(ev)) {
+	if (!pv_event_from_owner(ev)) {
 		pv_reply_error(ev, "cancel", "service-unavailable");
 		return PV_HANDLED;
 	}
@@ -185,7 +179,7 @@ static int on_account_info(pv_event *ev, void *ud)
 
 static int on_account_items(pv_event *ev, void *ud)
 {
-	if (!from_owner(ev)) {
+	if (!pv_event_from_owner(ev)) {
 		pv_reply_error(ev, "cancel", "service-unavailable");
 		return PV_HANDLED;
 	}

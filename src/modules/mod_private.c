@@ -61,16 +61,10 @@ static bool ns_acceptable(const char *ns)
 
 /* The iq comes from a session of the account it is addressed to (the core sets `to` to
  * the sender's bare JID when the client left it out). */
-static bool from_owner(const pv_event *ev)
-{
-	const pv_jid *me = ev->origin ? pv_session_jid(ev->origin) : NULL;
-	return me && ev->stanza->has_to && pv_jid_bare_eq(me, &ev->stanza->to);
-}
-
 /* Common checks; returns the <query/> or NULL after replying with an error. */
 static pv_xml *check_request(pv_event *ev)
 {
-	if (!from_owner(ev)) {
+	if (!pv_event_from_owner(ev)) {
 		pv_reply_error(ev, "auth", "forbidden");
 		return NULL;
 	}

@@ -174,14 +174,6 @@ void pv_roster_commit(pv_host *h, const char *user, pv_roster *r, const pv_roste
 
 /* Only the account itself manages its roster (2.1.5 for get, 2.3.3 for set): the core
  * sets 'to' to the sender's bare JID when the client left it out. */
-static bool from_owner(const pv_event *ev)
-{
-	const pv_jid *j = ev->origin ? pv_session_jid(ev->origin) : NULL;
-	const pv_stanza *st = ev->stanza;
-	return j && j->bare && st->has_to && st->to.local && !st->to.resource &&
-	       strcmp(j->bare, st->to.bare) == 0;
-}
-
 static pv_xml *roster_query(const pv_stanza *st)
 {
 	pv_xml *q = pv_xml_first_element(st->xml);
@@ -191,7 +183,7 @@ static pv_xml *roster_query(const pv_stanza *st)
 static int on_get(pv_event *ev, void *ud)
 {
 	pv_xml *q = roster_query(ev->stanza);
-	if (!from_owner(ev)) {
+	if (!pv_event_from_owner(ev)) {
 		pv_reply_error(ev, "auth", "forbidden");
 		return PV_HANDLED;
 	}
@@ -292,7 +284,7 @@ static int on_set(pv_event *ev, void *ud)
 	pv_host *h = ev->host;
 	const pv_stanza *st = ev->stanza;
 	pv_xml *q = roster_query(st);
-	if (!from_owner(ev)) {
+	if (!pv_event_from_owner(ev)) {
 		pv_reply_error(ev, "auth", "forbidden");
 		return PV_HANDLED;
 	}

@@ -35,12 +35,6 @@ typedef struct vcard_state {
 
 /* ---- handlers ---- */
 
-static bool from_owner(const pv_event *ev)
-{
-	const pv_jid *me = ev->origin ? pv_session_jid(ev->origin) : NULL;
-	return me && ev->stanza->has_to && pv_jid_bare_eq(me, &ev->stanza->to);
-}
-
 /* The request's <vCard/>, or NULL after replying with an error. */
 static pv_xml *request_vcard(pv_event *ev)
 {
@@ -76,7 +70,7 @@ static int on_get(pv_event *ev, void *ud)
 		pv_reply_error(ev, "wait", "internal-server-error");
 		return PV_HANDLED;
 	}
-	if (!stored && !from_owner(ev)) {
+	if (!stored && !pv_event_from_owner(ev)) {
 		pv_reply_error(ev, "cancel", "service-unavailable");
 		return PV_HANDLED;
 	}
@@ -96,7 +90,7 @@ static int on_get(pv_event *ev, void *ud)
 static int on_set(pv_event *ev, void *ud)
 {
 	vcard_state *vs = ud;
-	if (!from_owner(ev)) {
+	if (!pv_event_from_owner(ev)) {
 		pv_reply_error(ev, "auth", "forbidden");
 		return PV_HANDLED;
 	}

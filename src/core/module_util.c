@@ -1,6 +1,7 @@
-/* user_sessions.c -- pv_user_sessions_get/_fini of pv_module.h: every bound session of a
- * user without a size limit.  Its own file so that module unit tests, which fake the
- * host functions (tests/unit/modules/fake_core.h), can link it alone. */
+/* module_util.c -- helpers of pv_module.h built only on the module API itself
+ * (pv_user_sessions_get/_fini, pv_event_from_owner).  Their own file so that module unit
+ * tests, which fake the host and session functions (tests/unit/modules/fake_core.h), can
+ * link them alone. */
 #include "peyvand/pv_module.h"
 
 void pv_user_sessions_get(pv_user_sessions *l, pv_host *h, const char *user)
@@ -20,4 +21,10 @@ void pv_user_sessions_fini(pv_user_sessions *l)
 {
 	if (l->v != l->small)
 		pv_free(l->v);
+}
+
+bool pv_event_from_owner(const pv_event *ev)
+{
+	const pv_jid *me = ev->origin ? pv_session_jid(ev->origin) : NULL;
+	return me && ev->stanza->has_to && pv_jid_bare_eq(me, &ev->stanza->to);
 }
