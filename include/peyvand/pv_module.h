@@ -147,8 +147,10 @@ pv_stanza *pv_session_presence(const pv_session *s);
 void pv_session_set_presence(pv_session *s, pv_stanza *p);
 bool pv_session_is_interested(const pv_session *s);  /* requested the roster */
 void pv_session_set_interested(pv_session *s, bool on);
-/* Deliver a stanza to the client (borrowed; the session takes its own ref).  Messages are
- * appended to the session's durable queue first (see pv_hold_*). */
+/* Deliver a stanza to the client (borrowed; the session takes its own ref).  A message is
+ * appended to the session's stored queue first -- unless it is the client stanza being
+ * dispatched, which instead holds its sender's acknowledgement until the recipient has
+ * it (core/session.c) -- so a caller may delete its own stored copy right after. */
 void pv_session_send(pv_session *s, pv_stanza *st);
 /* Per-session module data keyed by an address the module owns; free_fn runs at session end. */
 void *pv_session_get_data(const pv_session *s, const void *key);

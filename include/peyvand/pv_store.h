@@ -34,6 +34,10 @@ void pv_store_close(pv_store *st);
 /* Blocks until every write queued so far is committed (done callbacks may still be
  * pending on the loop). */
 void pv_store_flush(pv_store *st);
+/* Writes nothing; `done` runs once every write queued before it is committed (the
+ * store commits in order), e.g. to acknowledge a stanza whose fate was decided by
+ * writes made elsewhere. */
+void pv_store_barrier(pv_store *st, pv_store_done_fn done, void *ud);
 
 /* ---- accounts (synchronous; rare) ---- */
 typedef struct pv_scram_cred {
@@ -314,6 +318,7 @@ void pv_store_block_set(pv_store *st, const char *host, const char *user, const 
 	bool blocked, pv_store_done_fn done, void *ud);
 void pv_store_block_clear(pv_store *st, const char *host, const char *user,
 	pv_store_done_fn done, void *ud);
+
 
 /* Writes queued between begin and end reach the storage thread together, so they are
  * committed in one transaction (all or none survive a crash).  Used where a delivery

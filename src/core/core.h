@@ -35,6 +35,7 @@ typedef struct pv_limits {
 	uint64_t auth_fail_window_ms;
 	unsigned scram_iterations;
 	uint64_t resume_timeout_ms;
+	uint64_t sm_store_after_ms;   /* unacked messages to an SM client are stored after this */
 	unsigned max_resources;       /* bound resources per account */
 } pv_limits;
 
@@ -72,7 +73,11 @@ typedef struct pv_outrec {
 	struct pv_outrec *next;
 	uint64_t seq;
 	pv_stanza *st;
-	bool durable;              /* also in the stored outbound queue */
+	bool durable;              /* a message: never dropped when the session ends */
+	bool stored;               /* also in the stored outbound queue (outq) */
+	pv_hold *hold;             /* the sender's acknowledgement waits for this message to be
+	                            * safe: taken by the kernel (no XEP-0198), acked by the
+	                            * client, or stored; NULL once it is */
 } pv_outrec;
 
 typedef struct pv_sdata {
@@ -111,6 +116,9 @@ struct pv_session {
 	int64_t created;
 	bool closing;              /* being torn down */
 	bool restored;             /* rebuilt from storage after a restart, not yet resumed */
+	/* on the worker's list of sessions with messages to store if not acked in time */
+	pv_session *store_prev, *store_next;
+	bool store_queued;
 };
 
 
@@ -118,6 +126,10 @@ struct pv_worker {
 	pv_server *srv;
 	uv_loop_t *loop;
 	pv_inrec *cur_hold;        /* inbound stanza being dispatched (for pv_hold_take) */
+	pv_stanza *cur_stanza;     /* that stanza when it came from a client: its only copy is
+	                            * in memory and its sender waits on cur_hold */
+	pv_session *store_list;    /* sessions with unacked, unstored messages (session.c) */
+	uv_timer_t store_timer;
 	pv_map *conn_per_ip;       /* ip -> (uintptr_t) count */
 	pv_map *auth_fail;         /* "ip:..." / "acct:..." -> pv_throttle */
 	size_t nconns;
@@ -186,6 +198,9 @@ void pv_session_hibernate(pv_session *s);
 void pv_session_resend_unacked(pv_session *s);
 void pv_session_flush_out(pv_session *s);
 int pv_sessions_restore(pv_server *srv);                 /* at start-up */
+void pv_sessions_init(pv_server *srv);                   /* worker state of session.c */
+/* Stores every message still waiting for its recipient's ack (at shutdown). */
+void pv_sessions_store_pending(pv_server *srv);
 void pv_session_reroute_unacked(pv_session *s);
 /* Without XEP-0198: the kernel took the session's stanzas up to seq. */
 void pv_session_written(pv_server *srv, const char *sid, uint64_t seq);

@@ -45,6 +45,7 @@ pv_inrec *pv_inq_begin(pv_inq *q, uint64_t tag)
 void pv_inq_end(pv_inrec *r)
 {
 	pv_the_server->worker.cur_hold = NULL;
+	pv_the_server->worker.cur_stanza = NULL;
 	pv_hold_release((pv_hold *)r);
 }
 

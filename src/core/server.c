@@ -38,6 +38,7 @@ void pv_limits_read(pv_limits *l, const pv_conf *c)
 	l->auth_fail_window_ms = ms_of(c, "limits.auth_failure_window", 300000);
 	l->scram_iterations = (unsigned)pv_conf_int(c, "scram_iterations", 4096);
 	l->resume_timeout_ms = ms_of(c, "sm.resume_timeout", 300000);
+	l->sm_store_after_ms = ms_of(c, "sm.store_after", 200);
 	l->max_resources = (unsigned)pv_conf_int(c, "limits.max_resources", 10);
 	if (l->read_rate < 1024)
 		l->read_rate = 1024;
@@ -243,6 +244,7 @@ int pv_server_init(pv_server *srv, const char *config_path, bool check_only)
 	srv->worker.conn_per_ip = pv_map_new();
 	srv->worker.auth_fail = pv_map_new();
 	srv->worker.by_sid = pv_map_new();
+	pv_sessions_init(srv);
 	srv->store = pv_store_open(srv->data_dir, srv->loop);
 	if (!srv->store)
 		return PV_EIO;
@@ -394,6 +396,7 @@ void pv_server_fini(pv_server *srv)
 		/* Commit what is queued and run the pending completions while the sessions
 		 * and links they refer to still exist; then free memory only (sessions and
 		 * link queues stay on disk for after the restart). */
+		pv_sessions_store_pending(srv);
 		pv_store_close(srv->store);
 		srv->store = NULL;
 		for (size_t i = 0; i < srv->nhosts; i++)

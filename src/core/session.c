@@ -5,9 +5,18 @@
  *    dispatch; handlers take more holds for storage writes (core/inq.c).  in.done is the prefix of
  *    stanzas whose holds are all released; for resumable sessions it is written to
  *    storage (sess.h_in) and only the committed value (in.durable) is ever sent as h.
- *  - outbound: every stanza gets a sequence number; messages are appended to the
- *    session's stored queue before they reach the socket and leave it when the client
- *    acked them (XEP-0198) or, without XEP-0198, when the kernel took the bytes.
+ *  - outbound: every stanza gets a sequence number and messages stay in the in-memory
+ *    queue until the client acked them (XEP-0198) or, without XEP-0198, the kernel took
+ *    the bytes.  A message that a client just sent (worker.cur_stanza, whose only copy
+ *    is in memory and whose sender waits on the hold) is not written to disk on the way:
+ *    the sender's acknowledgement waits until the message is taken by the kernel (no
+ *    XEP-0198), acked by the recipient, or -- if the recipient has not acked it within
+ *    sm.store_after -- appended to the session's stored queue (outq).  Every other
+ *    message (from offline storage, from a peer server whose high-water mark commits
+ *    with the delivery, made by a module) is appended to outq before the socket, as
+ *    whoever deletes its stored copy next relies on that.  Measured in bench/NOTES.md:
+ *    the per-message outq insert+delete and its fsync share were most of the CPU per
+ *    delivered message at moderate rates.
  *  - a session that ends hands its unacknowledged messages to the user's other
  *    resources or to offline storage (RFC 6121 8.5.3.2.1 rules), never to the void.
  * Threading: the worker loop only. */
@@ -20,6 +29,84 @@ pv_server *pv_the_server;
 
 static void in_advanced(void *owner);
 static void in_answer(void *owner, uint32_t h);
+
+static void outrec_free(pv_outrec *o)
+{
+	/* Whoever drops a record without rerouting it has decided its fate; the sender
+	 * must not wait for it forever. */
+	pv_hold_release(o->hold);
+	pv_stanza_unref(o->st);
+	pv_free(o);
+}
+
+/* ---- messages to store when the client does not ack them in time ---- */
+
+static void store_list_del(pv_session *s)
+{
+	if (!s->store_queued)
+		return;
+	pv_worker *w = &s->srv->worker;
+	if (s->store_prev)
+		s->store_prev->store_next = s->store_next;
+	else
+		w->store_list = s->store_next;
+	if (s->store_next)
+		s->store_next->store_prev = s->store_prev;
+	s->store_prev = s->store_next = NULL;
+	s->store_queued = false;
+}
+
+/* Appends the session's unstored messages to outq; each one's hold is released when
+ * its row is committed. */
+static void store_unacked(pv_session *s)
+{
+	for (pv_outrec *o = s->unacked; o; o = o->next) {
+		if (!o->durable || o->stored)
+			continue;
+		const pv_buf *b = pv_stanza_wire(o->st);
+		pv_store_outq_append(s->srv->store, s->sid, o->seq, b->data, b->len,
+			o->hold ? pv_hold_store_done : NULL, o->hold);
+		o->hold = NULL;
+		o->stored = true;
+	}
+	store_list_del(s);
+}
+
+void pv_sessions_store_pending(pv_server *srv)
+{
+	while (srv->worker.store_list)
+		store_unacked(srv->worker.store_list);
+}
+
+static void store_timer_cb(uv_timer_t *t)
+{
+	pv_server *srv = t->data;
+	pv_sessions_store_pending(srv);
+}
+
+void pv_sessions_init(pv_server *srv)
+{
+	uv_timer_init(srv->loop, &srv->worker.store_timer);
+	srv->worker.store_timer.data = srv;
+	uv_unref((uv_handle_t *)&srv->worker.store_timer);
+}
+
+static void store_list_add(pv_session *s)
+{
+	if (s->store_queued)
+		return;
+	pv_worker *w = &s->srv->worker;
+	s->store_queued = true;
+	s->store_prev = NULL;
+	s->store_next = w->store_list;
+	if (w->store_list)
+		w->store_list->store_prev = s;
+	w->store_list = s;
+	/* One timer for all sessions: a session added later waits up to twice as long,
+	 * which only delays its sender's ack, never loses anything. */
+	if (!uv_is_active((uv_handle_t *)&w->store_timer))
+		uv_timer_start(&w->store_timer, store_timer_cb, s->srv->lim.sm_store_after_ms, 0);
+}
 
 pv_session *pv_session_new(pv_server *srv, pv_host *host)
 {
@@ -47,10 +134,10 @@ void pv_session_free(pv_session *s)
 		pv_c2s_detach(s->c2s);
 		s->c2s = NULL;
 	}
+	store_list_del(s);
 	for (pv_outrec *o = s->unacked, *nx; o; o = nx) {
 		nx = o->next;
-		pv_stanza_unref(o->st);
-		pv_free(o);
+		outrec_free(o);
 	}
 	pv_inq_fini(&s->in);
 	for (pv_sdata *d = s->data, *nx; d; d = nx) {
@@ -218,11 +305,15 @@ void pv_session_send(pv_session *s, pv_stanza *st)
 	}
 	uint64_t seq = ++s->out_seq;
 	bool durable = st->kind == PV_ST_MESSAGE;
-	if (durable) {
+	pv_hold *h = durable ? pv_hold_take() : NULL;
+	/* The fast path (see the file comment) needs a sender to hold back, and this very
+	 * stanza: a copy or a stored message has another owner that may delete its copy. */
+	bool fast = h && st == s->srv->worker.cur_stanza;
+	if (durable && !fast) {
 		const pv_buf *w = pv_stanza_wire(st);
-		pv_hold *h = pv_hold_take();
 		pv_store_outq_append(s->srv->store, s->sid, seq, w->data, w->len,
 			h ? pv_hold_store_done : NULL, h);
+		h = NULL;
 	}
 	if (s->sm || durable) {
 		/* Kept until the client acks it (XEP-0198) or, without stream management,
@@ -232,11 +323,15 @@ void pv_session_send(pv_session *s, pv_stanza *st)
 		o->seq = seq;
 		o->st = pv_stanza_ref(st);
 		o->durable = durable;
+		o->stored = durable && !fast;
+		o->hold = h;
 		if (s->unacked_tail)
 			s->unacked_tail->next = o;
 		else
 			s->unacked = o;
 		s->unacked_tail = o;
+		if (fast && (s->sm || !s->c2s))
+			store_list_add(s);
 	}
 	if (s->c2s) {
 		pv_c2s_write_stanza(s->c2s, st, durable && !s->sm, s, seq);
@@ -274,17 +369,18 @@ void pv_session_ack_apply(pv_session *s, uint32_t h)
 			s->out_seq = acked;
 		s->out_acked = acked;
 	}
-	bool any_durable = false;
+	bool any_stored = false;
 	while (s->unacked && s->unacked->seq <= acked) {
 		pv_outrec *o = s->unacked;
 		s->unacked = o->next;
-		any_durable |= o->durable;
-		pv_stanza_unref(o->st);
-		pv_free(o);
+		any_stored |= o->stored;
+		outrec_free(o);
 	}
-	if (!s->unacked)
+	if (!s->unacked) {
 		s->unacked_tail = NULL;
-	if (any_durable)
+		store_list_del(s);
+	}
+	if (any_stored)
 		pv_store_outq_ack(s->srv->store, s->sid, acked, NULL, NULL);
 	if (acked > s->out_acked)
 		s->out_acked = acked;
@@ -388,30 +484,45 @@ static void reroute_row(void *ud, uint64_t seq, const char *xml, size_t len)
 
 void pv_session_written(pv_server *srv, const char *sid, uint64_t seq)
 {
-	pv_store_outq_ack(srv->store, sid, seq, NULL, NULL);
 	pv_session *s = pv_map_get(srv->worker.by_sid, sid);
-	if (!s || s->sm)
+	if (!s) {
+		/* Gone meanwhile: its rows, if any, were rerouted and deleted with it. */
+		pv_store_outq_ack(srv->store, sid, seq, NULL, NULL);
 		return;
+	}
+	if (s->sm)
+		return;
+	bool any_stored = false;
 	while (s->unacked && s->unacked->seq <= seq) {
 		pv_outrec *o = s->unacked;
 		s->unacked = o->next;
-		pv_stanza_unref(o->st);
-		pv_free(o);
+		any_stored |= o->stored;
+		outrec_free(o);
 	}
-	if (!s->unacked)
+	if (!s->unacked) {
 		s->unacked_tail = NULL;
+		store_list_del(s);
+	}
+	if (any_stored)
+		pv_store_outq_ack(srv->store, sid, seq, NULL, NULL);
 }
 
 void pv_session_reroute_unacked(pv_session *s)
 {
 	/* The in-memory queue is exact: everything not acknowledged (or, without XEP-0198,
-	 * not taken by the kernel) is still in it, as it is in storage. */
+	 * not taken by the kernel) is still in it, as stored messages are in outq. */
 	size_t n = 0;
 	for (pv_outrec *o = s->unacked; o; o = o->next) {
 		if (!o->durable || o->seq <= s->out_acked)
 			continue;
 		reroute_one(s->host, o->st);
 		n++;
+		if (o->hold) {
+			/* Its sender is acked once whatever the reroute wrote (offline storage,
+			 * another session's queue) is committed: the store commits in order. */
+			pv_store_barrier(s->srv->store, pv_hold_store_done, o->hold);
+			o->hold = NULL;
+		}
 	}
 	if (n)
 		pv_info("session", "%s: %zu unacknowledged message(s) rerouted", s->jid.full, n);
@@ -505,6 +616,7 @@ static void load_row(void *ud, uint64_t seq, const char *xml, size_t len)
 	o->seq = seq;
 	o->st = st;
 	o->durable = true;
+	o->stored = true;
 	if (s->unacked_tail)
 		s->unacked_tail->next = o;
 	else

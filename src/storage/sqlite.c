@@ -2265,6 +2265,16 @@ int pv_store_sess_list(pv_store *st, void (*cb)(void *ud, const pv_store_sess *s
 	return rc;
 }
 
+static int run_barrier(pv_store *st, pv_op *op)
+{
+	return 0;
+}
+
+void pv_store_barrier(pv_store *st, pv_store_done_fn done, void *ud)
+{
+	submit(st, op_new(run_barrier, true, NULL, NULL), done, ud);
+}
+
 void pv_store_outq_append(pv_store *st, const char *sid, uint64_t seq,
 	const char *xml, size_t len, pv_store_done_fn done, void *ud)
 {

@@ -206,3 +206,60 @@ def test_unacked_go_offline_when_resumption_expires(server_factory, raw):
     late.presence()
     got = messages(late.collect(lambda e: True, 2.0))
     assert got == ["keep 1", "keep 2"], f"unacked messages after the session expired: {got}"
+
+
+# --- when a sender is acked (core/session.c: a client's message is not written to disk
+# on its way to another client unless the recipient is slow to acknowledge it) --------
+
+def test_sender_ack_waits_for_recipient_ack_or_storage(server_factory, raw):
+    """bob (XEP-0198) does not ack: alice's <a/> comes only once the message is stored,
+    after sm.store_after; after a kill -9 bob still gets it by resumption."""
+    srv = server_factory({"sm": {"store_after": "3s"}})
+    bob = login_raw(raw, srv, "bob", "phone", sm=True, presence=True)
+    bob.auto_ack = False
+    bob.drain(0.3)
+    previd = bob.sm_id
+    alice = login_raw(raw, srv, "alice", "a", sm=True)
+    alice.message(jid("bob"), "slow")
+    bob.wait_message("slow")
+    t0 = time.monotonic()
+    alice.send(f"<r xmlns='{NS_SM}'/>")
+    early = alice.collect(lambda e: e.tag == f"{{{NS_SM}}}a", 1.5)
+    assert early == [], "alice was acked before bob acked or the message was stored"
+    el = alice.next(lambda e: e.tag == f"{{{NS_SM}}}a", 20, "<a/>")
+    assert int(el.get("h")) == 1 and time.monotonic() - t0 >= 2.0, to_str(el)
+    srv.restart("kill")
+    bob.abort()
+    alice.abort()
+    bob2 = raw(srv.port)
+    bob2.start()
+    bob2.starttls()
+    bob2.auth_scram("bob", USERS["bob"])
+    el = bob2.sm_resume(previd, 0)
+    assert local(el.tag) == "resumed", to_str(el)
+    assert messages(bob2.collect(lambda e: True, 2.0)) == ["slow"]
+
+
+def test_recipient_ack_releases_sender_ack(server_factory, raw):
+    """bob acks at once: alice is acked long before sm.store_after would store anything."""
+    srv = server_factory({"sm": {"store_after": "60s"}})
+    bob = login_raw(raw, srv, "bob", "phone", sm=True, presence=True)
+    alice = login_raw(raw, srv, "alice", "a", sm=True)
+    for i in range(5):
+        alice.message(jid("bob"), f"quick {i}")
+    for i in range(5):
+        bob.wait_message(f"quick {i}")   # reading also answers the server's <r/>
+    bob.drain(0.5)
+    wait_ack(alice, 5, timeout=20)      # well before the 60 s store_after
+
+
+def test_plain_recipient_write_releases_sender_ack(server_factory, raw):
+    """bob has no XEP-0198: alice is acked once the kernel took the bytes for bob."""
+    srv = server_factory({"sm": {"store_after": "60s"}})
+    bob = login_raw(raw, srv, "bob", "pc", presence=True)
+    alice = login_raw(raw, srv, "alice", "a", sm=True)
+    for i in range(5):
+        alice.message(jid("bob"), f"plain {i}")
+    wait_ack(alice, 5, timeout=20)
+    for i in range(5):
+        bob.wait_message(f"plain {i}")
