@@ -119,6 +119,8 @@ struct pv_session {
 	/* on the worker's list of sessions with messages to store if not acked in time */
 	pv_session *store_prev, *store_next;
 	bool store_queued;
+	bool row_stored;           /* its sessions row exists (written lazily: XEP-0198 enable or
+	                            * the first stored message), so logins cost no disk write */
 };
 
 
@@ -199,6 +201,8 @@ void pv_session_resend_unacked(pv_session *s);
 void pv_session_flush_out(pv_session *s);
 int pv_sessions_restore(pv_server *srv);                 /* at start-up */
 void pv_sessions_init(pv_server *srv);                   /* worker state of session.c */
+/* Writes the session's row (sid, account, SM state) now or again after a change. */
+void pv_session_put_row(pv_session *s);
 /* Stores every message still waiting for its recipient's ack (at shutdown). */
 void pv_sessions_store_pending(pv_server *srv);
 void pv_session_reroute_unacked(pv_session *s);

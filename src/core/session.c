@@ -56,6 +56,25 @@ static void store_list_del(pv_session *s)
 	s->store_queued = false;
 }
 
+void pv_session_put_row(pv_session *s)
+{
+	pv_store_sess rec = {.sid = s->sid, .host = s->host->name, .user = s->user,
+		.resource = s->jid.resource, .sm = s->resumable, .h_in = s->in.durable,
+		.in_base = s->in.base, .out_base = s->out_base};
+	pv_store_sess_put(s->srv->store, &rec, NULL, NULL);
+	s->row_stored = true;
+}
+
+/* Stored messages hang off the session's row (a restart reroutes them from there). */
+static void outq_append(pv_session *s, uint64_t seq, pv_stanza *st, pv_hold *h)
+{
+	if (!s->row_stored)
+		pv_session_put_row(s);
+	const pv_buf *b = pv_stanza_wire(st);
+	pv_store_outq_append(s->srv->store, s->sid, seq, b->data, b->len,
+		h ? pv_hold_store_done : NULL, h);
+}
+
 /* Appends the session's unstored messages to outq; each one's hold is released when
  * its row is committed. */
 static void store_unacked(pv_session *s)
@@ -63,9 +82,7 @@ static void store_unacked(pv_session *s)
 	for (pv_outrec *o = s->unacked; o; o = o->next) {
 		if (!o->durable || o->stored)
 			continue;
-		const pv_buf *b = pv_stanza_wire(o->st);
-		pv_store_outq_append(s->srv->store, s->sid, o->seq, b->data, b->len,
-			o->hold ? pv_hold_store_done : NULL, o->hold);
+		outq_append(s, o->seq, o->st, o->hold);
 		o->hold = NULL;
 		o->stored = true;
 	}
@@ -310,9 +327,7 @@ void pv_session_send(pv_session *s, pv_stanza *st)
 	 * stanza: a copy or a stored message has another owner that may delete its copy. */
 	bool fast = h && st == s->srv->worker.cur_stanza;
 	if (durable && !fast) {
-		const pv_buf *w = pv_stanza_wire(st);
-		pv_store_outq_append(s->srv->store, s->sid, seq, w->data, w->len,
-			h ? pv_hold_store_done : NULL, h);
+		outq_append(s, seq, st, h);
 		h = NULL;
 	}
 	if (s->sm || durable) {
@@ -548,7 +563,8 @@ void pv_session_unbind(pv_session *s, const char *why)
 		pv_host_unregister(s->host, s);
 		pv_map_del(s->srv->worker.by_sid, s->sid);
 		pv_session_reroute_unacked(s);
-		pv_store_sess_del(s->srv->store, s->sid, NULL, NULL);
+		if (s->row_stored)
+			pv_store_sess_del(s->srv->store, s->sid, NULL, NULL);
 	}
 	pv_session_free(s);
 }
@@ -664,6 +680,7 @@ int pv_sessions_restore(pv_server *srv)
 		/* Rebuild the queue in memory so a resume re-sends it. */
 		s->bound = true;
 		s->restored = true;
+		s->row_stored = true;
 		pv_host_register(h, s);
 		pv_map_put(srv->worker.by_sid, s->sid, s);
 		pv_store_outq_list(srv->store, ss->sid, 0, load_row, s);

@@ -654,9 +654,6 @@ static void bind_resource(pv_c2s *c, pv_stanza *st, pv_xml *bind)
 	s->sid = pv_random_hex(16);
 	pv_host_register(c->host, s);
 	pv_map_put(c->srv->worker.by_sid, s->sid, s);
-	pv_store_sess rec = {.sid = s->sid, .host = c->host->name, .user = s->user,
-		.resource = s->jid.resource};
-	pv_store_sess_put(c->srv->store, &rec, NULL, NULL);
 	reply = pv_stanza_iq_result(st);
 	pv_xml *b = pv_xml_add_child(reply->xml, "bind", PV_NS_BIND);
 	pv_xml *j = pv_xml_add_child(b, "jid", PV_NS_BIND);
@@ -783,10 +780,7 @@ static void handle_sm(pv_c2s *c, pv_xml *el)
 		s->resumable = r && (strcmp(r, "true") == 0 || strcmp(r, "1") == 0);
 		s->out_base = s->out_acked = s->out_seq;
 		s->in.base = s->in.count;
-		pv_store_sess rec = {.sid = s->sid, .host = c->host->name, .user = s->user,
-			.resource = s->jid.resource, .sm = s->resumable, .h_in = s->in.durable,
-			.in_base = s->in.base, .out_base = s->out_base};
-		pv_store_sess_put(c->srv->store, &rec, NULL, NULL);
+		pv_session_put_row(s);
 		char b[256];
 		if (s->resumable)
 			snprintf(b, sizeof(b), "<enabled xmlns='" PV_NS_SM "' id='%s' resume='true' max='%u'/>",
