@@ -119,6 +119,9 @@ void pv_xmlstream_free(pv_xmlstream *xs);
  * <starttls/> so bytes that followed it in the same packet are discarded, never parsed. */
 pv_xs_error pv_xmlstream_feed(pv_xmlstream *xs, const char *data, size_t n);
 void pv_xmlstream_stop(pv_xmlstream *xs);
+/* Frees the parser of an idle stream (between stanzas, nothing buffered); the next feed
+ * rebuilds it.  Returns whether it was freed.  Not from inside a callback. */
+bool pv_xmlstream_release(pv_xmlstream *xs);
 /* Start over with a fresh parser (after STARTTLS / SASL success the stream restarts).
  * Never from inside a callback (nor feed/free): stop there, reset after feed returns.
  * Until reset, feeding a stopped stream returns PV_XS_ERR_XML; reset also revives a

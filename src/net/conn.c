@@ -366,8 +366,8 @@ static wreq *wreq_new(size_t n, pv_conn_write_fn cb, void *ud)
 	return w;
 }
 
-/* A memory BIO that is empty but holds a large allocation is replaced. */
-static BIO *fresh_bio_if_big(BIO *b)
+/* A memory BIO that is empty but holds an allocation above keep bytes is replaced. */
+static BIO *fresh_bio_over(BIO *b, size_t keep)
 {
 	BUF_MEM *m = NULL;
 	BIO *nb;
@@ -375,12 +375,17 @@ static BIO *fresh_bio_if_big(BIO *b)
 	if (BIO_ctrl_pending(b) != 0)
 		return NULL;
 	BIO_get_mem_ptr(b, &m);
-	if (!m || m->max <= MEM_BIO_KEEP)
+	if (!m || m->max <= keep)
 		return NULL;
 	nb = BIO_new(BIO_s_mem());
 	if (nb)
 		BIO_set_mem_eof_return(nb, -1);
 	return nb;
+}
+
+static BIO *fresh_bio_if_big(BIO *b)
+{
+	return fresh_bio_over(b, MEM_BIO_KEEP);
 }
 
 /* Moves all ciphertext the TLS engine produced into uv_writes (one, unless it is
@@ -480,6 +485,19 @@ void pv_conn_write(pv_conn *c, const void *data, size_t n, pv_conn_write_fn cb, 
 		return;
 	}
 	tls_write(c, data, n, cb, ud);
+}
+
+void pv_conn_trim(pv_conn *c)
+{
+	BIO *nb;
+
+	if (!c->ssl || !c->tls_done || c->state != ST_OPEN)
+		return;
+	/* An empty BIO still holds the buffer of its last record (~1.5 KiB each way). */
+	if ((nb = fresh_bio_over(SSL_get_rbio(c->ssl), 0)))
+		SSL_set0_rbio(c->ssl, nb);
+	if ((nb = fresh_bio_over(SSL_get_wbio(c->ssl), 0)))
+		SSL_set0_wbio(c->ssl, nb);
 }
 
 size_t pv_conn_out_pending(const pv_conn *c)

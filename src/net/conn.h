@@ -59,6 +59,8 @@ uv_loop_t *pv_conn_loop(pv_conn *c);
 void pv_conn_write(pv_conn *c, const void *data, size_t n, pv_conn_write_fn cb, void *ud);
 /* Bytes not yet accepted by the kernel: plaintext held until the TLS handshake is
  * done, plus bytes (ciphertext with TLS) of writes still in flight. */
+/* An idle connection gives back the buffers its TLS memory BIOs kept. */
+void pv_conn_trim(pv_conn *c);
 size_t pv_conn_out_pending(const pv_conn *c);
 
 /* Begin server-side TLS on an established plaintext connection (STARTTLS).  Write

@@ -17,6 +17,12 @@
  * non-whitespace text between stanzas are all cut off after about max_stanza bytes.
  * max_depth bounds nesting below the stream root (a stanza is depth 1).
  *
+ * Idle streams (pv_xmlstream_release): an expat parser with its buffers and name tables
+ * is ~7 KiB, a quarter of an idle TLS session (bench/NOTES.md).  Between stanzas a stream
+ * has no state but the stream header's namespace declarations, so an idle stream frees
+ * its parser and the next feed builds a new one, primed with a copy of the header that
+ * declares the same prefixes (its events are not reported again).
+ *
  * Threading/ownership: one stream per session, used by its owning thread only.  Callbacks
  * run inside pv_xmlstream_feed(); they may call pv_xmlstream_stop() but must not call
  * pv_xmlstream_feed/reset/free on the same stream (reset after feed has returned: the c2s
@@ -27,7 +33,9 @@
 #include <expat.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* Joins namespace URI and local name.  A control character cannot occur in XML 1.0
  * names or (even as a character reference) in attribute values, and expat refuses a
@@ -38,8 +46,86 @@
  * token before the size limit is checked again. */
 #define CHUNK 16384
 
+/* ---- the parser's memory ------------------------------------------------------------
+ * Freeing an idle stream's parser only helps if the memory goes back to the kernel, and
+ * glibc cannot return ~7 KiB of small blocks that were allocated between other
+ * sessions' blocks (measured: RSS did not move).  So each parser allocates from one
+ * region of its own, mapped when the parser is made and unmapped when it is freed.
+ * Bump allocation: expat's steady state reuses what it allocated, so freeing inside the
+ * region is a no-op; what does not fit (a stanza larger than the region, growth) comes
+ * from malloc as usual.  expat's memory suite has no context pointer, so the region of
+ * the parser being called is passed in t_arena around every expat call that can
+ * allocate or free (one loop per thread, no interleaving). */
+#define ARENA_SIZE 16384
+#define ARENA_HDR 16
+
+typedef struct arena {
+	char *base;  /* mmap'ed, ARENA_SIZE bytes; NULL when mapping failed (malloc only) */
+	size_t used;
+} arena;
+
+static _Thread_local arena *t_arena;
+
+static bool arena_has(const arena *a, const void *p)
+{
+	return a && a->base && (const char *)p >= a->base && (const char *)p < a->base + ARENA_SIZE;
+}
+
+static void *xa_malloc(size_t n)
+{
+	arena *a = t_arena;
+	size_t need = ARENA_HDR + ((n + 15) & ~(size_t)15);
+	if (a && a->base && n < ARENA_SIZE && a->used + need <= ARENA_SIZE) {
+		char *p = a->base + a->used;
+		memcpy(p, &n, sizeof(n));
+		a->used += need;
+		return p + ARENA_HDR;
+	}
+	return malloc(n);
+}
+
+static void xa_free(void *p)
+{
+	if (p && !arena_has(t_arena, p))
+		free(p);
+}
+
+static void *xa_realloc(void *p, size_t n)
+{
+	if (!p)
+		return xa_malloc(n);
+	if (!arena_has(t_arena, p))
+		return realloc(p, n);
+	size_t old;
+	memcpy(&old, (char *)p - ARENA_HDR, sizeof(old));
+	if (n <= old)
+		return p;
+	void *q = xa_malloc(n);
+	if (q)
+		memcpy(q, p, old);
+	return q;
+}
+
+static const XML_Memory_Handling_Suite xa_suite = { xa_malloc, xa_realloc, xa_free };
+
+static void arena_map(arena *a)
+{
+	void *m = mmap(NULL, ARENA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	a->base = m == MAP_FAILED ? NULL : m;
+	a->used = 0;
+}
+
+static void arena_unmap(arena *a)
+{
+	if (a->base)
+		munmap(a->base, ARENA_SIZE);
+	a->base = NULL;
+	a->used = 0;
+}
+
 struct pv_xmlstream {
 	XML_Parser p;
+	arena mem;          /* p's memory (see above) */
 	pv_xmlstream_cb cb;
 	void *ud;
 	pv_xmlstream_limits lim;
@@ -53,6 +139,13 @@ struct pv_xmlstream {
 	bool junk;          /* non-whitespace text seen since mark (mark must not move) */
 	unsigned char head[2]; /* the first bytes fed, for the encoding check */
 	bool in_feed, stopped;
+	/* the stream header as needed to rebuild a released parser: its qname and its
+	 * namespace declarations (" xmlns='…'" / " xmlns:p='…'"); root_ok false when it
+	 * cannot be rebuilt unambiguously (the stream is then never released) */
+	char *root_qname;
+	pv_buf root_decls;
+	bool root_ok;
+	bool priming;       /* feeding the rebuilt header: report nothing */
 	pv_xs_error err;
 	char errtext[200];
 };
@@ -164,6 +257,8 @@ static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **at
 			return;
 		xs->level = 1;
 		xs->mark = event_end(xs);
+		if (xs->priming)
+			return;
 		pv_xml *hdr = make_element(name, atts);
 		if (xs->cb.open)
 			xs->cb.open(xs->ud, hdr, xs->default_ns);
@@ -256,10 +351,35 @@ static void XMLCALL on_ns_start(void *ud, const XML_Char *prefix, const XML_Char
 	pv_xmlstream *xs = ud;
 	/* Declarations are reported before the start tag that carries them, so at level 0
 	 * this is the stream header's own default namespace. */
-	if (xs->level == 0 && !prefix) {
+	if (xs->level != 0 || xs->priming)
+		return;
+	if (!prefix) {
 		pv_free(xs->default_ns);
 		xs->default_ns = pv_strdup(uri);
 	}
+	/* Remember the declaration for a rebuild; the root is <stream> in the streams
+	 * namespace, so the declaration of that namespace names the root's prefix. */
+	if (!uri)
+		uri = ""; /* xmlns='' */
+	if (strcmp(uri, PV_NS_STREAM) == 0) {
+		if (xs->root_qname)
+			xs->root_ok = false; /* two candidates: do not guess */
+		else
+			xs->root_qname = prefix ? pv_sprintf("%s:stream", prefix) : pv_strdup("stream");
+	}
+	pv_buf_append(&xs->root_decls, prefix ? " xmlns:" : " xmlns", prefix ? 7 : 6);
+	if (prefix)
+		pv_buf_append(&xs->root_decls, prefix, strlen(prefix));
+	pv_buf_append(&xs->root_decls, "='", 2);
+	for (const char *c = uri; *c; c++) {
+		/* a namespace name is a URI reference, but escape what XML needs anyway */
+		const char *e = *c == '\'' ? "&apos;" : *c == '&' ? "&amp;" : *c == '<' ? "&lt;" : NULL;
+		if (e)
+			pv_buf_append(&xs->root_decls, e, strlen(e));
+		else
+			pv_buf_append(&xs->root_decls, c, 1);
+	}
+	pv_buf_append(&xs->root_decls, "'", 1);
 }
 
 static void XMLCALL on_doctype(void *ud, const XML_Char *name, const XML_Char *sysid,
@@ -298,9 +418,24 @@ static void XMLCALL on_default(void *ud, const XML_Char *s, int len)
 
 /* ---- parser lifecycle ------------------------------------------------------------------ */
 
-static void parser_init(pv_xmlstream *xs)
+static void parser_free(pv_xmlstream *xs)
 {
-	xs->p = XML_ParserCreateNS("UTF-8", SEP);
+	arena *saved = t_arena;
+	t_arena = &xs->mem;
+	XML_ParserFree(xs->p);
+	t_arena = saved;
+	xs->p = NULL;
+	arena_unmap(&xs->mem);
+}
+
+static void parser_create(pv_xmlstream *xs)
+{
+	static const XML_Char sep[] = { SEP, 0 };
+	arena_map(&xs->mem);
+	arena *saved = t_arena;
+	t_arena = &xs->mem;
+	xs->p = XML_ParserCreate_MM("UTF-8", &xa_suite, sep);
+	t_arena = saved;
 	PV_ASSERT(xs->p != NULL); /* fails only on OOM */
 	XML_SetUserData(xs->p, xs);
 	XML_SetElementHandler(xs->p, on_start, on_end);
@@ -313,6 +448,16 @@ static void parser_init(pv_xmlstream *xs)
 	XML_SetProcessingInstructionHandler(xs->p, on_pi);
 	XML_SetDefaultHandler(xs->p, on_default);
 	XML_SetParamEntityParsing(xs->p, XML_PARAM_ENTITY_PARSING_NEVER);
+}
+
+static void parser_init(pv_xmlstream *xs)
+{
+	parser_create(xs);
+	pv_free(xs->root_qname);
+	xs->root_qname = NULL;
+	pv_buf_reset(&xs->root_decls);
+	xs->root_ok = true;
+	xs->priming = false;
 	xs->level = 0;
 	xs->stanza = xs->cur = NULL;
 	pv_buf_reset(&xs->text);
@@ -328,8 +473,7 @@ static void parser_init(pv_xmlstream *xs)
 static void parser_fini(pv_xmlstream *xs)
 {
 	if (xs->p)
-		XML_ParserFree(xs->p);
-	xs->p = NULL;
+		parser_free(xs);
 	pv_xml_free(xs->stanza); /* a partial stanza is never delivered */
 	xs->stanza = xs->cur = NULL;
 }
@@ -343,6 +487,7 @@ pv_xmlstream *pv_xmlstream_new(const pv_xmlstream_cb *cb, void *ud, const pv_xml
 	xs->lim.max_stanza = lim && lim->max_stanza ? lim->max_stanza : 262144;
 	xs->lim.max_depth = lim && lim->max_depth ? lim->max_depth : 32;
 	pv_buf_init(&xs->text);
+	pv_buf_init(&xs->root_decls);
 	parser_init(xs);
 	return xs;
 }
@@ -354,6 +499,8 @@ void pv_xmlstream_free(pv_xmlstream *xs)
 	PV_ASSERT(!xs->in_feed);
 	parser_fini(xs);
 	pv_buf_fini(&xs->text);
+	pv_buf_fini(&xs->root_decls);
+	pv_free(xs->root_qname);
 	pv_free(xs->default_ns);
 	pv_free(xs);
 }
@@ -395,11 +542,49 @@ static bool sniff_ok(pv_xmlstream *xs, const char *data, size_t n)
 	return !bad;
 }
 
+bool pv_xmlstream_release(pv_xmlstream *xs)
+{
+	/* Only between stanzas with nothing held: every byte fed was reported (mark is
+	 * the end of the last event), no text, no error. */
+	if (!xs->p || xs->in_feed || xs->err || xs->stopped || xs->level != 1 || xs->stanza ||
+	    xs->junk || xs->text.len || !xs->root_ok || !xs->root_qname || xs->fed != xs->mark)
+		return false;
+	parser_free(xs);
+	return true;
+}
+
+/* A new parser in the state the released one was in: inside the stream header. */
+static void rebuild(pv_xmlstream *xs)
+{
+	parser_create(xs);
+	pv_buf hdr;
+	pv_buf_init(&hdr);
+	pv_buf_append(&hdr, "<", 1);
+	pv_buf_append(&hdr, xs->root_qname, strlen(xs->root_qname));
+	pv_buf_append(&hdr, xs->root_decls.data, xs->root_decls.len);
+	pv_buf_append(&hdr, ">", 1);
+	xs->level = 0;
+	xs->priming = true;
+	xs->in_feed = true;
+	arena *saved = t_arena;
+	t_arena = &xs->mem;
+	enum XML_Status st = XML_Parse(xs->p, hdr.data, (int)hdr.len, XML_FALSE);
+	t_arena = saved;
+	xs->in_feed = false;
+	xs->priming = false;
+	/* It parsed once as the client's header; it cannot fail now. */
+	PV_ASSERT(st == XML_STATUS_OK && xs->level == 1 && !xs->err);
+	xs->fed = xs->mark = hdr.len;
+	pv_buf_fini(&hdr);
+}
+
 pv_xs_error pv_xmlstream_feed(pv_xmlstream *xs, const char *data, size_t n)
 {
 	PV_ASSERT(!xs->in_feed);
 	if (xs->err)
 		return xs->err;
+	if (!xs->p)
+		rebuild(xs);
 	if (xs->stopped) {
 		/* Bytes after a stop belong to whatever replaces this stream (TLS, a new
 		 * stream); parsing them here would be exactly the bug stop() prevents. */
@@ -412,7 +597,10 @@ pv_xs_error pv_xmlstream_feed(pv_xmlstream *xs, const char *data, size_t n)
 	do {
 		size_t len = n - off < CHUNK ? n - off : CHUNK;
 		xs->in_feed = true;
+		arena *saved = t_arena;
+		t_arena = &xs->mem;
 		enum XML_Status st = XML_Parse(xs->p, data + off, (int)len, XML_FALSE);
+		t_arena = saved;
 		xs->in_feed = false;
 		xs->fed += len;
 		off += len;

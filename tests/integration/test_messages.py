@@ -3,8 +3,9 @@ type, offline storage and delivery in order with a delay stamp (XEP-0160, XEP-02
 two virtual hosts in one process."""
 import asyncio
 import re
+import time
 
-from helpers import USERS, jid
+from helpers import USERS, jid, login_raw
 from pvserver import host_config
 from rawxmpp import NS_DELAY, body_of, is_message, stanza_error_condition, to_str
 
@@ -202,3 +203,22 @@ def test_two_virtual_hosts(server_factory, slix, run):
         else:
             raise AssertionError("alice logged in on a host where she has no account")
     run(scenario())
+
+
+def test_idle_sessions_wake_up(server, raw):
+    """After 5 s without input a session frees its XML parser and TLS buffers
+    (c2s.c IDLE_TRIM_MS); the next stanza in either direction must not notice."""
+    alice = login_raw(raw, server, "alice", "idle", presence=True)
+    bob = login_raw(raw, server, "bob", "idle", sm=True, presence=True)
+    alice.drain(0.3)
+    bob.drain(0.3)
+    time.sleep(7)                       # both trimmed now
+    bob.message(jid("alice"), "wake up")
+    alice.wait_message("wake up")
+    alice.message(jid("bob"), "awake")  # alice's parser was rebuilt for this
+    bob.wait_message("awake")
+    time.sleep(7)                       # trimmed again, with SM state on top
+    assert bob.request_ack(timeout=10) >= 0
+    alice.ping()
+    alice.close()
+    bob.close()

@@ -496,6 +496,77 @@ static void test_reset_mid_stanza_and_after_error(void **state)
 	coll_fini(&c);
 }
 
+/* An idle stream frees its parser (pv_xmlstream_release) and the next feed rebuilds it:
+ * releasing wherever it is allowed, byte by byte through the realistic stream, must not
+ * change a single event; it must be refused inside a stanza. */
+static void test_release_anywhere_is_invisible(void **state)
+{
+	coll c;
+	coll_init(&c, NULL);
+	size_t n = strlen(client_stream), released = 0;
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(pv_xmlstream_feed(c.xs, client_stream + i, 1), PV_XS_OK);
+		if (pv_xmlstream_release(c.xs))
+			released++;
+	}
+	assert_string_equal(c.log.data, client_events);
+	/* once after each of the 9 stanzas at least (and after keepalive whitespace) */
+	assert_true(released >= 9);
+	coll_fini(&c);
+}
+
+typedef struct {
+	const char *hdr;       /* stream header */
+	const char *rest;      /* fed after a release attempt */
+	bool releasable;
+	const char *events;    /* log after the header's OPEN line */
+} rel_case;
+
+static const rel_case rel_cases[] = {
+	/* a prefix declared on the header and used in a stanza after the rebuild */
+	{ "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+	  "xmlns:p='urn:p'>", "<message><p:x a='1'/></message></stream:stream>", true,
+	  "<message><x xmlns='urn:p' a='1'/></message>\nCLOSE\n" },
+	/* another prefix for the streams namespace: the close tag must still match */
+	{ "<x:stream xmlns='jabber:client' xmlns:x='http://etherx.jabber.org/streams'>",
+	  "<iq type='get' id='1'/></x:stream>", true, "<iq type='get' id='1'/>\nCLOSE\n" },
+	/* a namespace with characters XML must escape in an attribute */
+	{ "<stream:stream xmlns='urn:a&amp;b&apos;c' xmlns:stream='http://etherx.jabber.org/streams'>",
+	  "<message/></stream:stream>", true, "<message xmlns='urn:a&amp;b&apos;c'/>\nCLOSE\n" },
+	/* two prefixes for the streams namespace: which one closes is unknown -> kept */
+	{ "<s:stream xmlns='jabber:client' xmlns:s='http://etherx.jabber.org/streams' "
+	  "xmlns:t='http://etherx.jabber.org/streams'>", "<message/></s:stream>", false,
+	  "<message/>\nCLOSE\n" },
+};
+
+static void test_release_rebuild_cases(void **state)
+{
+	for (size_t i = 0; i < sizeof(rel_cases) / sizeof(rel_cases[0]); i++) {
+		const rel_case *rc = &rel_cases[i];
+		coll c;
+		coll_init(&c, NULL);
+		assert_int_equal(pv_xmlstream_feed(c.xs, rc->hdr, strlen(rc->hdr)), PV_XS_OK);
+		char *nl = strchr(c.log.data, '\n');
+		assert_non_null(nl);
+		size_t open_len = (size_t)(nl + 1 - c.log.data);
+		assert_int_equal(pv_xmlstream_release(c.xs), rc->releasable);
+		assert_false(pv_xmlstream_release(c.xs)); /* nothing left to free */
+		assert_int_equal(pv_xmlstream_feed(c.xs, rc->rest, strlen(rc->rest)), PV_XS_OK);
+		assert_string_equal(c.log.data + open_len, rc->events);
+		coll_fini(&c);
+	}
+	/* inside a stanza, and with a partial tag buffered, it is refused */
+	coll c;
+	coll_init(&c, NULL);
+	assert_int_equal(pv_xmlstream_feed(c.xs, HDR "<message><bo", strlen(HDR) + 12), PV_XS_OK);
+	assert_false(pv_xmlstream_release(c.xs));
+	assert_int_equal(pv_xmlstream_feed(c.xs, "dy/></message><mes", 18), PV_XS_OK);
+	assert_false(pv_xmlstream_release(c.xs));
+	assert_int_equal(pv_xmlstream_feed(c.xs, "sage/>", 6), PV_XS_OK);
+	assert_true(pv_xmlstream_release(c.xs));
+	coll_fini(&c);
+}
+
 static void test_null_callbacks(void **state)
 {
 	/* Callbacks are optional; undelivered elements are freed. */
@@ -519,6 +590,8 @@ int main(void)
 		cmocka_unit_test(test_stop_discards_rest_of_feed),
 		cmocka_unit_test(test_reset_mid_stanza_and_after_error),
 		cmocka_unit_test(test_null_callbacks),
+		cmocka_unit_test(test_release_anywhere_is_invisible),
+		cmocka_unit_test(test_release_rebuild_cases),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
