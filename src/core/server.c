@@ -38,7 +38,9 @@ void pv_limits_read(pv_limits *l, const pv_conf *c)
 	l->auth_fail_window_ms = ms_of(c, "limits.auth_failure_window", 300000);
 	l->scram_iterations = (unsigned)pv_conf_int(c, "scram_iterations", 4096);
 	l->resume_timeout_ms = ms_of(c, "sm.resume_timeout", 300000);
-	l->sm_store_after_ms = ms_of(c, "sm.store_after", 200);
+	/* 0 is a setting of its own (store every message first), not "unset" */
+	int64_t sa = pv_conf_ms(c, "sm.store_after", 200);
+	l->sm_store_after_ms = sa < 0 ? 200 : (uint64_t)sa;
 	l->max_resources = (unsigned)pv_conf_int(c, "limits.max_resources", 10);
 	if (l->read_rate < 1024)
 		l->read_rate = 1024;

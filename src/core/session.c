@@ -325,7 +325,7 @@ void pv_session_send(pv_session *s, pv_stanza *st)
 	pv_hold *h = durable ? pv_hold_take() : NULL;
 	/* The fast path (see the file comment) needs a sender to hold back, and this very
 	 * stanza: a copy or a stored message has another owner that may delete its copy. */
-	bool fast = h && st == s->srv->worker.cur_stanza;
+	bool fast = h && st == s->srv->worker.cur_stanza && s->srv->lim.sm_store_after_ms > 0;
 	if (durable && !fast) {
 		outq_append(s, seq, st, h);
 		h = NULL;

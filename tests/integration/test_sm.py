@@ -263,3 +263,27 @@ def test_plain_recipient_write_releases_sender_ack(server_factory, raw):
     wait_ack(alice, 5, timeout=20)
     for i in range(5):
         bob.wait_message(f"plain {i}")
+
+
+def test_store_after_zero_stores_before_sending(server_factory, raw):
+    """sm.store_after: 0 -- every message is on disk before it is sent, so alice is
+    acked without bob acking, and a kill -9 right then loses nothing."""
+    srv = server_factory({"sm": {"store_after": 0}})
+    bob = login_raw(raw, srv, "bob", "phone", sm=True, presence=True)
+    bob.auto_ack = False
+    bob.drain(0.3)
+    previd = bob.sm_id
+    alice = login_raw(raw, srv, "alice", "a", sm=True)
+    alice.message(jid("bob"), "on disk first")
+    bob.wait_message("on disk first")
+    wait_ack(alice, 1)
+    srv.restart("kill")
+    bob.abort()
+    alice.abort()
+    bob2 = raw(srv.port)
+    bob2.start()
+    bob2.starttls()
+    bob2.auth_scram("bob", USERS["bob"])
+    el = bob2.sm_resume(previd, 0)
+    assert local(el.tag) == "resumed", to_str(el)
+    assert messages(bob2.collect(lambda e: True, 2.0)) == ["on disk first"]
