@@ -3,7 +3,7 @@
 # Idempotent: does nothing (and needs no network) when everything is present.
 set -eu
 PKGS="build-essential cmake pkg-config libuv1-dev libssl-dev libexpat1-dev libyaml-dev
-libsqlite3-dev libidn2-dev libicu-dev libcmocka-dev libc-ares-dev python3 python3-slixmpp python3-pytest
+libsqlite3-dev libidn2-dev libicu-dev libcmocka-dev libc-ares-dev libcurl4-openssl-dev python3 python3-slixmpp python3-pytest
 openssl prosody lua-unbound"
 missing=""
 for p in $PKGS; do

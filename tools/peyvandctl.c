@@ -31,6 +31,7 @@ static void usage(FILE *f)
 		"  stats                     counters (server must run)\n"
 		"  reload                    reload config and certificates (server must run)\n"
 		"  links                     server-to-server links and their queues (server must run)\n"
+		"  exchange [PROVIDER]       an exchange's member providers: queues, volumes, refusals\n"
 		"  queue pause|resume|flush|drop DOMAIN   operate a link's queue (server must run)\n"
 		"  consent show|log|verify JID   a user's consent settings / hash-chained log\n"
 		"  consent set JID off|contacts|everyone   change a user's policy (logged)\n"
@@ -175,7 +176,7 @@ int main(int argc, char **argv)
 	if (rc < 0) {
 		bool needs_server = strcmp(args[0], "sessions") == 0 || strcmp(args[0], "stats") == 0 ||
 				    strcmp(args[0], "reload") == 0 || strcmp(args[0], "links") == 0 ||
-				    strcmp(args[0], "queue") == 0;
+				    strcmp(args[0], "queue") == 0 || strcmp(args[0], "exchange") == 0;
 		if (needs_server) {
 			fprintf(stderr, "peyvandctl: the server is not running (no answer on %s)\n", admin);
 			rc = 1;

@@ -39,9 +39,18 @@
  *   "blocklist-changed" ev->user's XEP-0191 block list was changed in storage by someone
  *                       other than mod_blocking (a consent report, the admin socket):
  *                       caches of it must be reloaded
+ *   "abuse-report"      a local user (ev->user) reported someone (mod_consent, mod_blocking):
+ *                       ev->payload is <report xmlns='urn:xmpp:reporting:1' reason= jid=>
+ *                       (jid = reported bare JID) with XEP-0359 <stanza-id/> children;
+ *                       mod_abuse forwards it to the sender's provider (issue 6)
  *   "account-disco-info" fired by mod_disco while answering disco#info for an account
  *                       (XEP-0030, to = bare JID, no node): ev->payload is the <query/>
  *                       being built; append <feature/>/<identity/> elements (PEP, MAM ...)
+ *   "phone-changed"     (issue 6, fired by mod_phone after the change is committed)
+ *                       ev->user's number or phone settings changed, or the account with
+ *                       a number was deleted; ev->payload is <phone xmlns=
+ *                       'urn:peyvand:phone:0' number? previous? findable preferred
+ *                       updated/> (docs/protocol/phone.md section 8)
  * <ns> is the namespace of the iq's first child element.
  * A hook returns PV_HANDLED to stop further processing (including the core default),
  * PV_PASS to let the next hook (lower priority) or the default run.  An iq get/set that
@@ -95,6 +104,10 @@ int pv_fire(pv_host *h, const char *event, pv_event *ev);
 /* ---- the host ---- */
 const char *pv_host_name(const pv_host *h);
 pv_store *pv_host_store(pv_host *h);
+/* The libuv loop the host's events run on (issue 6): a module that must do blocking
+ * work (an HTTP request) runs it with uv_queue_work on this loop, so its completion
+ * comes back on the loop thread.  Borrowed, lives as long as the server. */
+struct uv_loop_s *pv_host_loop(pv_host *h);
 /* Module settings live in the host section; this is the whole host section. */
 const pv_conf *pv_host_conf(const pv_host *h);
 bool pv_host_is_local(const pv_host *h, const char *domain); /* served by this process */
@@ -170,6 +183,9 @@ void pv_route(pv_host *h, pv_stanza *st);
 /* Answer the event's stanza: sends to the origin session directly when there is one,
  * else routes.  Takes ownership of reply. */
 void pv_reply(pv_event *ev, pv_stanza *reply);
+/* Answer the event's iq get/set with a result carrying payload (may be NULL); takes
+ * ownership of payload. */
+void pv_reply_result(pv_event *ev, pv_xml *payload);
 /* pv_reply of a stanza error built with pv_stanza_error (no-op for error stanzas). */
 void pv_reply_error(pv_event *ev, const char *etype, const char *cond);
 /* Deliver a stanza to a local bare JID with the RFC 6121 8.5 rules (available resources
@@ -194,5 +210,22 @@ long long pv_cfg_int(const pv_conf *c, const char *path, long long def);
 bool pv_cfg_bool(const pv_conf *c, const char *path, bool def);
 /* Byte size with optional suffix (4096, 64k, 1m); c may be NULL (-> def). */
 long long pv_cfg_size(const pv_conf *c, const char *path, long long def);
+
+/* ---- host role and iq tracker (issue 6; src/core/host.c, src/core/iq.c) ---- */
+/* Is this host an exchange (config `role: exchange`, docs/config.md)?  An exchange hosts
+ * no people: no c2s logins, no registration, s2s only from members with certificates. */
+bool pv_host_is_exchange(const pv_host *h);
+/* Send an iq get/set (to/from/type set; an id is assigned if absent or already in use)
+ * and call cb exactly once: with the result or error stanza (borrowed, valid during the
+ * call) that comes back from the JID the iq was sent to, or with NULL after timeout_ms,
+ * when the host's modules are reloaded, or at shutdown.  cb may run before pv_iq_send
+ * returns (a local addressee, an immediate bounce).  Takes ownership of iq. */
+typedef void (*pv_iq_cb)(void *ud, pv_stanza *reply);
+/* The host's interconnect members (config interconnect.members keys, as written):
+ * returns the count, fills at most cap borrowed strings (valid until the next reload). */
+size_t pv_host_members(const pv_host *h, const char **out, size_t cap);
+/* Is domain (compared case-insensitively) one of the host's interconnect members? */
+bool pv_host_is_member(const pv_host *h, const char *domain);
+void pv_iq_send(pv_host *h, pv_stanza *iq, unsigned timeout_ms, pv_iq_cb cb, void *ud);
 
 #endif

@@ -319,6 +319,104 @@ void pv_store_block_set(pv_store *st, const char *host, const char *user, const 
 void pv_store_block_clear(pv_store *st, const char *host, const char *user,
 	pv_store_done_fn done, void *ud);
 
+/* ---- phone numbers (issue 6) ----
+ * One verified E.164 number per account, unique per host, with the account's phone
+ * settings (src/modules/mod_phone.c, docs/protocol/phone.md, schema 004_phone.sql).
+ * Numbers given to these calls are already normalised (pv_phone_normalize).  The row
+ * exists only while the account has a number: releasing it resets the settings. */
+typedef struct pv_phone_rec {
+	char *user;          /* localpart */
+	char *e164;
+	bool findable;       /* default false */
+	bool preferred;      /* this account is the person's preferred messenger */
+	int64_t updated_ms;  /* when findable/preferred/number last changed (unix ms) */
+} pv_phone_rec;
+void pv_phone_rec_fini(pv_phone_rec *r);
+/* synchronous reads; 0, PV_ENOENT or <0 */
+int pv_store_phone_of_user(pv_store *st, const char *host, const char *user, pv_phone_rec *out);
+int pv_store_phone_by_number(pv_store *st, const char *host, const char *e164, pv_phone_rec *out);
+/* Creates the account with its number in one transaction (synchronous, like
+ * pv_store_user_create).  PV_EEXIST when the localpart or the number is taken; then
+ * *number_taken (may be NULL) says whether it was the number. */
+int pv_store_user_create_phone(pv_store *st, const char *host, const char *user,
+	const pv_scram_cred *creds, size_t ncreds, const char *e164, int64_t updated_ms,
+	bool *number_taken);
+/* Attaches e164 to an existing account, or replaces its number in the same statement
+ * (the old one is released only if the new one is stored; settings are kept).
+ * done rc: 0, PV_EEXIST (another account of the host has the number), PV_ENOENT (no such
+ * account). */
+void pv_store_phone_set(pv_store *st, const char *host, const char *user, const char *e164,
+	int64_t updated_ms, pv_store_done_fn done, void *ud);
+/* Releases the account's number (settings go with it).  done rc: 0 or PV_ENOENT. */
+void pv_store_phone_release(pv_store *st, const char *host, const char *user,
+	pv_store_done_fn done, void *ud);
+/* Sets the settings of an account with a number.  done rc: 0 or PV_ENOENT (no number). */
+void pv_store_phone_set_flags(pv_store *st, const char *host, const char *user,
+	bool findable, bool preferred, int64_t updated_ms, pv_store_done_fn done, void *ud);
+/* After pv_store_user_delete: the number the deleted account had (caller frees *e164),
+ * taken out of the store's "announce the release" list; PV_ENOENT when it had none or
+ * it was taken already.  Synchronous. */
+int pv_store_phone_gone_take(pv_store *st, const char *host, const char *user, char **e164);
+
+/* Verification codes: the store keeps a 32-byte keyed hash (the caller's HMAC over the
+ * code and what it is for), its expiry and the failed checks, one per number.  Times are
+ * unix ms. */
+#define PV_PHONE_HASH_LEN 32
+/* Counts one code sent to e164 in the current window of window_ms (synchronous write):
+ * 0, or PV_ELIMIT when max were sent in the window already (then nothing is counted). */
+int pv_store_phone_send_count(pv_store *st, const char *host, const char *e164,
+	int64_t now_ms, int64_t window_ms, unsigned max);
+/* Stores the pending code of e164, replacing any older one (attempts start at 0). */
+void pv_store_phone_code_put(pv_store *st, const char *host, const char *e164,
+	const unsigned char hash[PV_PHONE_HASH_LEN], int64_t expires_ms,
+	pv_store_done_fn done, void *ud);
+typedef enum {
+	PV_CODE_OK = 0,        /* matched; the code is deleted (never usable again) */
+	PV_CODE_NONE,          /* no pending code for the number */
+	PV_CODE_EXPIRED,       /* it expired (and is deleted) */
+	PV_CODE_WRONG,         /* no match; counted as a failed attempt */
+	PV_CODE_EXHAUSTED,     /* max_attempts failed already; not compared */
+} pv_code_result;
+/* Checks hash against the pending code of e164 in one write transaction (synchronous;
+ * constant-time comparison).  Returns 0 with *res set, or <0 on a storage error. */
+int pv_store_phone_code_check(pv_store *st, const char *host, const char *e164,
+	const unsigned char hash[PV_PHONE_HASH_LEN], int64_t now_ms, unsigned max_attempts,
+	pv_code_result *res);
+
+/* ---- exchange registry (issue 6) ----
+ * On an exchange host (role: exchange): for each person who chose to be findable, the
+ * blinded number (pv_directory.h) -> the accounts published by member providers
+ * (schema 005_directory.sql, src/modules/mod_directory.c, docs/protocol/directory.md).
+ * An account (bare JID) has at most one entry per exchange host. */
+typedef struct pv_registry_entry {
+	const char *jid;      /* bare JID; borrowed during the callback */
+	bool preferred;
+	int64_t updated_ms;   /* the provider's unix ms of the change */
+} pv_registry_entry;
+/* Publish jid under blinded (replacing any other entry of jid in the same transaction);
+ * an update older than the stored entry's updated_ms is ignored.  provider = jid's
+ * domain (the member that published it). */
+void pv_store_registry_put(pv_store *st, const char *exchange_host, const char *blinded,
+	const char *jid, const char *provider, bool preferred, int64_t updated_ms,
+	pv_store_done_fn done, void *ud);
+/* Withdraw jid's entry (under blinded; any blinded when NULL).  Absent is not an error. */
+void pv_store_registry_del(pv_store *st, const char *exchange_host, const char *blinded,
+	const char *jid, pv_store_done_fn done, void *ud);
+/* Entries for blinded, preferred first, then newest first; synchronous.  Returns the
+ * count or <0. */
+int pv_store_registry_lookup(pv_store *st, const char *exchange_host, const char *blinded,
+	void (*cb)(void *ud, const pv_registry_entry *e), void *ud);
+/* The preferred account for a blinded number at this exchange host: 0 and *jid (new string,
+ * caller frees), or PV_ENOENT.  If no entry is marked preferred, the most recently
+ * updated one; if several are, the most recently updated of those. */
+int pv_store_registry_preferred(pv_store *st, const char *exchange_host, const char *blinded,
+	char **jid);
+/* Number of entries at the exchange host (or <0). */
+int64_t pv_store_registry_count(pv_store *st, const char *exchange_host);
+/* Discovery on a provider: every findable number of the host (phone table, read-only),
+ * for the blinded index mod_directory keeps in memory.  Returns count or <0. */
+int pv_store_phone_findable(pv_store *st, const char *host, void (*cb)(void *ud, const char *e164),
+	void *ud);
 
 /* Writes queued between begin and end reach the storage thread together, so they are
  * committed in one transaction (all or none survive a crash).  Used where a delivery

@@ -303,7 +303,8 @@ static int server_exec(pv_server *srv, int argc, char **argv, pv_buf *out)
 		pv_s2s_stats(srv, out);
 		return 0;
 	}
-	if ((argc == 1 && strcmp(argv[0], "links") == 0) || (argc >= 1 && strcmp(argv[0], "queue") == 0))
+	if ((argc == 1 && strcmp(argv[0], "links") == 0) || (argc >= 1 && strcmp(argv[0], "queue") == 0) ||
+	    (argc >= 1 && strcmp(argv[0], "exchange") == 0)) /* issue 6: exchange = relay view */
 		return pv_s2s_admin(srv, argc, argv, out);
 	if (argc == 1 && strcmp(argv[0], "reload") == 0) {
 		char *err = NULL;

@@ -178,6 +178,8 @@ pv_host *pv_host_new(pv_server *srv, const char *name, const pv_conf *conf);
 void pv_host_free(pv_host *h);
 int pv_host_load_modules(pv_host *h, char **err);
 void pv_host_unload_modules(pv_host *h);
+/* hosts.<name>.role and what it requires (issue 6); 0 or PV_EINVAL with *err set. */
+int pv_host_check_role(const char *name, const pv_conf *hc, char **err);
 int pv_host_load_tls(pv_host *h, char **err);
 void pv_host_register(pv_host *h, pv_session *s);   /* after bind */
 void pv_host_unregister(pv_host *h, pv_session *s);

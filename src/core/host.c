@@ -3,9 +3,11 @@
  *
  * Threading: owned by the worker loop thread (see core.h). */
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/core.h"
+#include "core/iq.h"
 #include "peyvand/pv_log.h"
 
 pv_host *pv_host_new(pv_server *srv, const char *name, const pv_conf *conf)
@@ -104,6 +106,12 @@ const char *pv_host_name(const pv_host *h)
 pv_store *pv_host_store(pv_host *h)
 {
 	return h->srv->store;
+}
+
+/* issue 6 (mod_phone's SMS gateway): the loop a module's thread-pool work reports to. */
+struct uv_loop_s *pv_host_loop(pv_host *h)
+{
+	return h->srv->loop;
 }
 
 const pv_conf *pv_host_conf(const pv_host *h)
@@ -229,6 +237,8 @@ size_t pv_host_count_sessions(pv_host *h)
 
 int pv_host_load_modules(pv_host *h, char **err)
 {
+	if (pv_host_check_role(h->name, h->conf, err) != 0)
+		return PV_EINVAL;
 	const pv_conf *list = pv_conf_get(h->conf, "modules");
 	size_t n = list ? pv_conf_len(list) : 0;
 	if (list && pv_conf_type_of(list) != PV_CONF_LIST) {
@@ -259,6 +269,8 @@ int pv_host_load_modules(pv_host *h, char **err)
 
 void pv_host_unload_modules(pv_host *h)
 {
+	/* Iqs the modules are waiting for end now, while their state still exists. */
+	pv_iq_host_flush(h);
 	for (size_t i = h->nmods; i-- > 0;)
 		if (h->mods[i].mod->unload)
 			h->mods[i].mod->unload(h, h->mods[i].state);
@@ -324,4 +336,55 @@ size_t pv_host_identities(const pv_host *h, const char *const **triples)
 {
 	*triples = (const char *const *)h->identities;
 	return h->nidentities / 3;
+}
+
+/* ---- host role (issue 6) ----
+ * `role: provider` (default) or `role: exchange`.  An exchange hosts no people, so the
+ * only peers it may ever talk to are the interconnect's members, authenticated by
+ * certificate: an exchange without `interconnect.mode: members` would relay for anyone
+ * (docs/architecture.md, docs/protocol/exchange.md).  Read from the config on every
+ * call, so a reload that changes the role takes effect with the new tree. */
+
+bool pv_host_is_exchange(const pv_host *h)
+{
+	const char *r = h ? pv_conf_str(h->conf, "role", "provider") : NULL;
+	return r && strcmp(r, "exchange") == 0;
+}
+
+int pv_host_check_role(const char *name, const pv_conf *hc, char **err)
+{
+	const char *r = pv_conf_str(hc, "role", "provider");
+	if (!r || (strcmp(r, "provider") != 0 && strcmp(r, "exchange") != 0)) {
+		*err = pv_sprintf("hosts.%s.role: expected provider or exchange", name);
+		return PV_EINVAL;
+	}
+	if (strcmp(r, "exchange") == 0) {
+		const char *mode = pv_conf_str(hc, "interconnect.mode", "open");
+		if (!mode || strcmp(mode, "members") != 0) {
+			*err = pv_sprintf("hosts.%s: role exchange requires interconnect.mode: members "
+					  "(an exchange links only the interconnect's members)",
+					  name);
+			return PV_EINVAL;
+		}
+	}
+	return 0;
+}
+
+size_t pv_host_members(const pv_host *h, const char **out, size_t cap)
+{
+	const pv_conf *m = pv_conf_get(h->conf, "interconnect.members");
+	size_t n = m && pv_conf_type_of(m) == PV_CONF_MAP ? pv_conf_len(m) : 0;
+	for (size_t i = 0; i < n && i < cap; i++)
+		out[i] = pv_conf_key_at(m, i);
+	return n;
+}
+
+bool pv_host_is_member(const pv_host *h, const char *domain)
+{
+	const pv_conf *m = domain ? pv_conf_get(h->conf, "interconnect.members") : NULL;
+	size_t n = m && pv_conf_type_of(m) == PV_CONF_MAP ? pv_conf_len(m) : 0;
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(pv_conf_key_at(m, i), domain) == 0)
+			return true;
+	return false;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/iq.h"
 #include "peyvand/pv_log.h"
 #include "xmpp/s2s.h"
 
@@ -151,7 +152,11 @@ static void iq_event(pv_host *h, pv_session *origin, pv_stanza *st, const char *
 {
 	pv_xml *q = pv_xml_first_element(st->xml);
 	if (!(type_is(st, "get") || type_is(st, "set"))) {
-		return; /* results and errors addressed to us end here */
+		/* Results and errors addressed to us end here; those to the host itself may
+		 * answer an iq the host sent (iq tracker, src/core/iq.c, issue 6). */
+		if (strcmp(scope, "host") == 0)
+			pv_iq_reply(h, st);
+		return;
 	}
 	if (!q || pv_xml_next_element(q)) {
 		/* RFC 6120 8.2.3: exactly one payload element in get/set. */
@@ -297,6 +302,9 @@ static void to_remote(pv_host *h, pv_session *origin, pv_stanza *st)
 			return;
 	}
 	if (from && pv_s2s_send(h->srv, from, st) == 0)
+		return;
+	/* issue 6: an exchange forwards between its member providers (s2s_relay.c) */
+	if (!from && pv_s2s_relay(h->srv, h, st) == 0)
 		return;
 	if (!type_is(st, "error") && !type_is(st, "result"))
 		bounce(h, origin, st, "cancel", "remote-server-not-found");

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "core/iq.h"
 #include "peyvand/pv_log.h"
 #include "xmpp/s2s.h"
 
@@ -88,6 +89,9 @@ static int check_conf(pv_conf *conf, char **err)
 			*err = pv_sprintf("config: host '%s' is not a normalised domain name", name);
 			return PV_EINVAL;
 		}
+		/* issue 6: role provider|exchange and what an exchange requires */
+		if (pv_host_check_role(name, pv_conf_at(hosts, i), err) != 0)
+			return PV_EINVAL;
 		const pv_conf *mods = pv_conf_get(pv_conf_at(hosts, i), "modules");
 		for (size_t j = 0; mods && j < pv_conf_len(mods); j++) {
 			const char *m = pv_conf_scalar(pv_conf_at(mods, j));
@@ -394,6 +398,8 @@ int pv_server_run(pv_server *srv)
 
 void pv_server_fini(pv_server *srv)
 {
+	/* issue 6: pending iqs end (callbacks with NULL) while storage and links still work. */
+	pv_iq_fini();
 	if (srv->store) {
 		/* Commit what is queued and run the pending completions while the sessions
 		 * and links they refer to still exist; then free memory only (sessions and

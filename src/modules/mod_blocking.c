@@ -661,6 +661,10 @@ static void store_report(pv_host *h, const char *user, const pv_jid *entry, cons
 	}
 	pv_xml_serialize(copy, NULL, &evidence);
 	pv_buf_puts(&evidence, "\n"); /* one element per line, as mod_consent's reports */
+	/* issue 6: mod_abuse forwards it to the sender's provider (no text, no bodies) */
+	pv_xml_set_attr(copy, "jid", entry->bare);
+	pv_event aev = {.host = h, .user = user, .payload = copy};
+	pv_fire(h, "abuse-report", &aev);
 	pv_xml_free(copy);
 
 	/* Held message requests from the reported sender(s) are the evidence the

@@ -638,6 +638,13 @@ int pv_consent_report(pv_host *h, const char *user, const char *sender, const ch
 	pv_event ev = {.host = h, .user = user};
 	pv_fire(h, "blocklist-changed", &ev);
 	pv_info("consent", "%s@%s reported %s (%s)", user, pv_host_name(h), j.bare, reason);
+	/* issue 6: mod_abuse forwards the report to the sender's provider */
+	pv_xml *rep = pv_xml_new("report", "urn:xmpp:reporting:1");
+	pv_xml_set_attr(rep, "reason", reason);
+	pv_xml_set_attr(rep, "jid", j.bare);
+	pv_event aev = {.host = h, .user = user, .payload = rep};
+	pv_fire(h, "abuse-report", &aev);
+	pv_xml_free(rep);
 	pv_jid_fini(&j);
 	return 0;
 }

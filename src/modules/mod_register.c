@@ -179,18 +179,6 @@ static void reply_error(pv_event *ev, const char *etype, const char *cond, const
 		pv_reply(ev, e);
 }
 
-static void reply_result(pv_event *ev, pv_xml *payload)
-{
-	pv_stanza *r = pv_stanza_iq_result(ev->stanza);
-	if (!r) {
-		pv_xml_free(payload);
-		return;
-	}
-	if (payload)
-		pv_xml_add(r->xml, payload);
-	pv_reply(ev, r);
-}
-
 static void add_text_child(pv_xml *parent, const char *name, const char *text)
 {
 	pv_xml *c = pv_xml_add_child(parent, name, NULL);
@@ -292,7 +280,7 @@ static int create_account(pv_event *ev, reg_state *rs, const pv_xml *q)
 	pv_session_set_data(s, &registered_key, &registered_key, NULL);
 	pv_info("register", "account created host=%s user=%s ip=%s", pv_host_name(ev->host), user,
 		ip ? ip : "-");
-	reply_result(ev, NULL);
+	pv_reply_result(ev, NULL);
 done:
 	explicit_bzero(creds, sizeof(creds));
 	pv_free(user);
@@ -328,7 +316,7 @@ static int remove_account(pv_event *ev, const pv_xml *q, const char *user)
 	pv_fire(ev->host, del.name, &del);
 	/* TODO (core): section 3.2 -- after this result, close every session of the account
 	 * with a <not-authorized/> stream error; cancel its presence subscriptions. */
-	reply_result(ev, NULL);
+	pv_reply_result(ev, NULL);
 	return PV_HANDLED;
 }
 
@@ -384,7 +372,7 @@ static int change_password(pv_event *ev, reg_state *rs, const pv_xml *q, const c
 		goto done;
 	}
 	pv_info("register", "password changed host=%s user=%s", pv_host_name(ev->host), user);
-	reply_result(ev, NULL);
+	pv_reply_result(ev, NULL);
 done:
 	explicit_bzero(creds, sizeof(creds));
 	free_secret(username);
@@ -440,7 +428,7 @@ static int on_get(pv_event *ev, void *ud)
 		reply_error(ev, "cancel", "service-unavailable", NULL);
 		return PV_HANDLED;
 	}
-	reply_result(ev, rq);
+	pv_reply_result(ev, rq);
 	return PV_HANDLED;
 }
 
@@ -504,7 +492,8 @@ static const struct {
 static int register_load(pv_host *h, const pv_conf *conf, void **state)
 {
 	reg_state *rs = pv_calloc(1, sizeof(*rs));
-	rs->allow = pv_cfg_bool(conf, "allow", false);
+	/* issue 6: an exchange hosts no people, whatever register.allow says. */
+	rs->allow = pv_cfg_bool(conf, "allow", false) && !pv_host_is_exchange(h);
 	rs->allow_insecure = pv_cfg_bool(conf, "allow_insecure", false);
 	const char *rate = pv_cfg_str(conf, "rate_per_ip", DEFAULT_RATE);
 	if (rl_parse(rate, &rs->rl.limit, &rs->rl.window_ms) < 0) {

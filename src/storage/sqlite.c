@@ -88,6 +88,13 @@ enum {
 	Q_REQ_HOLD, Q_REQ_LIST, Q_REQ_INFO, Q_REQ_GET, Q_REQ_COUNT, Q_REQ_DROP, Q_REQ_DELETE_ALL,
 	Q_REPORT_ADD, Q_REPORT_LIST_HOST, Q_REPORT_LIST_ALL,
 	Q_BLOCK_LIST, Q_BLOCK_ADD, Q_BLOCK_DEL, Q_BLOCK_CLEAR,
+	/* phone numbers (issue 6) */
+	Q_PHONE_OF_USER, Q_PHONE_BY_NUMBER, Q_PHONE_INSERT, Q_PHONE_SET, Q_PHONE_FLAGS,
+	Q_PHONE_DELETE_ALL, Q_PHONE_GONE_SAVE, Q_PHONE_GONE_GET, Q_PHONE_GONE_DEL,
+	Q_PHONE_SEND_PRUNE, Q_PHONE_SEND_GET, Q_PHONE_SEND_SET, Q_PHONE_CODE_PRUNE,
+	Q_PHONE_CODE_PUT, Q_PHONE_CODE_GET, Q_PHONE_CODE_DEL, Q_PHONE_CODE_FAIL,
+	/* exchange registry and discovery (issue 6, D) */
+	Q_REG_NEWER, Q_REG_DEL_OTHER, Q_REG_PUT, Q_REG_DEL, Q_REG_LOOKUP, Q_REG_COUNT, Q_PHONE_FINDABLE,
 	Q__N
 };
 
@@ -244,6 +251,50 @@ static const char *const q_sql[Q__N] = {
 		" ON CONFLICT (host, user, jid) DO NOTHING",
 	[Q_BLOCK_DEL] = "DELETE FROM blocklist WHERE host = ?1 AND user = ?2 AND jid = ?3",
 	[Q_BLOCK_CLEAR] = "DELETE FROM blocklist WHERE host = ?1 AND user = ?2",
+	/* phone numbers (issue 6; 004_phone.sql) */
+	[Q_PHONE_OF_USER] = "SELECT user, e164, findable, preferred, updated_ms FROM phone"
+		" WHERE host = ?1 AND user = ?2",
+	[Q_PHONE_BY_NUMBER] = "SELECT user, e164, findable, preferred, updated_ms FROM phone"
+		" WHERE host = ?1 AND e164 = ?3",
+	[Q_PHONE_INSERT] = "INSERT INTO phone (host, user, e164, updated_ms) VALUES (?1, ?2, ?3, ?4)",
+	/* Attach or change in one statement: the old number is released only together
+	 * with storing the new one (the unique index refuses a taken number). */
+	[Q_PHONE_SET] = "INSERT INTO phone (host, user, e164, updated_ms) VALUES (?1, ?2, ?3, ?4)"
+		" ON CONFLICT (host, user) DO UPDATE SET e164 = excluded.e164,"
+		" updated_ms = excluded.updated_ms",
+	[Q_PHONE_FLAGS] = "UPDATE phone SET findable = ?3, preferred = ?4, updated_ms = ?5"
+		" WHERE host = ?1 AND user = ?2",
+	[Q_PHONE_DELETE_ALL] = "DELETE FROM phone WHERE host = ?1 AND user = ?2",
+	[Q_PHONE_GONE_SAVE] = "INSERT OR REPLACE INTO phone_gone (host, user, e164)"
+		" SELECT host, user, e164 FROM phone WHERE host = ?1 AND user = ?2",
+	[Q_PHONE_GONE_GET] = "SELECT e164 FROM phone_gone WHERE host = ?1 AND user = ?2",
+	[Q_PHONE_GONE_DEL] = "DELETE FROM phone_gone WHERE host = ?1 AND user = ?2",
+	[Q_PHONE_SEND_PRUNE] = "DELETE FROM phone_send WHERE host = ?1 AND window_ms <= ?2",
+	[Q_PHONE_SEND_GET] = "SELECT window_ms, count FROM phone_send WHERE host = ?1 AND e164 = ?3",
+	[Q_PHONE_SEND_SET] = "INSERT INTO phone_send (host, e164, window_ms, count)"
+		" VALUES (?1, ?3, ?4, ?5) ON CONFLICT (host, e164) DO UPDATE SET"
+		" window_ms = excluded.window_ms, count = excluded.count",
+	[Q_PHONE_CODE_PRUNE] = "DELETE FROM phone_code WHERE host = ?1 AND expires_ms <= ?2",
+	[Q_PHONE_CODE_PUT] = "INSERT OR REPLACE INTO phone_code (host, e164, hash, expires_ms, attempts)"
+		" VALUES (?1, ?3, ?4, ?5, 0)",
+	[Q_PHONE_CODE_GET] = "SELECT hash, expires_ms, attempts FROM phone_code"
+		" WHERE host = ?1 AND e164 = ?3",
+	[Q_PHONE_CODE_DEL] = "DELETE FROM phone_code WHERE host = ?1 AND e164 = ?3",
+	[Q_PHONE_CODE_FAIL] = "UPDATE phone_code SET attempts = attempts + 1"
+		" WHERE host = ?1 AND e164 = ?3",
+	/* exchange registry and discovery (issue 6, D): ?1 host, ?2 blinded, ?3 jid */
+	[Q_REG_NEWER] = "SELECT 1 FROM registry WHERE host = ?1 AND jid = ?3 AND updated_ms > ?4",
+	[Q_REG_DEL_OTHER] = "DELETE FROM registry WHERE host = ?1 AND jid = ?3 AND blinded <> ?2",
+	/* A change older than the stored one (same account) is not applied. */
+	[Q_REG_PUT] = "INSERT INTO registry (host, blinded, jid, provider, preferred, updated_ms)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (host, blinded, jid) DO UPDATE SET"
+		" preferred = excluded.preferred, updated_ms = excluded.updated_ms"
+		" WHERE excluded.updated_ms >= registry.updated_ms",
+	[Q_REG_DEL] = "DELETE FROM registry WHERE host = ?1 AND jid = ?3 AND (?2 IS NULL OR blinded = ?2)",
+	[Q_REG_LOOKUP] = "SELECT jid, preferred, updated_ms FROM registry WHERE host = ?1 AND blinded = ?2"
+		" ORDER BY preferred DESC, updated_ms DESC, jid",
+	[Q_REG_COUNT] = "SELECT count(*) FROM registry WHERE host = ?1",
+	[Q_PHONE_FINDABLE] = "SELECT e164 FROM phone WHERE host = ?1 AND findable = 1",
 };
 
 /* ---- operations ---- */
@@ -295,6 +346,9 @@ struct pv_op {
 	size_t nreqs, capreqs;
 	pv_report *reports;
 	size_t nreports, capreports;
+	/* phone numbers (issue 6) */
+	int64_t n3;                  /* a third number input */
+	pv_phone_rec phone;          /* output of the phone reads */
 };
 
 struct pv_store {
@@ -380,6 +434,7 @@ static void op_free(pv_op *op)
 	for (size_t i = 0; i < op->nreports; i++)
 		report_fini(&op->reports[i]);
 	pv_free(op->reports);
+	pv_phone_rec_fini(&op->phone);
 	pv_free(op);
 }
 
@@ -573,12 +628,15 @@ static int run_user_delete(pv_store *st, pv_op *op)
 {
 	/* Children first: outq rows are found through the user's sessions. */
 	/* The consent log last: its trigger allows the DELETE only once the users row is
-	 * gone.  Abuse reports the user filed stay (pv_store.h). */
+	 * gone.  Abuse reports the user filed stay (pv_store.h).  The phone number is
+	 * copied to phone_gone before its row goes, so mod_phone can announce the release
+	 * (pv_store_phone_gone_take). */
 	static const int order[] = {
 		Q_OUTQ_DELETE_ALL, Q_SESS_DELETE_ALL, Q_KV_DELETE_ALL, Q_OFFLINE_DELETE_ALL,
 		Q_GROUPS_DELETE_ALL, Q_ROSTER_DELETE_ALL, Q_ROSTER_VER_DELETE, Q_CRED_DELETE_ALL,
 		Q_CPOL_DELETE_ALL, Q_CPROV_DELETE_ALL, Q_CSEND_DELETE_ALL, Q_CEVID_DELETE_ALL,
-		Q_REQ_DELETE_ALL, Q_BLOCK_CLEAR, Q_USER_DELETE, Q_CLOG_DELETE_ALL,
+		Q_REQ_DELETE_ALL, Q_BLOCK_CLEAR, Q_PHONE_GONE_SAVE, Q_PHONE_DELETE_ALL,
+		Q_USER_DELETE, Q_CLOG_DELETE_ALL,
 	};
 	int rc = user_exists_q(st, op);
 	if (rc <= 0)
@@ -1446,6 +1504,177 @@ static int run_block_set(pv_store *st, pv_op *op)
 static int run_block_clear(pv_store *st, pv_op *op)
 {
 	return user_key_write(st, op, Q_BLOCK_CLEAR);
+}
+
+/* ---- phone numbers (issue 6; storage thread) ---- */
+
+static void row_phone(pv_op *op, sqlite3_stmt *s)
+{
+	pv_phone_rec_fini(&op->phone);
+	op->phone.user = col_dup(s, 0, NULL);
+	op->phone.e164 = col_dup(s, 1, NULL);
+	op->phone.findable = sqlite3_column_int(s, 2) != 0;
+	op->phone.preferred = sqlite3_column_int(s, 3) != 0;
+	op->phone.updated_ms = sqlite3_column_int64(s, 4);
+}
+
+/* A phone statement with ?1 host, ?2 user, ?3 number (NULL when absent; statements
+ * that do not use ?2 still have its slot, as they use ?3). */
+static sqlite3_stmt *phone_q(pv_store *st, int qid, const pv_op *op)
+{
+	sqlite3_stmt *s = q(st, qid);
+	bind_str(s, 1, op->host);
+	if (op->user)
+		bind_str(s, 2, op->user);
+	if (op->s1)
+		bind_str(s, 3, op->s1);
+	return s;
+}
+
+static int run_phone_get(pv_store *st, pv_op *op)
+{
+	int qid = op->user ? Q_PHONE_OF_USER : Q_PHONE_BY_NUMBER;
+	int n = each_row(st, qid, phone_q(st, qid, op), op, row_phone);
+	return n < 0 ? n : n == 0 ? PV_ENOENT : 0;
+}
+
+static int run_user_create_phone(pv_store *st, pv_op *op)
+{
+	/* Which of the two is taken is told apart here, where both checks see the same
+	 * transaction; the INSERTs' unique constraints remain the real guard. */
+	int taken = has_row(st, Q_PHONE_BY_NUMBER, phone_q(st, Q_PHONE_BY_NUMBER, op));
+	if (taken != 0) {
+		op->n3 = taken > 0;
+		return taken > 0 ? PV_EEXIST : taken;
+	}
+	int rc = run_user_create(st, op);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *s = phone_q(st, Q_PHONE_INSERT, op);
+	sqlite3_bind_int64(s, 4, op->n2);
+	rc = exec_q(st, Q_PHONE_INSERT, s);
+	if (rc == PV_EEXIST)
+		op->n3 = 1;
+	return rc;
+}
+
+static int run_phone_set(pv_store *st, pv_op *op)
+{
+	int rc = user_exists_q(st, op);
+	if (rc <= 0)
+		return rc < 0 ? rc : PV_ENOENT;
+	sqlite3_stmt *s = phone_q(st, Q_PHONE_SET, op);
+	sqlite3_bind_int64(s, 4, op->n1);
+	return exec_q(st, Q_PHONE_SET, s);
+}
+
+static int run_phone_release(pv_store *st, pv_op *op)
+{
+	int rc = exec_q(st, Q_PHONE_DELETE_ALL, phone_q(st, Q_PHONE_DELETE_ALL, op));
+	if (rc < 0)
+		return rc;
+	return sqlite3_changes(st->db) > 0 ? 0 : PV_ENOENT;
+}
+
+static int run_phone_set_flags(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = phone_q(st, Q_PHONE_FLAGS, op);
+	sqlite3_bind_int(s, 3, (op->n1 & 1) != 0);
+	sqlite3_bind_int(s, 4, (op->n1 & 2) != 0);
+	sqlite3_bind_int64(s, 5, op->n2);
+	int rc = exec_q(st, Q_PHONE_FLAGS, s);
+	if (rc < 0)
+		return rc;
+	return sqlite3_changes(st->db) > 0 ? 0 : PV_ENOENT;
+}
+
+static int run_phone_gone_take(pv_store *st, pv_op *op)
+{
+	int n = each_row(st, Q_PHONE_GONE_GET, phone_q(st, Q_PHONE_GONE_GET, op), op, row_user);
+	if (n <= 0)
+		return n < 0 ? n : PV_ENOENT;
+	return exec_q(st, Q_PHONE_GONE_DEL, phone_q(st, Q_PHONE_GONE_DEL, op));
+}
+
+/* n1 now, n2 window, n3 max. */
+static int run_phone_send_count(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = phone_q(st, Q_PHONE_SEND_PRUNE, op);
+	sqlite3_bind_int64(s, 2, op->n1 - op->n2);
+	int rc = exec_q(st, Q_PHONE_SEND_PRUNE, s);
+	if (rc < 0)
+		return rc;
+	/* Codes a day past their expiry are of no use even to tell "expired" apart. */
+	s = phone_q(st, Q_PHONE_CODE_PRUNE, op);
+	sqlite3_bind_int64(s, 2, op->n1 - 86400000);
+	if ((rc = exec_q(st, Q_PHONE_CODE_PRUNE, s)) < 0)
+		return rc;
+	int64_t window = op->n1, count = 0;
+	s = phone_q(st, Q_PHONE_SEND_GET, op);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		window = sqlite3_column_int64(s, 0);
+		count = sqlite3_column_int64(s, 1);
+	} else if (rc != SQLITE_DONE) {
+		rc = sqlerr(st, rc, Q_PHONE_SEND_GET);
+		sqlite3_reset(s);
+		return rc;
+	}
+	sqlite3_reset(s);
+	if (count >= op->n3)
+		return PV_ELIMIT;
+	s = phone_q(st, Q_PHONE_SEND_SET, op);
+	sqlite3_bind_int64(s, 4, window);
+	sqlite3_bind_int64(s, 5, count + 1);
+	return exec_q(st, Q_PHONE_SEND_SET, s);
+}
+
+static int run_phone_code_put(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = phone_q(st, Q_PHONE_CODE_PUT, op);
+	sqlite3_bind_blob(s, 4, op->data, (int)op->dlen, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, op->n1);
+	return exec_q(st, Q_PHONE_CODE_PUT, s);
+}
+
+/* n1 now, n2 max attempts; the pv_code_result goes to n3 (an output: a write that
+ * returns < 0 is rolled back, and a failed attempt must stay counted). */
+static int run_phone_code_check(pv_store *st, pv_op *op)
+{
+	unsigned char stored[PV_PHONE_HASH_LEN];
+	size_t len = 0;
+	int64_t expires = 0, attempts = 0;
+	sqlite3_stmt *s = phone_q(st, Q_PHONE_CODE_GET, op);
+	int rc = sqlite3_step(s), ret = 0;
+	if (rc == SQLITE_DONE) {
+		op->n3 = PV_CODE_NONE;
+	} else if (rc != SQLITE_ROW) {
+		ret = sqlerr(st, rc, Q_PHONE_CODE_GET);
+	} else {
+		ret = copy_blob(s, 0, stored, sizeof stored, &len);
+		expires = sqlite3_column_int64(s, 1);
+		attempts = sqlite3_column_int64(s, 2);
+		if (ret == 0 && len != PV_PHONE_HASH_LEN)
+			ret = PV_EIO;
+	}
+	sqlite3_reset(s);
+	if (ret < 0 || rc == SQLITE_DONE)
+		return ret;
+	int qid = -1;
+	if (expires <= op->n1) {
+		op->n3 = PV_CODE_EXPIRED;
+		qid = Q_PHONE_CODE_DEL;
+	} else if (attempts >= op->n2) {
+		op->n3 = PV_CODE_EXHAUSTED;
+	} else if (CRYPTO_memcmp(stored, op->data, PV_PHONE_HASH_LEN) == 0) {
+		op->n3 = PV_CODE_OK;
+		qid = Q_PHONE_CODE_DEL; /* used: never again */
+	} else {
+		op->n3 = PV_CODE_WRONG;
+		qid = Q_PHONE_CODE_FAIL;
+	}
+	OPENSSL_cleanse(stored, sizeof stored);
+	return qid < 0 ? 0 : exec_q(st, qid, phone_q(st, qid, op));
 }
 
 /* ---- the storage thread ---- */
@@ -2748,4 +2977,310 @@ void pv_store_block_clear(pv_store *st, const char *host, const char *user,
 {
 	PV_ASSERT(host && user);
 	submit(st, op_new(run_block_clear, true, host, user), done, ud);
+}
+
+/* ---- phone numbers (issue 6) ---- */
+
+void pv_phone_rec_fini(pv_phone_rec *r)
+{
+	if (!r)
+		return;
+	pv_free(r->user);
+	pv_free(r->e164);
+	memset(r, 0, sizeof *r);
+}
+
+static int phone_read(pv_store *st, const char *host, const char *user, const char *e164,
+	pv_phone_rec *out)
+{
+	if (out)
+		memset(out, 0, sizeof *out);
+	if (!host || (!user && !e164) || !out)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_phone_get, false, host, user);
+	op->s1 = user ? NULL : pv_strdup(e164);
+	int rc = call(st, op);
+	if (rc == 0) {
+		*out = op->phone;
+		memset(&op->phone, 0, sizeof op->phone);
+	}
+	op_free(op);
+	return rc;
+}
+
+int pv_store_phone_of_user(pv_store *st, const char *host, const char *user, pv_phone_rec *out)
+{
+	return user ? phone_read(st, host, user, NULL, out) : PV_EINVAL;
+}
+
+int pv_store_phone_by_number(pv_store *st, const char *host, const char *e164, pv_phone_rec *out)
+{
+	return e164 ? phone_read(st, host, NULL, e164, out) : PV_EINVAL;
+}
+
+int pv_store_user_create_phone(pv_store *st, const char *host, const char *user,
+	const pv_scram_cred *creds, size_t ncreds, const char *e164, int64_t updated_ms,
+	bool *number_taken)
+{
+	if (number_taken)
+		*number_taken = false;
+	if (!host || !user || !e164 || creds_check(creds, ncreds) < 0)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_user_create_phone, true, host, user);
+	op->creds = creds_dup(creds, ncreds);
+	op->ncreds = ncreds;
+	op->n1 = pv_wall_s();
+	op->n2 = updated_ms;
+	op->s1 = pv_strdup(e164);
+	int rc = call(st, op);
+	if (number_taken)
+		*number_taken = op->n3 != 0;
+	op_free(op);
+	return rc;
+}
+
+void pv_store_phone_set(pv_store *st, const char *host, const char *user, const char *e164,
+	int64_t updated_ms, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user && e164);
+	pv_op *op = op_new(run_phone_set, true, host, user);
+	op->s1 = pv_strdup(e164);
+	op->n1 = updated_ms;
+	submit(st, op, done, ud);
+}
+
+void pv_store_phone_release(pv_store *st, const char *host, const char *user,
+	pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user);
+	submit(st, op_new(run_phone_release, true, host, user), done, ud);
+}
+
+void pv_store_phone_set_flags(pv_store *st, const char *host, const char *user,
+	bool findable, bool preferred, int64_t updated_ms, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && user);
+	pv_op *op = op_new(run_phone_set_flags, true, host, user);
+	op->n1 = (findable ? 1 : 0) | (preferred ? 2 : 0);
+	op->n2 = updated_ms;
+	submit(st, op, done, ud);
+}
+
+int pv_store_phone_gone_take(pv_store *st, const char *host, const char *user, char **e164)
+{
+	if (e164)
+		*e164 = NULL;
+	if (!host || !user || !e164)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_phone_gone_take, true, host, user);
+	int rc = call(st, op);
+	if (rc == 0 && op->nrows) {
+		*e164 = op->rows[0].s;
+		op->rows[0].s = NULL;
+	}
+	op_free(op);
+	return rc;
+}
+
+int pv_store_phone_send_count(pv_store *st, const char *host, const char *e164,
+	int64_t now_ms, int64_t window_ms, unsigned max)
+{
+	if (!host || !e164 || window_ms <= 0)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_phone_send_count, true, host, NULL);
+	op->s1 = pv_strdup(e164);
+	op->n1 = now_ms;
+	op->n2 = window_ms;
+	op->n3 = max;
+	int rc = call(st, op);
+	op_free(op);
+	return rc;
+}
+
+void pv_store_phone_code_put(pv_store *st, const char *host, const char *e164,
+	const unsigned char hash[PV_PHONE_HASH_LEN], int64_t expires_ms,
+	pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && e164 && hash);
+	pv_op *op = op_new(run_phone_code_put, true, host, NULL);
+	op->s1 = pv_strdup(e164);
+	op->data = bytes_dup((const char *)hash, PV_PHONE_HASH_LEN);
+	op->dlen = PV_PHONE_HASH_LEN;
+	op->n1 = expires_ms;
+	submit(st, op, done, ud);
+}
+
+int pv_store_phone_code_check(pv_store *st, const char *host, const char *e164,
+	const unsigned char hash[PV_PHONE_HASH_LEN], int64_t now_ms, unsigned max_attempts,
+	pv_code_result *res)
+{
+	if (!host || !e164 || !hash || !res)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_phone_code_check, true, host, NULL);
+	op->s1 = pv_strdup(e164);
+	op->data = bytes_dup((const char *)hash, PV_PHONE_HASH_LEN);
+	op->dlen = PV_PHONE_HASH_LEN;
+	op->n1 = now_ms;
+	op->n2 = max_attempts;
+	int rc = call(st, op);
+	*res = (pv_code_result)op->n3;
+	op_free(op);
+	return rc;
+}
+
+/* ---- exchange registry and discovery (issue 6, D) ----
+ * Inputs: host, s1 = blinded, s2 = jid, user = provider, n1 = preferred, n2 = updated_ms.
+ * Rows of a lookup: s = jid, a = preferred, b = updated_ms. */
+
+static sqlite3_stmt *reg_q(pv_store *st, int qid, const pv_op *op)
+{
+	sqlite3_stmt *s = q(st, qid);
+	bind_str(s, 1, op->host);
+	bind_str(s, 2, op->s1);
+	bind_str(s, 3, op->s2);
+	return s;
+}
+
+static int run_registry_put(pv_store *st, pv_op *op)
+{
+	/* A change older than what is stored for the account (under any number) is not
+	 * applied: the s2s queue keeps a provider's changes in order, so this only guards
+	 * against a provider's clock going backwards. */
+	sqlite3_stmt *n = reg_q(st, Q_REG_NEWER, op);
+	sqlite3_bind_int64(n, 4, op->n2);
+	int rc = has_row(st, Q_REG_NEWER, n);
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	/* One number per account: its previous entry goes in the same transaction. */
+	rc = exec_q(st, Q_REG_DEL_OTHER, reg_q(st, Q_REG_DEL_OTHER, op));
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *s = reg_q(st, Q_REG_PUT, op);
+	bind_str(s, 4, op->user);
+	sqlite3_bind_int(s, 5, op->n1 ? 1 : 0);
+	sqlite3_bind_int64(s, 6, op->n2);
+	return exec_q(st, Q_REG_PUT, s);
+}
+
+static int run_registry_del(pv_store *st, pv_op *op)
+{
+	return exec_q(st, Q_REG_DEL, reg_q(st, Q_REG_DEL, op));
+}
+
+static void row_registry(pv_op *op, sqlite3_stmt *s)
+{
+	op_row *r = row_add(op);
+	r->s = col_dup(s, 0, &r->len);
+	r->a = sqlite3_column_int(s, 1);
+	r->b = sqlite3_column_int64(s, 2);
+}
+
+static int run_registry_lookup(pv_store *st, pv_op *op)
+{
+	return each_row(st, Q_REG_LOOKUP, reg_q(st, Q_REG_LOOKUP, op), op, row_registry);
+}
+
+static int run_registry_count(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_REG_COUNT);
+	bind_str(s, 1, op->host);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		op->n1 = sqlite3_column_int64(s, 0);
+	int ret = rc == SQLITE_ROW ? 0 : sqlerr(st, rc, Q_REG_COUNT);
+	sqlite3_reset(s);
+	return ret;
+}
+
+static int run_phone_findable(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_PHONE_FINDABLE);
+	bind_str(s, 1, op->host);
+	return each_row(st, Q_PHONE_FINDABLE, s, op, row_user);
+}
+
+void pv_store_registry_put(pv_store *st, const char *exchange_host, const char *blinded,
+	const char *jid, const char *provider, bool preferred, int64_t updated_ms,
+	pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(exchange_host && blinded && jid && provider);
+	pv_op *op = op_new(run_registry_put, true, exchange_host, provider);
+	op->s1 = pv_strdup(blinded);
+	op->s2 = pv_strdup(jid);
+	op->n1 = preferred;
+	op->n2 = updated_ms;
+	submit(st, op, done, ud);
+}
+
+void pv_store_registry_del(pv_store *st, const char *exchange_host, const char *blinded,
+	const char *jid, pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(exchange_host && jid);
+	pv_op *op = op_new(run_registry_del, true, exchange_host, NULL);
+	op->s1 = pv_strdup(blinded);
+	op->s2 = pv_strdup(jid);
+	submit(st, op, done, ud);
+}
+
+int pv_store_registry_lookup(pv_store *st, const char *exchange_host, const char *blinded,
+	void (*cb)(void *ud, const pv_registry_entry *e), void *ud)
+{
+	if (!exchange_host || !blinded)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_registry_lookup, false, exchange_host, NULL);
+	op->s1 = pv_strdup(blinded);
+	int rc = call(st, op);
+	if (rc >= 0 && cb) {
+		for (size_t i = 0; i < op->nrows; i++) {
+			pv_registry_entry e = {.jid = op->rows[i].s, .preferred = op->rows[i].a != 0,
+				.updated_ms = op->rows[i].b};
+			cb(ud, &e);
+		}
+	}
+	op_free(op);
+	return rc;
+}
+
+int pv_store_registry_preferred(pv_store *st, const char *exchange_host, const char *blinded,
+	char **jid)
+{
+	*jid = NULL;
+	if (!exchange_host || !blinded)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_registry_lookup, false, exchange_host, NULL);
+	op->s1 = pv_strdup(blinded);
+	int rc = call(st, op);
+	/* Ordered preferred first, then newest: the first row is the answer either way. */
+	if (rc > 0) {
+		*jid = op->rows[0].s;
+		op->rows[0].s = NULL;
+		rc = 0;
+	} else if (rc == 0) {
+		rc = PV_ENOENT;
+	}
+	op_free(op);
+	return rc;
+}
+
+int64_t pv_store_registry_count(pv_store *st, const char *exchange_host)
+{
+	pv_op *op = op_new(run_registry_count, false, exchange_host, NULL);
+	int rc = call(st, op);
+	int64_t n = rc < 0 ? rc : op->n1;
+	op_free(op);
+	return n;
+}
+
+int pv_store_phone_findable(pv_store *st, const char *host, void (*cb)(void *ud, const char *e164),
+	void *ud)
+{
+	if (!host)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_phone_findable, false, host, NULL);
+	int rc = call(st, op);
+	if (rc >= 0 && cb)
+		for (size_t i = 0; i < op->nrows; i++)
+			cb(ud, op->rows[i].s);
+	op_free(op);
+	return rc;
 }

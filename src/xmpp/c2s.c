@@ -271,6 +271,9 @@ static void note_failure(pv_c2s *c, const char *user)
 static int get_cred(void *ud, const char *user, const char *mech, pv_scram_cred *out)
 {
 	pv_c2s *c = ud;
+	/* issue 6: an exchange hosts no people; its logins fail like an unknown account's. */
+	if (pv_host_is_exchange(c->host))
+		return PV_ENOENT;
 	return pv_store_user_get_cred(c->srv->store, c->host->name, user, mech, out);
 }
 
@@ -695,14 +698,21 @@ static void handle_prebind_iq(pv_c2s *c, pv_stanza *st)
 	}
 }
 
-/* In-band registration before authentication (XEP-0077): only iq to the host. */
+/* Namespaces served before authentication: in-band registration (XEP-0077) and
+ * registration by phone number (issue 6, urn:peyvand:phone:0, mod_phone). */
+static bool preauth_ns(const char *ns)
+{
+	return ns && (strcmp(ns, "jabber:iq:register") == 0 || strcmp(ns, "urn:peyvand:phone:0") == 0);
+}
+
+/* In-band registration before authentication: only iq to the host. */
 static void handle_preauth_iq(pv_c2s *c, pv_stanza *st)
 {
 	pv_xml *q = pv_xml_first_element(st->xml);
-	if (q && q->ns && strcmp(q->ns, "jabber:iq:register") == 0 && c->tls_done && st->type &&
+	if (q && preauth_ns(q->ns) && c->tls_done && st->type &&
 	    (strcmp(st->type, "get") == 0 || strcmp(st->type, "set") == 0)) {
 		char ev_name[64];
-		snprintf(ev_name, sizeof(ev_name), "iq-%s/host/jabber:iq:register", st->type);
+		snprintf(ev_name, sizeof(ev_name), "iq-%s/host/%s", st->type, q->ns);
 		pv_event ev = {.host = c->host, .origin = c->sess, .stanza = st};
 		if (pv_fire(c->host, ev_name, &ev) == PV_HANDLED)
 			return;

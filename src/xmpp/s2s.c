@@ -87,6 +87,7 @@ static void free_shost(void *p)
 	if (sh->cli_ctx)
 		SSL_CTX_free(sh->cli_ctx);
 	pv_membership_fini(&sh->members);
+	pv_s2s_relay_host_fini(sh); /* issue 6 */
 	pv_free(sh);
 }
 
@@ -105,7 +106,8 @@ static int make_host(pv_s2s *s, pv_host *h, char **err)
 	SSL_CTX_set_verify(sh->srv_ctx, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE, accept_any);
 	SSL_CTX_set_verify(sh->cli_ctx, SSL_VERIFY_PEER, accept_any);
 	pv_tls_set_sni(sh->srv_ctx, s2s_sni, s->srv);
-	if (pv_membership_load(&sh->members, pv_conf_get(h->conf, "interconnect"), s->srv->data_dir, err) != 0) {
+	if (pv_membership_load(&sh->members, pv_conf_get(h->conf, "interconnect"), s->srv->data_dir, err) != 0 ||
+	    pv_s2s_relay_host_load(s, h, sh, err) != 0) {
 		free_shost(sh);
 		return PV_EINVAL;
 	}
@@ -260,11 +262,8 @@ static int close_link(void *ud, const char *key, void *val)
 	return 0;
 }
 
-void pv_s2s_stop(pv_server *srv)
+static void stop_listening(pv_s2s *s)
 {
-	pv_s2s *s = srv->s2s;
-	if (!s)
-		return;
 	for (size_t i = 0; i < s->nlisteners; i++)
 		pv_listen_close(s->listeners[i]);
 	s->nlisteners = 0;
@@ -273,6 +272,14 @@ void pv_s2s_stop(pv_server *srv)
 		uv_close((uv_handle_t *)s->tick, free_handle);
 		s->tick = NULL;
 	}
+}
+
+void pv_s2s_stop(pv_server *srv)
+{
+	pv_s2s *s = srv->s2s;
+	if (!s)
+		return;
+	stop_listening(s);
 	pv_map_each(s->links, close_link, "system-shutdown");
 	pv_s2s_in_close_all(s, "system-shutdown");
 }
@@ -288,10 +295,14 @@ void pv_s2s_free(pv_server *srv)
 	pv_s2s *s = srv->s2s;
 	if (!s)
 		return;
+	/* A start that failed later (c2s could not listen) never ran pv_s2s_stop; the
+	 * handles' close callbacks run in pv_server_fini's last loop turn. */
+	stop_listening(s);
 	pv_map_each(s->links, free_link, NULL);
 	pv_map_free(s->links, NULL);
 	pv_map_free(s->hosts, free_shost);
 	pv_map_free(s->in_per_domain, NULL);
+	pv_s2s_relay_free(s); /* issue 6 */
 	for (pv_dbv *v = s->pending_verify, *nx; v; v = nx) {
 		nx = v->next;
 		pv_free(v->receiving);
@@ -325,7 +336,17 @@ int pv_s2s_send(pv_server *srv, pv_host *from, pv_stanza *st)
 		pv_info("s2s", "%s -> %s refused: not a member of the interconnect", from->name, st->to.domain);
 		return PV_EPERM;
 	}
-	pv_s2s_link *l = pv_s2s_link_get(s, from, st->to.domain, true);
+	/* issue 6: through the exchange when route_via_exchange says so, signed for it */
+	const char *hop = pv_s2s_relay_hop(s, from, st->to.domain);
+	pv_s2s_link *l = pv_s2s_link_get(s, from, hop, true);
+	pv_stanza *out = pv_s2s_relay_sign(s, from, hop, st);
+	pv_s2s_push(l, out);
+	pv_stanza_unref(out);
+	return 0;
+}
+
+void pv_s2s_push(pv_s2s_link *l, pv_stanza *st)
+{
 	uint64_t seq = l->next_seq++;
 	pv_qrow *r = pv_calloc(1, sizeof(*r));
 	const pv_buf *w = pv_stanza_wire(st);
@@ -335,7 +356,6 @@ int pv_s2s_send(pv_server *srv, pv_host *from, pv_stanza *st)
 	r->len = w->len;
 	extern void pv_s2s_row_pushed(pv_s2s_link *l, pv_qrow *r);
 	pv_s2s_row_pushed(l, r);
-	return 0;
 }
 
 /* ---- dialback keys (XEP-0185) ---- */
@@ -399,6 +419,7 @@ void pv_s2s_stats(const pv_server *srv, pv_buf *out)
 		(unsigned long long)s->stats.out_failures, (unsigned long long)s->stats.sent,
 		(unsigned long long)s->stats.acked, (unsigned long long)s->stats.bounced,
 		(unsigned long long)s->stats.dialback_ok, (unsigned long long)s->stats.dialback_fail);
+	pv_s2s_relay_stats((pv_s2s *)s, out); /* issue 6 */
 }
 
 int pv_s2s_admin(pv_server *srv, int argc, char **argv, pv_buf *out)
@@ -414,6 +435,8 @@ int pv_s2s_admin(pv_server *srv, int argc, char **argv, pv_buf *out)
 		pv_s2s_in_describe(s, out);
 		return 0;
 	}
+	if (argc >= 1 && strcmp(argv[0], "exchange") == 0) /* issue 6 */
+		return pv_s2s_relay_admin(s, argc, argv, out);
 	if (argc == 3 && strcmp(argv[0], "queue") == 0 &&
 	    (strcmp(argv[1], "flush") == 0 || strcmp(argv[1], "pause") == 0 ||
 		    strcmp(argv[1], "resume") == 0 || strcmp(argv[1], "drop") == 0)) {

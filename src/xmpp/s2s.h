@@ -39,6 +39,11 @@ size_t pv_s2s_nconns(const pv_server *srv);
  * refused by policy (the caller bounces). */
 int pv_s2s_send(pv_server *srv, pv_host *from, pv_stanza *st);
 
+/* issue 6: an exchange host forwards `st` (from a member provider, for another member's
+ * domain) to that domain's link queue, or answers it with a relay error.  Returns 0 when
+ * handled, PV_EPERM when h is not an exchange (s2s_relay.c). */
+int pv_s2s_relay(pv_server *srv, pv_host *h, pv_stanza *st);
+
 /* Counters (one place, for `peyvandctl stats` and the metrics endpoint to come). */
 void pv_s2s_stats(const pv_server *srv, pv_buf *out);
 /* peyvandctl: "links", "queue flush|pause|resume|drop DOMAIN". */

@@ -304,11 +304,38 @@ static bool eku_ok(X509 *leaf)
 
 bool pv_cert_verify_peer(SSL *ssl, X509_STORE *trust, const char *domain, const char **why)
 {
+	X509 *leaf = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+	if (!leaf)
+		return pv_cert_verify_chain(NULL, NULL, trust, domain, why);
+	/* The chain as sent: a client's leaf is not in it on the server side, a server's leaf
+	 * is on the client side.  Borrowed pointers, valid while ssl lives. */
+	STACK_OF(X509) *untrusted = sk_X509_new_null();
+	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+	for (int i = 0; untrusted && i < sk_X509_num(chain); i++) {
+		X509 *c = sk_X509_value(chain, i);
+		if (X509_cmp(c, leaf) != 0 && !sk_X509_push(untrusted, c)) {
+			sk_X509_free(untrusted);
+			untrusted = NULL;
+		}
+	}
+	if (!untrusted) {
+		if (why)
+			*why = "verifier setup failed";
+		return false;
+	}
+	bool ok = pv_cert_verify_chain(leaf, untrusted, trust, domain, why);
+	sk_X509_free(untrusted);
+	return ok;
+}
+
+/* ---- a certificate with its chain: a TLS peer's (above) or one outside a connection
+ * (issue 6: origin proofs, s2s_origin.c) ---- */
+
+bool pv_cert_verify_chain(X509 *leaf, STACK_OF(X509) *untrusted, X509_STORE *trust, const char *domain,
+	const char **why)
+{
 	const char *w = NULL;
 	X509_STORE_CTX *ctx = NULL;
-	STACK_OF(X509) *untrusted = NULL;
-	X509 *leaf = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
-
 	if (!leaf) {
 		w = "no certificate";
 		goto fail;
@@ -321,17 +348,8 @@ bool pv_cert_verify_peer(SSL *ssl, X509_STORE *trust, const char *domain, const 
 		w = "no trust store";
 		goto fail;
 	}
-	/* The chain as sent: a client's leaf is not in it on the server side, a server's leaf
-	 * is on the client side.  Borrowed pointers, valid while ssl lives. */
-	untrusted = sk_X509_new_null();
-	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
-	for (int i = 0; untrusted && i < sk_X509_num(chain); i++) {
-		X509 *c = sk_X509_value(chain, i);
-		if (X509_cmp(c, leaf) != 0 && !sk_X509_push(untrusted, c))
-			break;
-	}
 	ctx = X509_STORE_CTX_new();
-	if (!untrusted || !ctx || X509_STORE_CTX_init(ctx, trust, leaf, untrusted) != 1 ||
+	if (!ctx || X509_STORE_CTX_init(ctx, trust, leaf, untrusted) != 1 ||
 	    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_ANY) != 1) {
 		w = "verifier setup failed";
 		goto fail;
@@ -353,14 +371,12 @@ bool pv_cert_verify_peer(SSL *ssl, X509_STORE *trust, const char *domain, const 
 		goto fail;
 	}
 	X509_STORE_CTX_free(ctx);
-	sk_X509_free(untrusted);
 	if (why)
 		*why = NULL;
 	return true;
 fail:
 	ERR_clear_error();
 	X509_STORE_CTX_free(ctx);
-	sk_X509_free(untrusted);
 	if (why)
 		*why = w;
 	return false;

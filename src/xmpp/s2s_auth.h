@@ -23,6 +23,11 @@ bool pv_cert_names_domain(X509 *cert, const char *domain);
  * *why says why ("no certificate", "untrusted", "expired", "name mismatch", ...). */
 bool pv_cert_verify_peer(SSL *ssl, X509_STORE *trust, const char *domain, const char **why);
 
+/* The same checks for a certificate that did not come over TLS (issue 6: the origin
+ * proofs of relayed stanzas): `untrusted` (may be NULL) helps build the chain. */
+bool pv_cert_verify_chain(X509 *leaf, STACK_OF(X509) *untrusted, X509_STORE *trust, const char *domain,
+	const char **why);
+
 /* SHA-256 fingerprint of the peer's leaf certificate as "sha256:AB:CD:..." (uppercase
  * hex, colon-separated); false if there is no certificate or cap is too small
  * (PV_CERT_FINGERPRINT_MAX always suffices). */

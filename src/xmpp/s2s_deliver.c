@@ -150,12 +150,14 @@ int pv_s2s_deliver(pv_s2s *s, pv_host *host, const char *peer, pv_s2s_rxq *rx, p
 		*text = "malformed address";
 		return PV_EPERM;
 	}
-	if (!st->has_from || strcmp(st->from.domain, peer) != 0) {
+	/* issue 6: or relayed by our exchange from a member (s2s_relay.c) */
+	if (!st->has_from || (strcmp(st->from.domain, peer) != 0 && !pv_s2s_relay_from_ok(s, host, peer, st))) {
 		*cond = "invalid-from";
 		*text = "the stanza's from is not the authenticated domain";
 		goto fail;
 	}
-	if (!st->has_to || strcmp(st->to.domain, host->name) != 0) {
+	/* issue 6: or, on an exchange, for another member to relay to */
+	if (!st->has_to || (strcmp(st->to.domain, host->name) != 0 && !pv_s2s_relay_to_ok(s, host, st))) {
 		*cond = "host-unknown";
 		*text = "the stanza's to is not the stream's domain";
 		goto fail;
@@ -178,7 +180,7 @@ int pv_s2s_deliver(pv_s2s *s, pv_host *host, const char *peer, pv_s2s_rxq *rx, p
 	} else {
 		if (epoch)
 			pv_store_batch_begin(store);
-		pv_router_dispatch(host, NULL, st);
+		pv_s2s_relay_dispatch(s, host, peer, st); /* issue 6: pv_router_dispatch unless relayed */
 		if (epoch) {
 			if (!l->rx_epoch || strcmp(l->rx_epoch, epoch) != 0) {
 				pv_free(l->rx_epoch);

@@ -191,6 +191,11 @@ static admit_rc admit(pv_s2s_in *c, const char *domain, bool via_dialback, const
 	bool cert_ok = cert_authenticates(c, domain, why);
 	if (!cert_ok && !via_dialback)
 		return ADMIT_UNAUTHENTICATED;
+	/* issue 6: an exchange takes members authenticated by certificate only. */
+	if (!cert_ok && pv_host_is_exchange(c->host)) {
+		*why = "an exchange accepts certificate-authenticated members only";
+		return ADMIT_POLICY;
+	}
 	const pv_membership *m = pv_s2s_membership(c->host);
 	if (m && !pv_membership_allows(m, domain, ssl, cert_ok, via_dialback, why))
 		return ADMIT_POLICY;

@@ -25,9 +25,18 @@ typedef struct pv_s2s_rxq {
 	bool paused;
 } pv_s2s_rxq;
 
+typedef struct pv_origin_signer pv_origin_signer;
+
 typedef struct pv_s2s_host {
 	SSL_CTX *srv_ctx, *cli_ctx;
 	pv_membership members;
+	/* issue 6, relay through an exchange (s2s_relay.c): interconnect.exchange (NULL:
+	 * none), interconnect.route_via_exchange, the domains with a static route (reached
+	 * directly even then), and the key that signs origin proofs for the exchange */
+	char *exchange;
+	bool via_exchange;
+	pv_map *direct;
+	pv_origin_signer *signer;
 } pv_s2s_host;
 
 /* One queued stanza held in memory (the store has them all). */
@@ -121,6 +130,7 @@ struct pv_s2s {
 		uint64_t in_accepted, in_refused, in_stanzas, in_dups, out_connects, out_failures,
 			sent, acked, bounced, dialback_ok, dialback_fail;
 	} stats;
+	struct pv_relay *relay;    /* issue 6: per-provider relay counters and quotas (s2s_relay.c) */
 };
 
 /* A dialback verification in flight (inbound side waits on the authoritative server). */
@@ -185,6 +195,33 @@ bool pv_s2s_is_stanza(const pv_xml *el);         /* message | presence | iq, jab
  * 0, or PV_EPERM with the stream error to close the stream with in *cond / *text. */
 int pv_s2s_deliver(pv_s2s *s, pv_host *host, const char *peer, pv_s2s_rxq *rx, pv_xml *el,
 	const char **cond, const char **text);
+
+/* s2s.c: append a stanza to a link's durable queue (takes the current hold). */
+void pv_s2s_push(pv_s2s_link *l, pv_stanza *st);
+
+/* s2s_relay.c -- issue 6, relay through an exchange (docs/protocol/exchange.md) */
+/* make_host/free_shost: the host's relay settings (exchange, route_via_exchange, direct
+ * routes, origin signer). */
+int pv_s2s_relay_host_load(pv_s2s *s, pv_host *h, pv_s2s_host *sh, char **err);
+void pv_s2s_relay_host_fini(pv_s2s_host *sh);
+void pv_s2s_relay_free(pv_s2s *s);
+/* The domain whose link carries a stanza from local host h to `to_domain`: the domain
+ * itself, or h's exchange (route_via_exchange and no static route).  Borrowed. */
+const char *pv_s2s_relay_hop(pv_s2s *s, pv_host *h, const char *to_domain);
+/* The stanza to queue on the link to `hop`: st itself (a new ref), or a signed copy
+ * carrying an origin proof when hop is h's exchange. */
+pv_stanza *pv_s2s_relay_sign(pv_s2s *s, pv_host *h, const char *hop, pv_stanza *st);
+/* s2s_deliver.c: may a stanza whose from-domain is not the authenticated `peer` come in
+ * (peer is host's exchange and the from-domain a member)?  May a stanza for another
+ * domain (host is an exchange) come in? */
+bool pv_s2s_relay_from_ok(pv_s2s *s, pv_host *host, const char *peer, const pv_stanza *st);
+bool pv_s2s_relay_to_ok(pv_s2s *s, pv_host *host, const pv_stanza *st);
+/* Dispatch a stanza from `peer` (inside the delivery's storage batch): relayed ones are
+ * verified (origin proof), an exchange applies its quotas and relays; the rest go to
+ * pv_router_dispatch. */
+void pv_s2s_relay_dispatch(pv_s2s *s, pv_host *host, const char *peer, pv_stanza *st);
+void pv_s2s_relay_stats(pv_s2s *s, pv_buf *out);
+int pv_s2s_relay_admin(pv_s2s *s, int argc, char **argv, pv_buf *out);
 
 /* Serialise a stanza element for a jabber:server stream. */
 void pv_s2s_serialize(const pv_xml *x, pv_buf *out);

@@ -8,6 +8,7 @@ durability and stream-resumption tests need.
 """
 import ctypes
 import os
+import random
 import re
 import shlex
 import shutil
@@ -68,19 +69,41 @@ def find_binary(env_name, name):
         f"{name} not found: set {env_name} or build it (build-asan/{name} or build/{name})")
 
 
-def free_ports(n):
-    """n distinct free TCP ports on 127.0.0.1 (free when asked; the server binds soon after)."""
-    socks, ports = [], []
+def _ephemeral_low():
     try:
-        while len(ports) < n:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_handed_out = set()
+
+
+def free_ports(n):
+    """n distinct free TCP ports on 127.0.0.1 for a server to bind soon after.
+
+    Taken below the kernel's ephemeral range: a port from bind(0) could be handed to
+    some process's outgoing connection (a client, an s2s link, a benchmark running
+    alongside) before the server binds it, which made starts fail with "address already
+    in use".  Never the same port twice in one test run."""
+    low, high = 20000, max(_ephemeral_low() - 1, 20000 + 4 * n)
+    ports = []
+    for _ in range(10000):
+        if len(ports) == n:
+            return ports
+        port = random.randint(low, high)
+        if port in _handed_out:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
             s.close()
-    return ports
+        _handed_out.add(port)
+        ports.append(port)
+    raise RuntimeError(f"no {n} free ports between {low} and {high}")
 
 
 # --- a tiny YAML emitter (the config is plain maps, lists and scalars) --------------

@@ -6,6 +6,7 @@ import socket
 import ssl
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -207,3 +208,16 @@ def test_sighup_keeps_sessions_and_survives_a_broken_config(server, raw):
     alice.ping()
     server.config_path.write_text(good)
     login_raw(raw, server, "carol", "c").ping()
+
+
+def test_example_configs_check(tmp_path):
+    """The shipped examples stay valid: --check-config accepts examples/peyvand.conf and
+    examples/exchange.conf (with the exchange's certificates not yet made)."""
+    root = Path(__file__).resolve().parents[2]
+    for name in ("peyvand.conf", "exchange.conf"):
+        text = (root / "examples" / name).read_text()
+        conf = tmp_path / name
+        conf.write_text(text.replace("/var/lib/peyvand-exchange", str(tmp_path / "x"))
+                        .replace("/var/lib/peyvand", str(tmp_path / "p")))
+        r = run_bin("--config", str(conf), "--check-config")
+        assert r.returncode == 0, f"{name}: {r.stdout}{r.stderr}"

@@ -16,6 +16,16 @@ def messages(els):
     return [body_of(e) for e in els if is_message(e) and body_of(e) is not None]
 
 
+def resume(raw, port, user, previd, h):
+    """A new connection that authenticates as `user` and resumes `previd` acking h:
+    returns (client, the <resumed/> or <failed/> element)."""
+    c = raw(port)
+    c.start()
+    c.starttls()
+    c.auth_scram(user, USERS[user])
+    return c, c.sm_resume(previd, h)
+
+
 def test_enable_and_exact_ack_counts(server, raw):
     bob = login_raw(raw, server, "bob", "phone", sm=True, presence=True)
     alice = login_raw(raw, server, "alice", "a", sm=True)
@@ -71,11 +81,7 @@ def test_resume_after_disconnect_gets_unacked(server, raw):
     alice.message(jid("bob") + "/phone", "m4")    # while bob is detached
     alice.ping()
 
-    bob2 = raw(server.port)
-    bob2.start()
-    bob2.starttls()
-    bob2.auth_scram("bob", USERS["bob"])
-    el = bob2.sm_resume(previd, h_after_m1)
+    bob2, el = resume(raw, server.port, "bob", previd, h_after_m1)
     assert local(el.tag) == "resumed", f"resume failed: {to_str(el)}"
     assert el.get("previd") == previd
     assert int(el.get("h")) == bob_sent, \
@@ -106,11 +112,7 @@ def test_resume_after_server_restart(server, raw, how):
     bob.abort()
     alice.abort()
 
-    bob2 = raw(server.port)
-    bob2.start()
-    bob2.starttls()
-    bob2.auth_scram("bob", USERS["bob"])
-    el = bob2.sm_resume(previd, 0)
+    bob2, el = resume(raw, server.port, "bob", previd, 0)
     assert local(el.tag) == "resumed", f"resume after {how} restart failed: {to_str(el)}"
     if how == "term":
         assert int(el.get("h")) == bob_sent, to_str(el)
@@ -231,11 +233,7 @@ def test_sender_ack_waits_for_recipient_ack_or_storage(server_factory, raw):
     srv.restart("kill")
     bob.abort()
     alice.abort()
-    bob2 = raw(srv.port)
-    bob2.start()
-    bob2.starttls()
-    bob2.auth_scram("bob", USERS["bob"])
-    el = bob2.sm_resume(previd, 0)
+    bob2, el = resume(raw, srv.port, "bob", previd, 0)
     assert local(el.tag) == "resumed", to_str(el)
     assert messages(bob2.collect(lambda e: True, 2.0)) == ["slow"]
 
@@ -280,10 +278,6 @@ def test_store_after_zero_stores_before_sending(server_factory, raw):
     srv.restart("kill")
     bob.abort()
     alice.abort()
-    bob2 = raw(srv.port)
-    bob2.start()
-    bob2.starttls()
-    bob2.auth_scram("bob", USERS["bob"])
-    el = bob2.sm_resume(previd, 0)
+    bob2, el = resume(raw, srv.port, "bob", previd, 0)
     assert local(el.tag) == "resumed", to_str(el)
     assert messages(bob2.collect(lambda e: True, 2.0)) == ["on disk first"]

@@ -27,11 +27,7 @@ import s2sharness    # noqa: E402
 from consentlib import host_overrides  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def ca():
-    c = s2sharness.TestCA()
-    yield c
-    c.cleanup()
+ca = pytest.fixture(scope="session", name="ca")(s2sharness.session_ca)
 
 
 @pytest.fixture
@@ -45,18 +41,7 @@ def consent_providers(server_factory, ca):
 
 @pytest.fixture
 def fake_peer(ca):
-    made = []
-
-    def make(srv, from_domain, timeout=10.0):
-        crt, key = ca.good(from_domain)
-        p = s2sharness.FakePeer(srv.s2s_port, from_domain, srv.domain, crt, key,
-                                timeout=timeout)
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.abort()
+    yield from s2sharness.fake_peers(ca)
 
 
 class ModuleServers:

@@ -15,11 +15,7 @@ import s2sharness
 from dnsserver import DnsServer
 
 
-@pytest.fixture(scope="session")
-def ca():
-    c = s2sharness.TestCA()
-    yield c
-    c.cleanup()
+ca = pytest.fixture(scope="session", name="ca")(s2sharness.session_ca)
 
 
 @pytest.fixture
@@ -32,19 +28,7 @@ def providers(server_factory, ca):
 
 @pytest.fixture
 def fake_peer(ca):
-    made = []
-
-    def make(srv, from_domain, cert="good", to_domain=None, direct_tls=False, timeout=10.0):
-        crt, key = ca.pair(cert, from_domain) if cert else (None, None)
-        port = srv.s2s_tls_port if direct_tls else srv.s2s_port
-        p = s2sharness.FakePeer(port, from_domain, to_domain or srv.domain, crt, key,
-                                direct_tls=direct_tls, timeout=timeout)
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.abort()
+    yield from s2sharness.fake_peers(ca)
 
 
 @pytest.fixture

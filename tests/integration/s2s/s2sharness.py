@@ -525,3 +525,29 @@ class SilentListener:
         for c in self.accepted:
             c.close()
         self.sock.close()
+
+
+def fake_peers(ca):
+    """The generator behind the `fake_peer` fixtures: yields make(srv, from_domain, cert,
+    to_domain, direct_tls, timeout) -> FakePeer connected to srv's s2s port, with a
+    certificate of `ca` (cert=None: none); every peer made is aborted afterwards."""
+    made = []
+
+    def make(srv, from_domain, cert="good", to_domain=None, direct_tls=False, timeout=10.0):
+        crt, key = ca.pair(cert, from_domain) if cert else (None, None)
+        port = srv.s2s_tls_port if direct_tls else srv.s2s_port
+        p = FakePeer(port, from_domain, to_domain or srv.domain, crt, key,
+                     direct_tls=direct_tls, timeout=timeout)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.abort()
+
+
+def session_ca():
+    """The generator behind the session-wide `ca` fixtures: one TestCA, removed after."""
+    c = TestCA()
+    yield c
+    c.cleanup()

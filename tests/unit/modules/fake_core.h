@@ -138,6 +138,12 @@ const char *pv_host_name(const pv_host *h) { return h->name; }
 pv_store *pv_host_store(pv_host *h) { return h->store; }
 const pv_conf *pv_host_conf(const pv_host *h) { return h->conf; }
 unsigned pv_host_scram_iterations(const pv_host *h) { return 4096; }
+/* issue 6: the host role, read from the host's config like the real one (host.c). */
+bool pv_host_is_exchange(const pv_host *h)
+{
+	const char *r = pv_cfg_str(h->conf, "role", "provider");
+	return r && strcmp(r, "exchange") == 0;
+}
 
 void pv_host_add_feature(pv_host *h, const char *var)
 {
