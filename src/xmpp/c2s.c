@@ -38,6 +38,7 @@ struct pv_c2s {
 	uv_timer_t *timer;
 	uint64_t opened_ms, last_read_ms;
 	bool trimmed;              /* idle: parser and TLS buffers given back (IDLE_TRIM_MS) */
+	bool slow_tick;            /* idle: the timer waits for the idle timeout, not 1 s */
 	uint64_t over_since;       /* output above limits.max_output_buffer since (0: not) */
 	/* read-rate token bucket */
 	double tokens;
@@ -56,6 +57,15 @@ typedef struct throttle {
 
 static void c2s_timer_cb(uv_timer_t *t);
 static void on_tls_cb(pv_c2s *c);
+
+/* Back to the 1 s tick: something needs watching again (input, output backlog). */
+static void tick_soon(pv_c2s *c)
+{
+	if (c->slow_tick && c->timer) {
+		c->slow_tick = false;
+		uv_timer_start(c->timer, c2s_timer_cb, 1000, 0);
+	}
+}
 static void start_stream_features(pv_c2s *c);
 
 /* ---- output ---- */
@@ -73,8 +83,10 @@ static void check_output(pv_c2s *c)
 		return;
 	}
 	uint64_t now = pv_now_ms();
-	if (!c->over_since)
+	if (!c->over_since) {
 		c->over_since = now;
+		tick_soon(c);
+	}
 	if (pending > 4 * max || now - c->over_since >= c->srv->lim.slow_reader_grace_ms) {
 		pv_info("c2s", "[%s] output buffer at %zu bytes (limit %zu), disconnecting slow reader", c->ip,
 			pending, max);
@@ -991,6 +1003,7 @@ static void on_data(pv_conn *conn, const char *data, size_t n)
 	uint64_t now = pv_now_ms();
 	c->last_read_ms = now;
 	c->trimmed = false;
+	tick_soon(c);
 	/* Token bucket on bytes read: a flooding client is slowed down, not disconnected. */
 	size_t rate = c->srv->lim.read_rate;
 	c->tokens += (double)(now - c->tokens_ms) * (double)rate / 1000.0;
@@ -1153,6 +1166,16 @@ static void c2s_timer_cb(uv_timer_t *t)
 			pv_conn_trim(c->conn);
 		give_back_memory(now);
 	}
+	if (c->trimmed && !c->paused && !c->over_since) {
+		/* Nothing to watch until the idle timeout or new input (tick_soon): one wake-up
+		 * per second per idle connection was 3 % of a core at 19,000 sessions, a core
+		 * at a million. */
+		c->slow_tick = true;
+		uv_timer_start(c->timer, c2s_timer_cb,
+			c->last_read_ms + c->srv->lim.idle_timeout_ms - now, 0);
+		return;
+	}
+	c->slow_tick = false;
 	uv_timer_start(c->timer, c2s_timer_cb, 1000, 0);
 }
 

@@ -378,25 +378,34 @@ def test_slowloris(server_factory, raw):
 
 
 @pytest.mark.pv_timeout(60)
-def test_idle_timeout(server_factory, raw):
-    srv = server_factory({"limits": {"idle_timeout": "2s"}})
+@pytest.mark.parametrize("idle", [2, 9], ids=["before-trim", "after-trim"])
+def test_idle_timeout(server_factory, raw, idle):
+    """9 s: the session is trimmed after 5 s idle and its timer then sleeps until the
+    idle timeout (c2s.c slow_tick): the timeout must still come on time."""
+    srv = server_factory({"limits": {"idle_timeout": f"{idle}s"}})
     c = login_raw(raw, srv, "alice", "idle")
     c.auto_pong = False             # a dead client: not even keepalive answers
     t0 = time.monotonic()
-    cond = c.expect_stream_error(timeout=15)
+    cond = c.expect_stream_error(timeout=idle + 15)
     assert cond == "connection-timeout", cond
     c.expect_closed()
-    assert time.monotonic() - t0 >= 1.5, "idle session cut before idle_timeout"
+    elapsed = time.monotonic() - t0
+    assert idle - 0.5 <= elapsed < idle + 6, f"idle_timeout {idle}s, cut after {elapsed:.1f}s"
 
 
 @pytest.mark.pv_timeout(120)
-def test_slow_reader_is_cut_off(server_factory, raw):
+@pytest.mark.parametrize("idle_first", [False, True], ids=["busy", "idle-first"])
+def test_slow_reader_is_cut_off(server_factory, raw, idle_first):
+    """idle-first: bob was idle (trimmed, timer asleep until the idle timeout) when the
+    backlog began; the output check must wake his timer for the grace period."""
     srv = server_factory({"limits": {"max_output_buffer": "64k"}, "log_level": "info"})
     alice = login_raw(raw, srv, "alice", "sender", presence=True)
     bob = raw(srv.port, rcvbuf=4096)
     bob.login("bob", USERS["bob"], resource="slow", presence=True)
     bob.presence(to=alice.jid)                   # so alice learns when bob's session ends
     alice.next(lambda e: is_presence(e, frm=bob.jid), what="bob's directed presence")
+    if idle_first:
+        time.sleep(7)
     payload = "z" * 16384
     # control: a client that keeps reading gets 640 KiB (sent 32 KiB per round trip,
     # never more than half the limit at once) without being cut off
