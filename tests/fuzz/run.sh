@@ -19,7 +19,7 @@ cd "$(dirname "$0")/../.."
 SECS=${1:-30}
 [ $# -gt 0 ] && shift
 OUT=${FUZZ_BUILD:-build-fuzz}
-ALL="xmlstream xmlparse jid sasl config"
+ALL="xmlstream xmlparse jid sasl config origin"
 TARGETS=${*:-$ALL}
 
 # clang and its libFuzzer runtime are not part of the normal build's packages.
@@ -49,6 +49,7 @@ srcs() {
 	jid) echo "$JID $UTIL" ;;
 	sasl) echo "$SASL $JID $UTIL" ;;
 	config) echo "src/core/config.c $UTIL" ;;
+	origin) echo "src/xmpp/s2s_origin.c src/xmpp/s2s_auth.c src/core/config.c src/xmpp/stanza.c $JID src/util/xml.c src/util/xmlparse.c $UTIL" ;;
 	*) echo "unknown fuzz target: $1" >&2; exit 2 ;;
 	esac
 }
@@ -57,6 +58,7 @@ libs() {
 	xmlstream | xmlparse) pkg-config --libs expat libcrypto ;;
 	jid | sasl) pkg-config --libs libidn2 icu-uc libcrypto ;;
 	config) pkg-config --libs yaml-0.1 libcrypto ;;
+	origin) pkg-config --libs expat libssl libcrypto libidn2 icu-uc yaml-0.1 ;;
 	esac
 }
 maxlen() {
