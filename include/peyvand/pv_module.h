@@ -111,6 +111,9 @@ struct uv_loop_s *pv_host_loop(pv_host *h);
 /* Module settings live in the host section; this is the whole host section. */
 const pv_conf *pv_host_conf(const pv_host *h);
 bool pv_host_is_local(const pv_host *h, const char *domain); /* served by this process */
+/* A file path from the host's config as the server opens it: absolute paths as they are,
+ * relative ones under data_dir (docs/config.md).  A new string; NULL for NULL. */
+char *pv_host_path(const pv_host *h, const char *path);
 pv_host *pv_host_find(const pv_host *any, const char *domain); /* another local host or NULL */
 void pv_host_add_feature(pv_host *h, const char *var);        /* disco#info of the server */
 void pv_host_add_identity(pv_host *h, const char *category, const char *type, const char *name);

@@ -119,6 +119,13 @@ const pv_conf *pv_host_conf(const pv_host *h)
 	return h->conf;
 }
 
+char *pv_host_path(const pv_host *h, const char *path)
+{
+	if (!path)
+		return NULL;
+	return path[0] == '/' ? pv_strdup(path) : pv_sprintf("%s/%s", h->srv->data_dir, path);
+}
+
 bool pv_host_is_local(const pv_host *h, const char *domain)
 {
 	return domain && pv_server_host(h->srv, domain) != NULL;

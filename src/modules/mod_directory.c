@@ -742,9 +742,11 @@ static int directory_load(pv_host *h, const pv_conf *conf, void **state)
 	ds->per_day = (unsigned)pv_cfg_int(conf, "lookups_per_day", 100);
 	ds->remote_per_day = (unsigned)pv_cfg_int(conf, "remote_lookups_per_day", 100000);
 	if (!ds->exchange_role) {
-		const char *kf = pv_cfg_str(hc, "interconnect.blinding_key_file", NULL);
+		char *kf = pv_host_path(h, pv_cfg_str(hc, "interconnect.blinding_key_file", NULL));
 		char *err = NULL;
-		if (pv_blind_key_load(kf, &ds->key, &ds->keylen, &err) != 0) {
+		int krc = pv_blind_key_load(kf, &ds->key, &ds->keylen, &err);
+		pv_free(kf);
+		if (krc != 0) {
 			pv_error("directory", "%s: %s (interconnect.blinding_key_file; the directory "
 					      "module needs the interconnect's key)",
 				pv_host_name(h), err);

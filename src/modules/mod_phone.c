@@ -1153,12 +1153,14 @@ static int phone_load(pv_host *h, const pv_conf *conf, void **state)
 			goto fail;
 		}
 		ps->webhook_url = pv_strdup(url);
-		const char *tf = pv_cfg_str(conf, "webhook_token_file", NULL);
+		char *tf = pv_host_path(h, pv_cfg_str(conf, "webhook_token_file", NULL));
 		if (tf && !(ps->webhook_token = read_token(tf))) {
 			pv_error(SUB, "phone.webhook_token_file unreadable, empty or not one line"
 				" host=%s path=%s", hn, tf);
+			pv_free(tf);
 			goto fail;
 		}
+		pv_free(tf);
 		/* Once per process, on the loop thread before any work; never cleaned up (a
 		 * job of an unloaded instance may still run in the pool). */
 		static bool curl_ready;
