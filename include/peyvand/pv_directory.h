@@ -23,6 +23,10 @@ int pv_blind(const unsigned char *key, size_t keylen, const char *e164, char out
 
 /* Is s exactly 52 characters of the alphabet pv_blind writes (a-z, 2-7)? */
 bool pv_blind_is_valid(const char *s);
+/* A name for the key that reveals nothing of it (the same base32 of HMAC-SHA256(key,
+ * "urn:peyvand:directory:0 key-id")): stored beside the blinded index so a new key is
+ * noticed.  0 or PV_EINVAL. */
+int pv_blind_key_id(const unsigned char *key, size_t keylen, char out[PV_BLIND_LEN]);
 
 /* Read a blinding key file (raw bytes; whatever it holds is the key).  Returns 0 and a
  * new buffer in *key (caller frees with pv_free after explicit_bzero), or PV_EIO (cannot

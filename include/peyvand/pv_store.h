@@ -418,6 +418,26 @@ int64_t pv_store_registry_count(pv_store *st, const char *exchange_host);
 int pv_store_phone_findable(pv_store *st, const char *host, void (*cb)(void *ud, const char *e164),
 	void *ud);
 
+/* ---- a provider's blinded index (issue 6, schema 006_phone_blind.sql) ----
+ * blinded -> number for the host's findable numbers, kept by mod_directory so a peer's
+ * blinded query is one indexed read and no number sits in memory. */
+/* key_id fingerprints the blinding key the rows were made with.  When it differs from
+ * the stored one (or none is stored), the host's rows are deleted and key_id stored:
+ * returns 1; 0 when unchanged; <0 on error.  Synchronous write. */
+int pv_store_blind_key(pv_store *st, const char *host, const char *key_id);
+/* Deletes rows whose number is no longer findable, then calls cb for each findable
+ * number without a row (the caller blinds and puts it).  Returns that count or <0.
+ * Synchronous write. */
+int pv_store_blind_repair(pv_store *st, const char *host, void (*cb)(void *ud, const char *e164),
+	void *ud);
+/* Stores blinded -> e164, replacing the number's previous row. */
+void pv_store_blind_put(pv_store *st, const char *host, const char *blinded, const char *e164,
+	pv_store_done_fn done, void *ud);
+void pv_store_blind_del(pv_store *st, const char *host, const char *e164, pv_store_done_fn done,
+	void *ud);
+/* 0 and *e164 (new string, caller frees), or PV_ENOENT.  Synchronous read. */
+int pv_store_blind_lookup(pv_store *st, const char *host, const char *blinded, char **e164);
+
 /* Writes queued between begin and end reach the storage thread together, so they are
  * committed in one transaction (all or none survive a crash).  Used where a delivery
  * and its bookkeeping must not be split (s2s high-water mark).  Reads inside a batch

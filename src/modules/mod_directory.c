@@ -13,8 +13,9 @@
  *     <blinded>@<exchange> when an exchange is configured, so an unknown and an
  *     unfindable number give byte-identical answers.
  *   - A member server asks <query><blinded>...</blinded></query> (iq get to this host):
- *     answered from the host's findable accounts through an in-memory index
- *     blinded -> number, built at load and kept by the "phone-changed" event.
+ *     answered from the host's findable accounts through the stored blinded index
+ *     (schema 006: one indexed read, no number in memory), repaired at load and
+ *     kept by the "phone-changed" event.
  *   - "phone-changed" (mod_phone) publishes to / withdraws from the exchange with
  *     <message type='normal'> stanzas: they travel in the durable, exactly-once s2s
  *     queue, so a change made while the exchange is down is delivered when it returns.
@@ -72,7 +73,6 @@ typedef struct dstate {
 	bool ask_mesh, ask_exchange;
 	uint64_t cache_ttl, query_timeout;
 	unsigned per_minute, per_day, remote_per_day;
-	pv_map *index;                 /* blinded -> e164 (provider: this host's findable numbers) */
 	pv_map *cache;                 /* e164 -> cached */
 	pv_map *users;                 /* user localpart -> counter */
 	pv_map *remotes;               /* remote domain -> counter */
@@ -471,9 +471,10 @@ static int on_query(pv_event *ev, dstate *ds, pv_xml *q)
 	if (ds->exchange_role) {
 		pv_store_registry_lookup(pv_host_store(h), pv_host_name(h), blinded, reg_item, &c);
 	} else {
-		const char *e164 = pv_map_get(ds->index, blinded);
+		char *e164 = NULL;
 		pv_phone_rec r;
-		if (e164 && pv_store_phone_by_number(pv_host_store(h), pv_host_name(h), e164, &r) == 0) {
+		if (pv_store_blind_lookup(pv_host_store(h), pv_host_name(h), blinded, &e164) == 0 &&
+		    pv_store_phone_by_number(pv_host_store(h), pv_host_name(h), e164, &r) == 0) {
 			if (r.findable) {
 				char *jid = pv_sprintf("%s@%s", r.user, pv_host_name(h));
 				pv_registry_entry e = {.jid = jid, .preferred = r.preferred, .updated_ms = r.updated_ms};
@@ -482,6 +483,7 @@ static int on_query(pv_event *ev, dstate *ds, pv_xml *q)
 			}
 			pv_phone_rec_fini(&r);
 		}
+		pv_free(e164);
 	}
 	pv_free(blinded);
 	pv_reply(ev, res);
@@ -635,24 +637,29 @@ static void send_registry(dstate *ds, const char *user, const char *blinded, boo
 	pv_free(jid);
 }
 
+/* The blinded index lives in storage (schema 006): reads see every write queued before
+ * them, so the index is exact here even with its writes still uncommitted. */
 static void index_del(dstate *ds, const char *e164)
 {
-	char b[PV_BLIND_LEN];
-	if (e164 && pv_blind(ds->key, ds->keylen, e164, b) == 0)
-		pv_free(pv_map_del(ds->index, b));
+	if (e164)
+		pv_store_blind_del(pv_host_store(ds->host), pv_host_name(ds->host), e164, NULL, NULL);
 }
 
 static bool index_has(dstate *ds, const char *e164)
 {
-	char b[PV_BLIND_LEN];
-	return e164 && pv_blind(ds->key, ds->keylen, e164, b) == 0 && pv_map_get(ds->index, b);
+	char b[PV_BLIND_LEN], *found = NULL;
+	if (!e164 || pv_blind(ds->key, ds->keylen, e164, b) != 0)
+		return false;
+	bool has = pv_store_blind_lookup(pv_host_store(ds->host), pv_host_name(ds->host), b, &found) == 0;
+	pv_free(found);
+	return has;
 }
 
 static void index_add(dstate *ds, const char *e164)
 {
 	char b[PV_BLIND_LEN];
 	if (e164 && pv_blind(ds->key, ds->keylen, e164, b) == 0)
-		pv_free(pv_map_put(ds->index, b, pv_strdup(e164)));
+		pv_store_blind_put(pv_host_store(ds->host), pv_host_name(ds->host), b, e164, NULL, NULL);
 }
 
 static int on_phone_changed(pv_event *ev, void *ud)
@@ -713,7 +720,6 @@ static void free_state(dstate *ds)
 		explicit_bzero(ds->key, ds->keylen);
 		pv_free(ds->key);
 	}
-	pv_map_free(ds->index, pv_free);
 	pv_map_free(ds->cache, free_cached);
 	pv_map_free(ds->users, pv_free);
 	pv_map_free(ds->remotes, pv_free);
@@ -730,7 +736,6 @@ static int directory_load(pv_host *h, const pv_conf *conf, void **state)
 	dstate *ds = pv_calloc(1, sizeof(*ds));
 	ds->host = h;
 	ds->exchange_role = pv_host_is_exchange(h);
-	ds->index = pv_map_new();
 	ds->cache = pv_map_new();
 	ds->users = pv_map_new();
 	ds->remotes = pv_map_new();
@@ -778,9 +783,21 @@ static int directory_load(pv_host *h, const pv_conf *conf, void **state)
 			free_state(ds);
 			return PV_EINVAL;
 		}
-		int n = pv_store_phone_findable(pv_host_store(h), pv_host_name(h), index_load_cb, ds);
-		pv_info("directory", "%s: %d findable number(s) indexed, lookups via %s%s%s", pv_host_name(h),
-			n, ds->ask_mesh ? "mesh" : "", ds->ask_mesh && ds->ask_exchange ? "+" : "",
+		/* The stored index follows the phone table: a new key empties it, and whatever
+		 * a crash left between a phone change and its index write is repaired here. */
+		char kid[PV_BLIND_LEN];
+		int fresh = pv_blind_key_id(ds->key, ds->keylen, kid) == 0
+				    ? pv_store_blind_key(pv_host_store(h), pv_host_name(h), kid)
+				    : PV_EINVAL;
+		int n = fresh < 0 ? fresh : pv_store_blind_repair(pv_host_store(h), pv_host_name(h), index_load_cb, ds);
+		if (n < 0) {
+			pv_error("directory", "%s: cannot read or repair the blinded index rc=%d", pv_host_name(h), n);
+			free_state(ds);
+			return PV_EIO;
+		}
+		pv_info("directory", "%s: blinded index %s, %d number(s) added, lookups via %s%s%s", pv_host_name(h),
+			fresh ? "rebuilt (new key or first start)" : "checked", n,
+			ds->ask_mesh ? "mesh" : "", ds->ask_mesh && ds->ask_exchange ? "+" : "",
 			ds->ask_exchange ? "exchange" : "");
 		pv_hook(h, "phone-changed", 0, on_phone_changed, ds);
 		pv_hook(h, "iq-get/bare/" NS, 0, on_iq_bare, ds);

@@ -95,6 +95,9 @@ enum {
 	Q_PHONE_CODE_PUT, Q_PHONE_CODE_GET, Q_PHONE_CODE_DEL, Q_PHONE_CODE_FAIL,
 	/* exchange registry and discovery (issue 6, D) */
 	Q_REG_NEWER, Q_REG_DEL_OTHER, Q_REG_PUT, Q_REG_DEL, Q_REG_LOOKUP, Q_REG_COUNT, Q_PHONE_FINDABLE,
+	/* a provider's blinded index (issue 6, schema 006) */
+	Q_BLIND_KEY_GET, Q_BLIND_KEY_SET, Q_BLIND_CLEAR, Q_BLIND_PRUNE, Q_BLIND_MISSING, Q_BLIND_PUT,
+	Q_BLIND_DEL, Q_BLIND_LOOKUP,
 	Q__N
 };
 
@@ -295,6 +298,17 @@ static const char *const q_sql[Q__N] = {
 		" ORDER BY preferred DESC, updated_ms DESC, jid",
 	[Q_REG_COUNT] = "SELECT count(*) FROM registry WHERE host = ?1",
 	[Q_PHONE_FINDABLE] = "SELECT e164 FROM phone WHERE host = ?1 AND findable = 1",
+	[Q_BLIND_KEY_GET] = "SELECT key_id FROM phone_blind_key WHERE host = ?1",
+	[Q_BLIND_KEY_SET] = "INSERT OR REPLACE INTO phone_blind_key (host, key_id) VALUES (?1, ?2)",
+	[Q_BLIND_CLEAR] = "DELETE FROM phone_blind WHERE host = ?1",
+	[Q_BLIND_PRUNE] = "DELETE FROM phone_blind WHERE host = ?1 AND e164 NOT IN"
+		" (SELECT e164 FROM phone WHERE host = ?1 AND findable = 1)",
+	[Q_BLIND_MISSING] = "SELECT e164 FROM phone WHERE host = ?1 AND findable = 1 AND e164 NOT IN"
+		" (SELECT e164 FROM phone_blind WHERE host = ?1) ORDER BY e164",
+	/* OR REPLACE: a number's old row (unique by number) goes with it */
+	[Q_BLIND_PUT] = "INSERT OR REPLACE INTO phone_blind (host, blinded, e164) VALUES (?1, ?2, ?3)",
+	[Q_BLIND_DEL] = "DELETE FROM phone_blind WHERE host = ?1 AND e164 = ?2",
+	[Q_BLIND_LOOKUP] = "SELECT e164 FROM phone_blind WHERE host = ?1 AND blinded = ?2",
 };
 
 /* ---- operations ---- */
@@ -3281,6 +3295,128 @@ int pv_store_phone_findable(pv_store *st, const char *host, void (*cb)(void *ud,
 	if (rc >= 0 && cb)
 		for (size_t i = 0; i < op->nrows; i++)
 			cb(ud, op->rows[i].s);
+	op_free(op);
+	return rc;
+}
+
+/* ---- a provider's blinded index (issue 6, schema 006) ----
+ * Inputs: host, s1 = key_id or blinded, s2 = e164.  n1 (key check): 1 when emptied. */
+
+static sqlite3_stmt *blind_q(pv_store *st, int qid, const pv_op *op)
+{
+	sqlite3_stmt *s = q(st, qid);
+	bind_str(s, 1, op->host);
+	return s;
+}
+
+static int run_blind_key(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = blind_q(st, Q_BLIND_KEY_GET, op);
+	int rc = sqlite3_step(s);
+	bool same = rc == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(s, 0), op->s1) == 0;
+	int ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sqlerr(st, rc, Q_BLIND_KEY_GET);
+	sqlite3_reset(s);
+	if (ret < 0 || same)
+		return ret;
+	op->n1 = 1;
+	if ((ret = exec_q(st, Q_BLIND_CLEAR, blind_q(st, Q_BLIND_CLEAR, op))) < 0)
+		return ret;
+	s = blind_q(st, Q_BLIND_KEY_SET, op);
+	bind_str(s, 2, op->s1);
+	return exec_q(st, Q_BLIND_KEY_SET, s);
+}
+
+static int run_blind_repair(pv_store *st, pv_op *op)
+{
+	int rc = exec_q(st, Q_BLIND_PRUNE, blind_q(st, Q_BLIND_PRUNE, op));
+	if (rc < 0)
+		return rc;
+	return each_row(st, Q_BLIND_MISSING, blind_q(st, Q_BLIND_MISSING, op), op, row_user);
+}
+
+static int run_blind_put(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = blind_q(st, Q_BLIND_PUT, op);
+	bind_str(s, 2, op->s1);
+	bind_str(s, 3, op->s2);
+	return exec_q(st, Q_BLIND_PUT, s);
+}
+
+static int run_blind_del(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = blind_q(st, Q_BLIND_DEL, op);
+	bind_str(s, 2, op->s2);
+	return exec_q(st, Q_BLIND_DEL, s);
+}
+
+static int run_blind_lookup(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = blind_q(st, Q_BLIND_LOOKUP, op);
+	bind_str(s, 2, op->s1);
+	return each_row(st, Q_BLIND_LOOKUP, s, op, row_user);
+}
+
+int pv_store_blind_key(pv_store *st, const char *host, const char *key_id)
+{
+	if (!host || !key_id)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_blind_key, true, host, NULL);
+	op->s1 = pv_strdup(key_id);
+	int rc = call(st, op);
+	if (rc >= 0)
+		rc = op->n1 ? 1 : 0;
+	op_free(op);
+	return rc;
+}
+
+int pv_store_blind_repair(pv_store *st, const char *host, void (*cb)(void *ud, const char *e164),
+	void *ud)
+{
+	if (!host)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_blind_repair, true, host, NULL);
+	int rc = call(st, op);
+	if (rc >= 0 && cb)
+		for (size_t i = 0; i < op->nrows; i++)
+			cb(ud, op->rows[i].s);
+	op_free(op);
+	return rc;
+}
+
+void pv_store_blind_put(pv_store *st, const char *host, const char *blinded, const char *e164,
+	pv_store_done_fn done, void *ud)
+{
+	PV_ASSERT(host && blinded && e164);
+	pv_op *op = op_new(run_blind_put, true, host, NULL);
+	op->s1 = pv_strdup(blinded);
+	op->s2 = pv_strdup(e164);
+	submit(st, op, done, ud);
+}
+
+void pv_store_blind_del(pv_store *st, const char *host, const char *e164, pv_store_done_fn done,
+	void *ud)
+{
+	PV_ASSERT(host && e164);
+	pv_op *op = op_new(run_blind_del, true, host, NULL);
+	op->s2 = pv_strdup(e164);
+	submit(st, op, done, ud);
+}
+
+int pv_store_blind_lookup(pv_store *st, const char *host, const char *blinded, char **e164)
+{
+	*e164 = NULL;
+	if (!host || !blinded)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_blind_lookup, false, host, NULL);
+	op->s1 = pv_strdup(blinded);
+	int rc = call(st, op);
+	if (rc > 0) {
+		*e164 = op->rows[0].s;
+		op->rows[0].s = NULL;
+		rc = 0;
+	} else if (rc == 0) {
+		rc = PV_ENOENT;
+	}
 	op_free(op);
 	return rc;
 }

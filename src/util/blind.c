@@ -47,6 +47,11 @@ int pv_blind(const unsigned char *key, size_t keylen, const char *e164, char out
 	return 0;
 }
 
+int pv_blind_key_id(const unsigned char *key, size_t keylen, char out[PV_BLIND_LEN])
+{
+	return pv_blind(key, keylen, "urn:peyvand:directory:0 key-id", out);
+}
+
 bool pv_blind_is_valid(const char *s)
 {
 	if (!s)

@@ -3,7 +3,9 @@ own server "where can I reach +98...?" and gets the findable accounts on the fou
 providers, the preferred one marked -- in a mesh (the server asks each member) and via
 the exchange.  Unknown and unfindable numbers are indistinguishable on the wire; bad
 numbers, rate limits and floods get clear errors and disturb nobody else."""
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -268,3 +270,36 @@ def test_findability_changes_within_seconds(interconnect, raw, layout):
     gone = ic.lookup(alice, N, id="cmp")
     assert gone.raw == unknown.raw.replace(ic.blind("+989127777777").encode(),
                                            ic.blind(N).encode())
+
+
+@pytest.mark.pv_timeout(240)
+def test_blinded_index_is_stored_repaired_and_rekeyed(mesh, raw):
+    """A provider answers blinded queries from a stored index (schema 006), not from
+    memory: it heals a change made behind its back (bob@eitaa made unfindable while
+    eitaa was down, as a crash between the phone write and the index write would leave
+    it), and a new interconnect key rebuilds it on every provider."""
+    ic = mesh
+    eitaa = ic.providers[EITAA]
+    eitaa.stop()
+    seed_phone(eitaa, EITAA, "bob", N_TWO, findable=False, updated_ms=1_700_000_003_000)
+    eitaa.start()
+    assert "blinded index checked" in eitaa.log_text()
+    alice = ic.login(raw, BALE, "alice")
+    a = ic.lookup(alice, N_TWO)
+    assert a.jids == [f"bob@{RUBIKA}"] and a.preferred == f"bob@{RUBIKA}", a
+    key_file = Path(ic.key_file)
+    old = key_file.read_bytes()
+    try:
+        key_file.write_bytes(os.urandom(32))
+        for srv in ic.providers.values():
+            srv.stop()
+        for srv in ic.providers.values():
+            srv.start()
+            assert "blinded index rebuilt" in srv.log_text().rsplit("starting", 1)[-1]
+        alice = ic.login(raw, BALE, "alice")
+        b = ic.lookup(alice, N_TWO)
+        assert b.jids == [f"bob@{RUBIKA}"] and b.preferred == f"bob@{RUBIKA}", b
+        c = ic.lookup(ic.login(raw, SOROUSH, "bob"), N_LOCAL)
+        assert c.jids == [f"alice@{BALE}"], c
+    finally:
+        key_file.write_bytes(old)

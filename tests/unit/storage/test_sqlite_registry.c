@@ -5,7 +5,7 @@
  * (preferred first, then newest; newest when none is preferred), one entry per account
  * (a new blinded number moves it), stale updates ignored, withdrawal by JID and by
  * (blinded, JID), separation of exchange hosts, survival across reopen, the findable
- * numbers of a provider. */
+ * numbers of a provider, the provider's blinded index (schema 006). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -189,12 +189,69 @@ static void test_phone_findable(void **state)
 	pv_store_close(st);
 }
 
+/* The blinded index (schema 006): key changes empty it, the repair drops rows whose
+ * number is no longer findable and lists the findable numbers without a row, put
+ * replaces a number's row, lookups are by blinded value, and all of it survives reopen. */
+static void test_blinded_index(void **state)
+{
+	pv_store *st = open_store();
+	pv_scram_cred none[1];
+	memset(none, 0, sizeof(none));
+	bool taken = false;
+	int n = 0;
+	assert_int_equal(pv_store_user_create_phone(st, "p.test", "a", none, 0, "+989121111111", 1, &taken), 0);
+	assert_int_equal(pv_store_user_create_phone(st, "p.test", "b", none, 0, "+989122222222", 1, &taken), 0);
+	pv_store_phone_set_flags(st, "p.test", "a", true, false, 2, done_ok, &n);
+	pv_store_phone_set_flags(st, "p.test", "b", true, false, 2, done_ok, &n);
+	/* first start: "emptied", both numbers missing */
+	assert_int_equal(pv_store_blind_key(st, "p.test", "key-one"), 1);
+	seen s = {0};
+	assert_int_equal(pv_store_blind_repair(st, "p.test", collect_num, &s), 2);
+	assert_string_equal(s.jid[0], "+989121111111");
+	assert_string_equal(s.jid[1], "+989122222222");
+	pv_store_blind_put(st, "p.test", B1, "+989121111111", done_ok, &n);
+	pv_store_blind_put(st, "p.test", B2, "+989122222222", done_ok, &n);
+	char *e = NULL;
+	assert_int_equal(pv_store_blind_lookup(st, "p.test", B1, &e), 0);
+	assert_string_equal(e, "+989121111111");
+	pv_free(e);
+	assert_int_equal(pv_store_blind_lookup(st, "other.test", B1, &e), PV_ENOENT);
+	assert_null(e);
+	/* b stops being findable behind the index's back (a crash between the writes) */
+	pv_store_phone_set_flags(st, "p.test", "b", false, false, 3, done_ok, &n);
+	pv_store_close(st);
+	st = open_store();
+	assert_int_equal(pv_store_blind_key(st, "p.test", "key-one"), 0); /* same key: kept */
+	s.n = 0;
+	assert_int_equal(pv_store_blind_repair(st, "p.test", collect_num, &s), 0);
+	assert_int_equal(pv_store_blind_lookup(st, "p.test", B2, &e), PV_ENOENT);
+	assert_int_equal(pv_store_blind_lookup(st, "p.test", B1, &e), 0);
+	pv_free(e);
+	/* put replaces the number's row; del removes it */
+	pv_store_blind_put(st, "p.test", B2, "+989121111111", done_ok, &n);
+	assert_int_equal(pv_store_blind_lookup(st, "p.test", B1, &e), PV_ENOENT);
+	assert_int_equal(pv_store_blind_lookup(st, "p.test", B2, &e), 0);
+	pv_free(e);
+	pv_store_blind_del(st, "p.test", "+989121111111", done_ok, &n);
+	assert_int_equal(pv_store_blind_lookup(st, "p.test", B2, &e), PV_ENOENT);
+	/* a new key empties the index; the repair lists what to blind again */
+	pv_store_blind_put(st, "p.test", B1, "+989121111111", done_ok, &n);
+	assert_int_equal(pv_store_blind_key(st, "p.test", "key-two"), 1);
+	assert_int_equal(pv_store_blind_lookup(st, "p.test", B1, &e), PV_ENOENT);
+	s.n = 0;
+	assert_int_equal(pv_store_blind_repair(st, "p.test", collect_num, &s), 1);
+	assert_string_equal(s.jid[0], "+989121111111");
+	assert_int_equal(n, 8); /* every write reported success */
+	pv_store_close(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_publish_lookup_preferred, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_move_stale_withdraw_persist, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_phone_findable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blinded_index, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
