@@ -413,10 +413,6 @@ int pv_store_registry_preferred(pv_store *st, const char *exchange_host, const c
 	char **jid);
 /* Number of entries at the exchange host (or <0). */
 int64_t pv_store_registry_count(pv_store *st, const char *exchange_host);
-/* Discovery on a provider: every findable number of the host (phone table, read-only),
- * for the blinded index mod_directory keeps in memory.  Returns count or <0. */
-int pv_store_phone_findable(pv_store *st, const char *host, void (*cb)(void *ud, const char *e164),
-	void *ud);
 
 /* ---- a provider's blinded index (issue 6, schema 006_phone_blind.sql) ----
  * blinded -> number for the host's findable numbers, kept by mod_directory so a peer's

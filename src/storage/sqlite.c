@@ -94,7 +94,7 @@ enum {
 	Q_PHONE_SEND_PRUNE, Q_PHONE_SEND_GET, Q_PHONE_SEND_SET, Q_PHONE_CODE_PRUNE,
 	Q_PHONE_CODE_PUT, Q_PHONE_CODE_GET, Q_PHONE_CODE_DEL, Q_PHONE_CODE_FAIL,
 	/* exchange registry and discovery (issue 6, D) */
-	Q_REG_NEWER, Q_REG_DEL_OTHER, Q_REG_PUT, Q_REG_DEL, Q_REG_LOOKUP, Q_REG_COUNT, Q_PHONE_FINDABLE,
+	Q_REG_NEWER, Q_REG_DEL_OTHER, Q_REG_PUT, Q_REG_DEL, Q_REG_LOOKUP, Q_REG_COUNT,
 	/* a provider's blinded index (issue 6, schema 006) */
 	Q_BLIND_KEY_GET, Q_BLIND_KEY_SET, Q_BLIND_CLEAR, Q_BLIND_PRUNE, Q_BLIND_MISSING, Q_BLIND_PUT,
 	Q_BLIND_DEL, Q_BLIND_LOOKUP,
@@ -297,7 +297,6 @@ static const char *const q_sql[Q__N] = {
 	[Q_REG_LOOKUP] = "SELECT jid, preferred, updated_ms FROM registry WHERE host = ?1 AND blinded = ?2"
 		" ORDER BY preferred DESC, updated_ms DESC, jid",
 	[Q_REG_COUNT] = "SELECT count(*) FROM registry WHERE host = ?1",
-	[Q_PHONE_FINDABLE] = "SELECT e164 FROM phone WHERE host = ?1 AND findable = 1",
 	[Q_BLIND_KEY_GET] = "SELECT key_id FROM phone_blind_key WHERE host = ?1",
 	[Q_BLIND_KEY_SET] = "INSERT OR REPLACE INTO phone_blind_key (host, key_id) VALUES (?1, ?2)",
 	[Q_BLIND_CLEAR] = "DELETE FROM phone_blind WHERE host = ?1",
@@ -3206,13 +3205,6 @@ static int run_registry_count(pv_store *st, pv_op *op)
 	return ret;
 }
 
-static int run_phone_findable(pv_store *st, pv_op *op)
-{
-	sqlite3_stmt *s = q(st, Q_PHONE_FINDABLE);
-	bind_str(s, 1, op->host);
-	return each_row(st, Q_PHONE_FINDABLE, s, op, row_user);
-}
-
 void pv_store_registry_put(pv_store *st, const char *exchange_host, const char *blinded,
 	const char *jid, const char *provider, bool preferred, int64_t updated_ms,
 	pv_store_done_fn done, void *ud)
@@ -3285,19 +3277,6 @@ int64_t pv_store_registry_count(pv_store *st, const char *exchange_host)
 	return n;
 }
 
-int pv_store_phone_findable(pv_store *st, const char *host, void (*cb)(void *ud, const char *e164),
-	void *ud)
-{
-	if (!host)
-		return PV_EINVAL;
-	pv_op *op = op_new(run_phone_findable, false, host, NULL);
-	int rc = call(st, op);
-	if (rc >= 0 && cb)
-		for (size_t i = 0; i < op->nrows; i++)
-			cb(ud, op->rows[i].s);
-	op_free(op);
-	return rc;
-}
 
 /* ---- a provider's blinded index (issue 6, schema 006) ----
  * Inputs: host, s1 = key_id or blinded, s2 = e164.  n1 (key check): 1 when emptied. */

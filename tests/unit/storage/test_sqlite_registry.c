@@ -4,8 +4,8 @@
  * Covered: publish and lookup order, the preferred rule of pv_store_registry_preferred
  * (preferred first, then newest; newest when none is preferred), one entry per account
  * (a new blinded number moves it), stale updates ignored, withdrawal by JID and by
- * (blinded, JID), separation of exchange hosts, survival across reopen, the findable
- * numbers of a provider, the provider's blinded index (schema 006). */
+ * (blinded, JID), separation of exchange hosts, survival across reopen, and a
+ * provider's blinded index of its findable numbers (schema 006). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -173,22 +173,6 @@ static void collect_num(void *ud, const char *e164)
 	snprintf(s->jid[s->n++], sizeof(s->jid[0]), "%s", e164);
 }
 
-static void test_phone_findable(void **state)
-{
-	pv_store *st = open_store();
-	pv_scram_cred none[1];
-	memset(none, 0, sizeof(none));
-	bool taken = false;
-	assert_int_equal(pv_store_user_create_phone(st, "p.test", "a", none, 0, "+989121111111", 1, &taken), 0);
-	assert_int_equal(pv_store_user_create_phone(st, "p.test", "b", none, 0, "+989122222222", 1, &taken), 0);
-	int n = 0;
-	pv_store_phone_set_flags(st, "p.test", "b", true, false, 2, done_ok, &n);
-	seen s = {0};
-	assert_int_equal(pv_store_phone_findable(st, "p.test", collect_num, &s), 1);
-	assert_string_equal(s.jid[0], "+989122222222");
-	pv_store_close(st);
-}
-
 /* The blinded index (schema 006): key changes empty it, the repair drops rows whose
  * number is no longer findable and lists the findable numbers without a row, put
  * replaces a number's row, lookups are by blinded value, and all of it survives reopen. */
@@ -250,7 +234,6 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_publish_lookup_preferred, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_move_stale_withdraw_persist, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_phone_findable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blinded_index, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
