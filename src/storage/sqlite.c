@@ -3141,6 +3141,22 @@ int pv_store_phone_code_check(pv_store *st, const char *host, const char *e164,
 	return rc;
 }
 
+/* Runs a list read and takes the string of its first row: 0 and *out (new string), or
+ * PV_ENOENT when there is no row, or <0.  Frees op. */
+static int call_first_str(pv_store *st, pv_op *op, char **out)
+{
+	int rc = call(st, op);
+	if (rc > 0) {
+		*out = op->rows[0].s;
+		op->rows[0].s = NULL;
+		rc = 0;
+	} else if (rc == 0) {
+		rc = PV_ENOENT;
+	}
+	op_free(op);
+	return rc;
+}
+
 /* ---- exchange registry and discovery (issue 6, D) ----
  * Inputs: host, s1 = blinded, s2 = jid, user = provider, n1 = preferred, n2 = updated_ms.
  * Rows of a lookup: s = jid, a = preferred, b = updated_ms. */
@@ -3255,17 +3271,8 @@ int pv_store_registry_preferred(pv_store *st, const char *exchange_host, const c
 		return PV_EINVAL;
 	pv_op *op = op_new(run_registry_lookup, false, exchange_host, NULL);
 	op->s1 = pv_strdup(blinded);
-	int rc = call(st, op);
 	/* Ordered preferred first, then newest: the first row is the answer either way. */
-	if (rc > 0) {
-		*jid = op->rows[0].s;
-		op->rows[0].s = NULL;
-		rc = 0;
-	} else if (rc == 0) {
-		rc = PV_ENOENT;
-	}
-	op_free(op);
-	return rc;
+	return call_first_str(st, op, jid);
 }
 
 int64_t pv_store_registry_count(pv_store *st, const char *exchange_host)
@@ -3388,14 +3395,5 @@ int pv_store_blind_lookup(pv_store *st, const char *host, const char *blinded, c
 		return PV_EINVAL;
 	pv_op *op = op_new(run_blind_lookup, false, host, NULL);
 	op->s1 = pv_strdup(blinded);
-	int rc = call(st, op);
-	if (rc > 0) {
-		*e164 = op->rows[0].s;
-		op->rows[0].s = NULL;
-		rc = 0;
-	} else if (rc == 0) {
-		rc = PV_ENOENT;
-	}
-	op_free(op);
-	return rc;
+	return call_first_str(st, op, e164);
 }
