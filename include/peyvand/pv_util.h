@@ -28,6 +28,9 @@ void *pv_realloc(void *p, size_t n);
 char *pv_strdup(const char *s);           /* NULL in, NULL out */
 char *pv_strndup(const char *s, size_t n);
 char *pv_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A configured file path as it is opened: absolute as it is, relative under dir (as is
+ * when dir is NULL or empty).  A new string; NULL for NULL. */
+char *pv_path_under(const char *dir, const char *path);
 void pv_free(void *p);
 
 void pv_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));

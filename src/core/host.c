@@ -121,9 +121,7 @@ const pv_conf *pv_host_conf(const pv_host *h)
 
 char *pv_host_path(const pv_host *h, const char *path)
 {
-	if (!path)
-		return NULL;
-	return path[0] == '/' ? pv_strdup(path) : pv_sprintf("%s/%s", h->srv->data_dir, path);
+	return pv_path_under(h->srv->data_dir, path);
 }
 
 bool pv_host_is_local(const pv_host *h, const char *domain)
@@ -304,10 +302,8 @@ int pv_host_load_tls(pv_host *h, char **err)
 {
 	const char *cert = pv_conf_str(h->conf, "certificate", NULL);
 	const char *key = pv_conf_str(h->conf, "key", NULL);
-	char *cf = cert ? (cert[0] == '/' ? pv_strdup(cert) : pv_sprintf("%s/%s", h->srv->data_dir, cert))
-			: pv_sprintf("%s/certs/%s.crt", h->srv->data_dir, h->name);
-	char *kf = key ? (key[0] == '/' ? pv_strdup(key) : pv_sprintf("%s/%s", h->srv->data_dir, key))
-		       : pv_sprintf("%s/certs/%s.key", h->srv->data_dir, h->name);
+	char *cf = cert ? pv_host_path(h, cert) : pv_sprintf("%s/certs/%s.crt", h->srv->data_dir, h->name);
+	char *kf = key ? pv_host_path(h, key) : pv_sprintf("%s/certs/%s.key", h->srv->data_dir, h->name);
 	if (access(cf, R_OK) != 0 && access(kf, R_OK) != 0) {
 		if (!pv_conf_bool(h->conf, "self_signed", true)) {
 			*err = pv_sprintf("host %s: certificate %s missing", h->name, cf);

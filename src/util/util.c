@@ -86,6 +86,15 @@ static char *vformat(const char *fmt, va_list ap)
 	return s;
 }
 
+char *pv_path_under(const char *dir, const char *path)
+{
+	if (!path)
+		return NULL;
+	if (path[0] == '/' || !dir || !*dir)
+		return pv_strdup(path);
+	return pv_sprintf("%s/%s", dir, path);
+}
+
 char *pv_sprintf(const char *fmt, ...)
 {
 	va_list ap;

@@ -175,7 +175,7 @@ int pv_s2s_start(pv_server *srv, char **err)
 	read_conf(&s->conf, srv->conf);
 	const char *ca = pv_conf_str(srv->conf, "s2s.ca_file", NULL);
 	if (ca) {
-		char *path = ca[0] == '/' ? pv_strdup(ca) : pv_sprintf("%s/%s", srv->data_dir, ca);
+		char *path = pv_path_under(srv->data_dir, ca);
 		s->conf.trust = pv_trust_load(path);
 		pv_free(path);
 		if (!s->conf.trust) {
@@ -234,7 +234,7 @@ int pv_s2s_reload(pv_server *srv, char **err)
 	s->conf.trust = old_trust;
 	const char *ca = pv_conf_str(srv->conf, "s2s.ca_file", NULL);
 	if (ca) {
-		char *path = ca[0] == '/' ? pv_strdup(ca) : pv_sprintf("%s/%s", srv->data_dir, ca);
+		char *path = pv_path_under(srv->data_dir, ca);
 		X509_STORE *t = pv_trust_load(path);
 		pv_free(path);
 		if (t) {

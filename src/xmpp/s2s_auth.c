@@ -626,8 +626,7 @@ static char *member_load(pv_member *mb, const char *key, const pv_conf *v, const
 						  key, pv_conf_line(val));
 			mb->fingerprint = pv_strdup(fp);
 		} else {
-			char *path = s[0] == '/' || !data_dir || !*data_dir ? pv_strdup(s)
-									     : pv_sprintf("%s/%s", data_dir, s);
+			char *path = pv_path_under(data_dir, s);
 			mb->ca = pv_trust_load(path);
 			char *e = mb->ca ? NULL
 					 : pv_sprintf("interconnect.members.%s.ca_file (line %d): cannot load "

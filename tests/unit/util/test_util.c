@@ -250,6 +250,22 @@ static void test_log_level(void **state)
 	pv_log_set_level(PV_LOG_INFO);
 }
 
+static void test_path_under(void **state)
+{
+	static const struct { const char *dir, *path, *want; } t[] = {
+		{ "/var/lib/p", "certs/a.crt", "/var/lib/p/certs/a.crt" },
+		{ "/var/lib/p", "/etc/key", "/etc/key" },
+		{ NULL, "rel/x", "rel/x" },
+		{ "", "rel/x", "rel/x" },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		char *got = pv_path_under(t[i].dir, t[i].path);
+		assert_string_equal(got, t[i].want);
+		pv_free(got);
+	}
+	assert_null(pv_path_under("/d", NULL));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -263,6 +279,7 @@ int main(void)
 		cmocka_unit_test(test_memeq_ct),
 		cmocka_unit_test(test_clocks),
 		cmocka_unit_test(test_log_level),
+		cmocka_unit_test(test_path_under),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
