@@ -500,12 +500,8 @@ static void reroute_row(void *ud, uint64_t seq, const char *xml, size_t len)
 void pv_session_written(pv_server *srv, const char *sid, uint64_t seq)
 {
 	pv_session *s = pv_map_get(srv->worker.by_sid, sid);
-	if (!s) {
-		/* Gone meanwhile: its rows, if any, were rerouted and deleted with it. */
-		pv_store_outq_ack(srv->store, sid, seq, NULL, NULL);
-		return;
-	}
-	if (s->sm)
+	/* Gone meanwhile: its messages were rerouted and its rows deleted with it. */
+	if (!s || s->sm)
 		return;
 	bool any_stored = false;
 	while (s->unacked && s->unacked->seq <= seq) {
