@@ -8,7 +8,8 @@
  *   resourcepart PRECIS FreeformClass, OpaqueString profile (RFC 8265 4.2): non-ASCII
  *                spaces mapped to U+0020, NFC; no case change
  * Each part is 1..1023 bytes.  Invalid input returns PV_EINVAL.
- * A pv_jid owns its strings; copy with pv_jid_dup. Thread-safe (no shared state). */
+ * A pv_jid owns its strings (one allocation; only pv_jid_fini frees them, never a
+ * single field); copy with pv_jid_dup. Thread-safe (no shared state). */
 #ifndef PV_JID_H
 #define PV_JID_H
 

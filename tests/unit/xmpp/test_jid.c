@@ -9,6 +9,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "peyvand/pv_jid.h"
@@ -379,6 +382,124 @@ static void test_precis_opaque(void **state)
 	assert_null(pv_precis_opaque("\xff", 1));
 }
 
+/* Every ASCII byte in every part: printable ASCII takes jid.c's fast path, the rest the
+ * full PRECIS/IDNA path, and both must give what RFC 7622 / RFC 8265 say.  The same byte
+ * is also tried beside a non-ASCII letter, which forces the full path for that part, so
+ * the two paths are checked against each other. */
+static void test_ascii_every_byte(void **state)
+{
+	for (int c = 1; c < 128; c++) {
+		char in[64], want[64];
+		pv_jid j;
+		bool printable = c >= 0x21 && c <= 0x7E;
+		bool excluded = c && strchr("\"&'/:<>@", c) != NULL;
+		char lc = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+
+		/* localpart: printable ASCII minus the exclusions; case folded */
+		snprintf(in, sizeof(in), "a%cb@example.com", c);
+		int rc = pv_jid_parse_str(&j, in);
+		if (c == '@' || c == '/') {
+			/* a separator: parses as another split (or fails), never as a local char */
+			pv_jid_fini(&j);
+		} else if (printable && !excluded) {
+			assert_int_equal(rc, 0);
+			snprintf(want, sizeof(want), "a%cb", lc);
+			assert_string_equal(j.local, want);
+			pv_jid_fini(&j);
+			/* the same with a non-ASCII letter (full path) */
+			snprintf(in, sizeof(in), "\xc3\xa9%c@example.com", c);
+			assert_int_equal(pv_jid_parse_str(&j, in), 0);
+			snprintf(want, sizeof(want), "\xc3\xa9%c", lc);
+			assert_string_equal(j.local, want);
+			pv_jid_fini(&j);
+		} else {
+			assert_int_equal(rc, PV_EINVAL);
+			snprintf(in, sizeof(in), "\xc3\xa9%c@example.com", c);
+			assert_int_equal(pv_jid_parse_str(&j, in), PV_EINVAL);
+		}
+
+		/* resourcepart: printable ASCII and the space, unchanged (no case folding) */
+		snprintf(in, sizeof(in), "a@example.com/x%cY", c);
+		rc = pv_jid_parse_str(&j, in);
+		if (c >= 0x20 && c <= 0x7E) {
+			assert_int_equal(rc, 0);
+			snprintf(want, sizeof(want), "x%cY", c);
+			assert_string_equal(j.resource, want);
+			pv_jid_fini(&j);
+			snprintf(in, sizeof(in), "a@example.com/\xc3\xa9%cY", c);
+			assert_int_equal(pv_jid_parse_str(&j, in), 0);
+			snprintf(want, sizeof(want), "\xc3\xa9%cY", c);
+			assert_string_equal(j.resource, want);
+			pv_jid_fini(&j);
+		} else {
+			assert_int_equal(rc, PV_EINVAL);
+		}
+
+		/* domainpart: LDH only, lowercased; anything else is refused */
+		snprintf(in, sizeof(in), "a@ex%cmple.com", c);
+		rc = pv_jid_parse_str(&j, in);
+		if (isalnum(c) || c == '-' || c == '.') {
+			assert_int_equal(rc, 0);
+			snprintf(want, sizeof(want), "ex%cmple.com", lc);
+			assert_string_equal(j.domain, want);
+			pv_jid_fini(&j);
+		} else if (c != '/' && c != '@') {
+			assert_int_equal(rc, PV_EINVAL);
+		} else if (rc == 0) {
+			pv_jid_fini(&j);
+		}
+	}
+}
+
+/* The ASCII domain fast path must leave the special forms to the full path. */
+static void test_ascii_domain_forms(void **state)
+{
+	pv_jid j;
+	assert_int_equal(pv_jid_parse_str(&j, "a@127.0.0.1/r"), 0);   /* IPv4 literal */
+	assert_string_equal(j.domain, "127.0.0.1");
+	pv_jid_fini(&j);
+	assert_int_equal(pv_jid_parse_str(&j, "a@Example.COM./r"), 0); /* trailing dot */
+	assert_string_equal(j.full, "a@example.com/r");
+	pv_jid_fini(&j);
+	assert_int_equal(pv_jid_parse_str(&j, "a@xn--4ca0b.example"), 0); /* A-label */
+	assert_string_equal(j.domain, "\xc3\xa4\xc3\xb6.example");
+	pv_jid_fini(&j);
+	assert_int_equal(pv_jid_parse_str(&j, "a@-bad.example"), PV_EINVAL);
+	assert_int_equal(pv_jid_parse_str(&j, "a@bad-.example"), PV_EINVAL);
+	assert_int_equal(pv_jid_parse_str(&j, "a@bad..example"), PV_EINVAL);
+	assert_int_equal(pv_jid_parse_str(&j, "a@[::1]/r"), 0);
+	assert_string_equal(j.domain, "[::1]");
+	pv_jid_fini(&j);
+}
+
+/* All five strings live in one block, which pv_jid_fini frees as a whole. */
+static void test_one_block(void **state)
+{
+	pv_jid j, d;
+	assert_int_equal(pv_jid_parse_str(&j, "Juliet@Example.com/Balcony"), 0);
+	assert_string_equal(j.full, "juliet@example.com/Balcony");
+	assert_string_equal(j.bare, "juliet@example.com");
+	assert_string_equal(j.local, "juliet");
+	assert_string_equal(j.domain, "example.com");
+	assert_string_equal(j.resource, "Balcony");
+	assert_true(j.bare > j.full && j.local > j.bare && j.domain > j.local &&
+		    j.resource > j.domain);
+	pv_jid_dup(&d, &j);
+	pv_jid_fini(&j);
+	assert_string_equal(d.full, "juliet@example.com/Balcony");
+	assert_string_equal(d.resource, "Balcony");
+	pv_jid_fini(&d);
+	assert_null(d.full);
+	assert_int_equal(pv_jid_parse_str(&j, "example.com"), 0);
+	assert_null(j.local);
+	assert_null(j.resource);
+	assert_string_equal(j.bare, "example.com");
+	pv_jid_dup(&d, &j);
+	assert_string_equal(d.full, "example.com");
+	pv_jid_fini(&d);
+	pv_jid_fini(&j);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -391,6 +512,9 @@ int main(void)
 		cmocka_unit_test(test_make),
 		cmocka_unit_test(test_norm_parts),
 		cmocka_unit_test(test_precis_opaque),
+		cmocka_unit_test(test_ascii_every_byte),
+		cmocka_unit_test(test_ascii_domain_forms),
+		cmocka_unit_test(test_one_block),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
