@@ -9,7 +9,9 @@
  * peer closes or an error occurs.
  * TLS: SSL_MODE_RELEASE_BUFFERS is set so idle connections hold no record buffers.
  * Output: writes are queued; pv_conn_out_pending() tells the queued byte count so the
- * owner can enforce an output bound (slow reader). */
+ * owner can enforce an output bound (slow reader).  Writes made during one turn of
+ * the loop leave together at its end (one TLS record run, one write(2) per conn);
+ * pv_conn_close, pv_conn_starttls and pv_conn_client_tls send them first. */
 #ifndef PV_NET_CONN_H
 #define PV_NET_CONN_H
 
