@@ -209,7 +209,7 @@ void pv_session_put_row(pv_session *s);
 void pv_sessions_store_pending(pv_server *srv);
 void pv_session_reroute_unacked(pv_session *s);
 /* Without XEP-0198: the kernel took the session's stanzas up to seq. */
-void pv_session_written(pv_server *srv, const char *sid, uint64_t seq);
+void pv_session_written(pv_session *s, uint64_t seq);
 
 /* router.c */
 /* Handle a stanza a local client sent (from already stamped). */

@@ -497,11 +497,10 @@ static void reroute_row(void *ud, uint64_t seq, const char *xml, size_t len)
 	rc->n++;
 }
 
-void pv_session_written(pv_server *srv, const char *sid, uint64_t seq)
+void pv_session_written(pv_session *s, uint64_t seq)
 {
-	pv_session *s = pv_map_get(srv->worker.by_sid, sid);
-	/* Gone meanwhile: its messages were rerouted and its rows deleted with it. */
-	if (!s || s->sm)
+	/* Since XEP-0198 was enabled, the client's acks release its messages instead. */
+	if (s->sm)
 		return;
 	bool any_stored = false;
 	while (s->unacked && s->unacked->seq <= seq) {
@@ -515,7 +514,7 @@ void pv_session_written(pv_server *srv, const char *sid, uint64_t seq)
 		store_list_del(s);
 	}
 	if (any_stored)
-		pv_store_outq_ack(srv->store, sid, seq, NULL, NULL);
+		pv_store_outq_ack(s->srv->store, s->sid, seq, NULL, NULL);
 }
 
 void pv_session_reroute_unacked(pv_session *s)

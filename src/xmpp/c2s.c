@@ -108,9 +108,12 @@ static void write_str(pv_c2s *c, const char *s)
 	pv_c2s_write_raw(c, s, strlen(s));
 }
 
+/* A message's write, tracked so its hold is released once the kernel has it.  The
+ * c2s outlives every successful write callback (callbacks still pending when the
+ * connection goes get UV_ECANCELED before on_close frees it), and its session is
+ * cleared by pv_c2s_detach, so no lookup by session id is needed. */
 typedef struct wtrack {
-	pv_session *s;
-	char *sid;
+	pv_c2s *c;
 	uint64_t seq;
 } wtrack;
 
@@ -118,9 +121,8 @@ typedef struct wtrack {
 static void write_done(void *ud, int status)
 {
 	wtrack *w = ud;
-	if (status == 0)
-		pv_session_written(pv_the_server, w->sid, w->seq);
-	pv_free(w->sid);
+	if (status == 0 && w->c->sess)
+		pv_session_written(w->c->sess, w->seq);
 	pv_free(w);
 }
 
@@ -131,8 +133,8 @@ void pv_c2s_write_stanza(pv_c2s *c, pv_stanza *st, bool track_write, pv_session 
 	const pv_buf *b = pv_stanza_wire(st);
 	if (track_write) {
 		wtrack *w = pv_malloc(sizeof(*w));
-		w->s = s;
-		w->sid = pv_strdup(s->sid);
+		PV_ASSERT(c->sess == s);
+		w->c = c;
 		w->seq = seq;
 		pv_conn_write(c->conn, b->data, b->len, write_done, w);
 	} else {
