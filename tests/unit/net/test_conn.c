@@ -47,6 +47,7 @@ typedef struct end {
 	pv_buf rx;
 	int connect_status;
 	char version[16];
+	char cipher[64];
 	char sni[64];
 	char peer_ip[64];
 	unsigned char exporter[64];
@@ -119,6 +120,8 @@ static void record_tls(end *e, pv_conn *c)
 
 	e->tls++;
 	snprintf(e->version, sizeof e->version, "%s", v ? v : "");
+	snprintf(e->cipher, sizeof e->cipher, "%s",
+		SSL_CIPHER_get_name(SSL_get_current_cipher(pv_conn_ssl(c))));
 	snprintf(e->sni, sizeof e->sni, "%s", s ? s : "");
 	e->exporter_len = pv_conn_tls_cb(c, "tls-exporter", e->exporter, sizeof e->exporter);
 	e->unique_len = pv_conn_tls_cb(c, "tls-unique", e->unique, sizeof e->unique);
@@ -736,6 +739,37 @@ static void test_tls_versions(void **state)
 	}
 }
 
+/* TLS 1.3 suite choice (src/net/tls.c): AES-128-GCM for a client with OpenSSL's
+ * default order (AES-256 first), ChaCha20 for a client that lists it first. */
+static void test_tls13_suite_choice(void **state)
+{
+	static const struct {
+		const char *client_suites; /* NULL: the client library's default */
+		const char *want;
+	} cases[] = {
+		{NULL, "TLS_AES_128_GCM_SHA256"},
+		{"TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256"},
+		{"TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256"},
+		{"TLS_AES_256_GCM_SHA384", "TLS_AES_256_GCM_SHA384"},
+	};
+	(void)state;
+	for (size_t i = 0; i < PV_ARRAY_LEN(cases); i++) {
+		SSL_CTX *cctx = pv_tls_client_ctx();
+		tctx t;
+
+		if (cases[i].client_suites)
+			assert_int_equal(SSL_CTX_set_ciphersuites(cctx, cases[i].client_suites), 1);
+		tctx_init(&t, M_TLS_ECHO, g_sctx, cctx);
+		tctx_run(&t, "127.0.0.1");
+		assert_int_equal(t.srv.tls, 1);
+		assert_string_equal(t.srv.version, "TLSv1.3");
+		assert_string_equal(t.srv.cipher, cases[i].want);
+		assert_string_equal(t.cli.cipher, cases[i].want);
+		tctx_fini(&t);
+		SSL_CTX_free(cctx);
+	}
+}
+
 static void test_starttls(void **state)
 {
 	SSL_CTX *cctx = pv_tls_client_ctx();
@@ -885,6 +919,7 @@ int main(void)
 		cmocka_unit_test(test_listen_reuseport),
 		cmocka_unit_test(test_selfsigned_contents),
 		cmocka_unit_test(test_tls_versions),
+		cmocka_unit_test(test_tls13_suite_choice),
 		cmocka_unit_test(test_starttls),
 		cmocka_unit_test(test_tls_bulk_pause),
 		cmocka_unit_test(test_channel_binding_unique_per_conn),
