@@ -10,7 +10,14 @@
  * ns "" on an element means "no namespace" (written as xmlns='' where needed).
  *
  * Ownership: a tree is owned by its root; pv_xml_free frees the whole subtree.
- * Not thread-safe; a tree may move between threads only as a whole. */
+ * Not thread-safe; a tree may move between threads only as a whole.
+ *
+ * Memory (issue 5: allocations per stanza): a node is one allocation that also holds its
+ * attrs array and most of its strings, and common XMPP names and namespaces point at one
+ * static copy shared by every tree (pv_xml_intern).  So the string fields below are
+ * read-only for everyone but xml.c: never write through them, never free them, never
+ * point them elsewhere; change them with pv_xml_set_attr / pv_xml_set_ns.  (A field set
+ * to a pv_malloc'ed string is still freed correctly, so older code keeps working.) */
 #ifndef PV_XML_H
 #define PV_XML_H
 
@@ -29,6 +36,10 @@ struct pv_xml {
 	pv_xml *parent;
 	pv_xml *first, *last; /* children */
 	pv_xml *next;         /* next sibling */
+	/* Private to xml.c: the node's allocation (see the rules there). */
+	size_t attr_cap;      /* attribute pairs `attrs` has room for */
+	size_t size;          /* bytes of the node's own allocation */
+	size_t room;          /* bytes left at its end for attribute strings */
 };
 
 /* Build. Returns a new element (caller owns unless attached with pv_xml_add). */
@@ -45,6 +56,22 @@ void pv_xml_detach(pv_xml *x);        /* unlink from parent; caller owns x after
 /* Attributes.  set replaces an existing value; value NULL removes the attribute. */
 const char *pv_xml_attr(const pv_xml *x, const char *name);
 void pv_xml_set_attr(pv_xml *x, const char *name, const char *value);
+/* Set an element's namespace (NULL: inherit); the only way to change x->ns. */
+void pv_xml_set_ns(pv_xml *x, const char *ns);
+
+/* For parsers (one allocation per element, no copy of what the input spells out):
+ * pv_xml_new_sized is pv_xml_new with name and ns given as byte ranges (ns NULL:
+ * inherit), room for attr_cap attribute pairs and for `room` bytes of attribute strings
+ * (name and value each need length + 1; more is left for attributes set later).
+ * pv_xml_add_attr appends an attribute without looking for one of the same name: only
+ * for callers that know there is none (expat refuses duplicates), else use set_attr.
+ * pv_xml_intern returns the static copy of n bytes at s when they are one of the common
+ * names and namespaces, else NULL; such a pointer is valid forever and never freed. */
+pv_xml *pv_xml_new_sized(const char *name, size_t name_len, const char *ns, size_t ns_len,
+	size_t attr_cap, size_t room);
+void pv_xml_add_attr(pv_xml *x, const char *name, size_t name_len, const char *value,
+	size_t value_len);
+const char *pv_xml_intern(const char *s, size_t n);
 
 /* Lookup.  ns NULL matches any namespace.  Borrowed pointers into the tree. */
 pv_xml *pv_xml_child(const pv_xml *x, const char *name, const char *ns);

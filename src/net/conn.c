@@ -343,18 +343,26 @@ static void batch_flush_all(uv_check_t *h)
 		batch_send(b->dirty->c);
 }
 
-/* Drops c's batch: its callbacks are failed with the conn's other pending ones. */
-static void cancel_cb(pv_conn *c, pv_conn_write_fn cb, void *ud);
-static void batch_cancel(pv_conn *c)
+/* Detaches c's batch (NULL if none) and takes its bytes off out_pending. */
+static obatch *batch_take(pv_conn *c)
 {
 	obatch *o = c->ob;
 	if (!o)
-		return;
+		return NULL;
 	c->ob = NULL;
 	batch_unlink(o);
 	c->out_pending -= o->len;
-	for (size_t i = 0; i < o->ncb; i++)
-		cancel_cb(c, o->cbs[i].cb, o->cbs[i].ud);
+	return o;
+}
+
+/* Drops c's batch: its callbacks are failed with the conn's other pending ones. */
+static void cancel_cbs(pv_conn *c, const wcb *cbs, size_t n);
+static void batch_cancel(pv_conn *c)
+{
+	obatch *o = batch_take(c);
+	if (!o)
+		return;
+	cancel_cbs(c, o->cbs, o->ncb);
 	batch_recycle(o);
 }
 
@@ -734,13 +742,10 @@ static void plain_write_cbs(pv_conn *c, const char *p, size_t n, const wcb *cbs,
  * that must see the bytes go first: close, STARTTLS). */
 static void batch_send(pv_conn *c)
 {
-	obatch *o = c->ob;
+	/* Detached first: a write below may close c, and the close must not find it. */
+	obatch *o = batch_take(c);
 	if (!o)
 		return;
-	/* Detached first: a write below may close c, and the close must not find it. */
-	c->ob = NULL;
-	batch_unlink(o);
-	c->out_pending -= o->len;
 	if (c->state >= ST_CLOSED)
 		cancel_cbs(c, o->cbs, o->ncb);
 	else if (c->ssl)

@@ -8,6 +8,9 @@
  * rewritten to their normalised form (RFC 7622), so everything downstream compares and
  * forwards one spelling of each address.
  *
+ * Memory: the jabber:client/jabber:server swap points ns at interned strings
+ * (pv_xml_set_ns), and the wire buffer is sized once from the tree (issue 5).
+ *
  * Threading: refcounts are plain ints -- a stanza belongs to one worker; to hand it to
  * another thread, copy it. */
 #include "peyvand/pv_stanza.h"
@@ -36,10 +39,8 @@ static pv_stanza_kind kind_of(const pv_xml *x)
 
 static void map_server_ns(pv_xml *x)
 {
-	if (x->ns && strcmp(x->ns, PV_NS_SERVER) == 0) {
-		pv_free(x->ns);
-		x->ns = pv_strdup(PV_NS_CLIENT);
-	}
+	if (x->ns && strcmp(x->ns, PV_NS_SERVER) == 0)
+		pv_xml_set_ns(x, PV_NS_CLIENT); /* interned: no allocation */
 	for (pv_xml *c = x->first; c; c = c->next)
 		if (c->name)
 			map_server_ns(c);
@@ -85,7 +86,7 @@ pv_stanza *pv_stanza_new(pv_xml *xml, const char **bad_attr)
 	s->kind = kind_of(xml);
 	s->xml = xml;
 	if (!xml->ns)
-		xml->ns = pv_strdup(PV_NS_CLIENT);
+		pv_xml_set_ns(xml, PV_NS_CLIENT);
 	map_server_ns(xml);
 	if (has_to)
 		normalise_attr(xml, "to", &to);
@@ -169,10 +170,29 @@ void pv_stanza_set_from(pv_stanza *s, const char *jid)
 	set_addr(s, "from", &s->from, &s->has_from, jid);
 }
 
+/* Bytes the serialisation of x takes when nothing needs escaping (an xmlns on every
+ * element with a namespace): sizing the wire buffer once saves the reallocations of
+ * growing it from 64 bytes (issue 5). */
+static size_t wire_estimate(const pv_xml *x)
+{
+	if (!x->name)
+		return x->text_len;
+	size_t n = 2 * strlen(x->name) + 5; /* <name ...></name> */
+	if (x->ns)
+		n += strlen(x->ns) + 9; /* xmlns='' */
+	for (size_t i = 0; i < x->nattrs; i++)
+		n += strlen(x->attrs[2 * i]) + strlen(x->attrs[2 * i + 1]) + 4;
+	for (const pv_xml *c = x->first; c; c = c->next)
+		n += wire_estimate(c);
+	return n;
+}
+
 const pv_buf *pv_stanza_wire(pv_stanza *s)
 {
-	if (s->wire.len == 0)
+	if (s->wire.len == 0) {
+		pv_buf_reserve(&s->wire, wire_estimate(s->xml) + 32);
 		pv_xml_serialize(s->xml, PV_NS_CLIENT, &s->wire);
+	}
 	return &s->wire;
 }
 

@@ -23,6 +23,10 @@
  * its parser and the next feed builds a new one, primed with a copy of the header that
  * declares the same prefixes (its events are not reported again).
  *
+ * Trees are built with one allocation per element (pv_xml_new_sized: names and
+ * namespaces interned or copied from expat's bytes, attribute strings inline), and a
+ * stanza's root keeps room for the `from` the server adds (issue 5, CPU per message).
+ *
  * Threading/ownership: one stream per session, used by its owning thread only.  Callbacks
  * run inside pv_xmlstream_feed(); they may call pv_xmlstream_stop() but must not call
  * pv_xmlstream_feed/reset/free on the same stream (reset after feed has returned: the c2s
@@ -198,49 +202,56 @@ static bool check_size(pv_xmlstream *xs)
 	return true;
 }
 
-/* "uri<SEP>local" -> ns (new string, "" when unqualified) and local (borrowed). */
-static const char *split_name(const char *qname, char **ns)
+/* Bytes a stanza's root keeps for attributes set after parsing: the `from` the server
+ * stamps on every client stanza (pv_stanza_set_from), so that costs no allocation. */
+#define STAMP_ROOM 64
+
+/* Append one attribute as pv_xml.h names it: plain, "xml:lang", or "{uri}local". */
+static void add_attr(pv_xml *x, const char *qname, const char *value)
 {
+	size_t vlen = strlen(value);
 	const char *sep = strchr(qname, SEP);
 	if (!sep) {
-		*ns = pv_strdup("");
-		return qname;
+		pv_xml_add_attr(x, qname, strlen(qname), value, vlen);
+		return;
 	}
-	*ns = pv_strndup(qname, (size_t)(sep - qname));
-	return sep + 1;
+	size_t ulen = (size_t)(sep - qname), llen = strlen(sep + 1);
+	bool xml = ulen == strlen(NS_XML) && memcmp(qname, NS_XML, ulen) == 0;
+	size_t nlen = xml ? 4 + llen : ulen + 2 + llen;
+	char buf[256];
+	char *name = nlen < sizeof(buf) ? buf : pv_malloc(nlen + 1);
+	if (xml) {
+		memcpy(name, "xml:", 4);
+		memcpy(name + 4, sep + 1, llen);
+	} else {
+		name[0] = '{';
+		memcpy(name + 1, qname, ulen);
+		name[ulen + 1] = '}';
+		memcpy(name + ulen + 2, sep + 1, llen);
+	}
+	name[nlen] = '\0';
+	pv_xml_add_attr(x, name, nlen, value, vlen);
+	if (name != buf)
+		pv_free(name);
 }
 
-/* Attribute names as pv_xml.h wants them: plain, "xml:lang", or "{uri}local". */
-static char *attr_name(const char *qname)
+/* One element from expat's "uri<SEP>local" name and attributes, in one allocation: the
+ * namespace is looked up (or copied) from expat's bytes, never split into a string of
+ * its own.  Unqualified names get ns "" (no namespace).  spare: extra bytes for
+ * attributes set later (a stanza's root), which also get one more attribute pair. */
+static pv_xml *make_element(const char *qname, const char **atts, size_t spare)
 {
 	const char *sep = strchr(qname, SEP);
-	if (!sep)
-		return pv_strdup(qname);
-	size_t ulen = (size_t)(sep - qname);
-	if (ulen == strlen(NS_XML) && memcmp(qname, NS_XML, ulen) == 0)
-		return pv_sprintf("xml:%s", sep + 1);
-	return pv_sprintf("{%.*s}%s", (int)ulen, qname, sep + 1);
-}
-
-static pv_xml *make_element(const char *qname, const char **atts)
-{
-	char *ns;
-	const char *local = split_name(qname, &ns);
-	pv_xml *x = pv_xml_new(local, ns);
-	pv_free(ns);
-	size_t n = 0;
-	while (atts[2 * n])
-		n++;
-	if (n) {
-		/* Built directly: expat already rejected duplicates, so set_attr's search
-		 * (quadratic in the attribute count) is not needed. */
-		x->attrs = pv_calloc(2 * n, sizeof(char *));
-		for (size_t i = 0; i < n; i++) {
-			x->attrs[2 * i] = attr_name(atts[2 * i]);
-			x->attrs[2 * i + 1] = pv_strdup(atts[2 * i + 1]);
-		}
-		x->nattrs = n;
-	}
+	const char *local = sep ? sep + 1 : qname;
+	size_t n = 0, room = spare;
+	for (; atts[2 * n]; n++) /* a "{uri}local" name is one byte longer than expat's */
+		room += strlen(atts[2 * n]) + 2 + strlen(atts[2 * n + 1]) + 1;
+	pv_xml *x = pv_xml_new_sized(local, strlen(local), sep ? qname : "",
+		sep ? (size_t)(sep - qname) : 0, n + (spare ? 1 : 0), room);
+	/* Appended directly: expat already rejected duplicates, so set_attr's search
+	 * (quadratic in the attribute count) is not needed. */
+	for (size_t i = 0; i < n; i++)
+		add_attr(x, atts[2 * i], atts[2 * i + 1]);
 	return x;
 }
 
@@ -259,10 +270,10 @@ static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **at
 	if (xs->err || xs->stopped)
 		return;
 	if (xs->level == 0) {
-		char *ns;
-		const char *local = split_name(name, &ns);
-		bool ok = strcmp(ns, PV_NS_STREAM) == 0 && strcmp(local, "stream") == 0;
-		pv_free(ns);
+		const char *sep = strchr(name, SEP);
+		bool ok = sep && (size_t)(sep - name) == strlen(PV_NS_STREAM) &&
+			  memcmp(name, PV_NS_STREAM, strlen(PV_NS_STREAM)) == 0 &&
+			  strcmp(sep + 1, "stream") == 0;
 		if (!ok) {
 			fail(xs, PV_XS_ERR_NAMESPACE, "stream header is not <stream> in %s", PV_NS_STREAM);
 			return;
@@ -273,7 +284,7 @@ static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **at
 		xs->mark = event_end(xs);
 		if (xs->priming)
 			return;
-		pv_xml *hdr = make_element(name, atts);
+		pv_xml *hdr = make_element(name, atts, 0);
 		if (xs->cb.open)
 			xs->cb.open(xs->ud, hdr, xs->default_ns);
 		pv_xml_free(hdr);
@@ -290,12 +301,12 @@ static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **at
 		xs->junk = false;
 		if (!check_size(xs))
 			return;
-		xs->stanza = xs->cur = make_element(name, atts);
+		xs->stanza = xs->cur = make_element(name, atts, STAMP_ROOM);
 	} else {
 		if (!check_size(xs))
 			return;
 		flush_text(xs);
-		xs->cur = pv_xml_add(xs->cur, make_element(name, atts));
+		xs->cur = pv_xml_add(xs->cur, make_element(name, atts, 0));
 	}
 	xs->level++;
 }

@@ -1,12 +1,14 @@
 /* test_xml.c -- unit tests for src/util/xml.c: building trees, attributes, lookup,
  * deep copy, and the serialiser (xmlns only where the namespace changes, xml:lang,
- * namespaced attributes, escaping of text and attribute values). */
+ * namespaced attributes, escaping of text and attribute values), and its memory rules
+ * (interned names, one allocation per node) on built, parsed and mixed trees. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "peyvand/pv_util.h"
@@ -330,6 +332,240 @@ static void test_escape(void **state)
 	pv_buf_fini(&b);
 }
 
+/* ---- memory: interned names, one allocation per node (issue 5) -------------------------
+ * Which pointers are interned, inline or heap is checked where it is visible; that every
+ * replaced or freed string goes back the right way is what ASan (Debug build) and
+ * valgrind --leak-check=full check on these same cases. */
+
+static bool inside(const pv_xml *x, const void *p)
+{
+	return (const char *)p >= (const char *)x && (const char *)p < (const char *)x + x->size;
+}
+
+static void test_intern(void **state)
+{
+	static const char *common[] = { "", "message", "presence", "iq", "body", "jabber:client",
+		"jabber:server", "http://etherx.jabber.org/streams", "urn:xmpp:receipts",
+		"urn:xmpp:chat-markers:0", "http://jabber.org/protocol/chatstates", "urn:xmpp:sid:0",
+		"urn:xmpp:delay", "urn:xmpp:sm:3", "id", "to", "from", "type", "xml:lang" };
+	for (size_t i = 0; i < PV_ARRAY_LEN(common); i++) {
+		const char *p = pv_xml_intern(common[i], strlen(common[i]));
+		assert_non_null(p);
+		assert_string_equal(p, common[i]);
+		assert_ptr_not_equal(p, common[i]); /* the pool's copy, not the caller's */
+		assert_ptr_equal(pv_xml_intern(common[i], strlen(common[i])), p); /* one copy */
+	}
+	/* Exact length: prefixes, extensions and bytes that are not NUL-terminated. */
+	assert_null(pv_xml_intern("messag", 6));
+	assert_null(pv_xml_intern("messages", 8));
+	assert_string_equal(pv_xml_intern("message-x", 7), "message");
+	assert_null(pv_xml_intern("Message", 7));
+	assert_null(pv_xml_intern("urn:example:not-common", 22));
+	assert_string_equal(pv_xml_intern("jabber:client\x01message", 13), "jabber:client");
+	/* Longer than every entry, and every prefix of it: a lookup compares lengths
+	 * before bytes, so it never reads past an entry (or the pool) -- ASan checks. */
+	char big[400];
+	memset(big, 'x', sizeof(big));
+	memcpy(big, "urn:ietf:params:xml:ns:xmpp-stanzas", 35);
+	for (size_t n = 0; n <= sizeof(big); n++) {
+		const char *p = pv_xml_intern(big, n);
+		assert_true(p == NULL || (strlen(p) == n && memcmp(p, big, n) == 0));
+	}
+	assert_non_null(pv_xml_intern(big, 35));
+	assert_non_null(pv_xml_intern(big, 0));
+}
+
+static void test_mem_built(void **state)
+{
+	/* Common names interned, others inline in the node. */
+	pv_xml *m = pv_xml_new("message", "jabber:client");
+	assert_ptr_equal(m->name, pv_xml_intern("message", 7));
+	assert_ptr_equal(m->ns, pv_xml_intern("jabber:client", 13));
+	pv_xml *c = pv_xml_add_child(m, "custom-element", "urn:example:custom");
+	assert_null(pv_xml_intern(c->name, strlen(c->name)));
+	assert_true(inside(c, c->name));
+	assert_true(inside(c, c->ns));
+	assert_string_equal(c->name, "custom-element");
+	assert_string_equal(c->ns, "urn:example:custom");
+
+	/* Attributes: interned and plain names, values replaced until the node's room is
+	 * used up and past it (then heap), removed, and more of them than the node was
+	 * made with (the attrs array moves to the heap). */
+	pv_xml_set_attr(c, "to", "juliet@example.com");
+	pv_xml_set_attr(c, "data-custom", "1");
+	assert_ptr_equal(c->attrs[0], pv_xml_intern("to", 2));
+	assert_true(inside(c, c->attrs[2]));
+	const char *first = pv_xml_attr(c, "data-custom");
+	char v[64];
+	for (int i = 0; i < 40; i++) {
+		snprintf(v, sizeof(v), "value number %d of a long attribute", i);
+		pv_xml_set_attr(c, "to", v);
+		assert_string_equal(pv_xml_attr(c, "to"), v);
+		assert_ptr_equal(pv_xml_attr(c, "data-custom"), first); /* others never move */
+	}
+	assert_false(inside(c, pv_xml_attr(c, "to"))); /* room used up: heap */
+	for (int i = 0; i < 12; i++) {
+		char n[32];
+		snprintf(n, sizeof(n), "extra-%d", i);
+		snprintf(v, sizeof(v), "v%d", i);
+		pv_xml_set_attr(c, n, v);
+	}
+	assert_int_equal(c->nattrs, 14);
+	assert_false(inside(c, c->attrs));
+	assert_ptr_equal(pv_xml_attr(c, "data-custom"), first);
+	for (int i = 0; i < 12; i += 2) { /* remove every other one */
+		char n[32];
+		snprintf(n, sizeof(n), "extra-%d", i);
+		pv_xml_set_attr(c, n, NULL);
+	}
+	pv_xml_set_attr(c, "to", NULL);
+	assert_int_equal(c->nattrs, 7);
+	assert_ser(c, "jabber:client",
+		"<custom-element xmlns='urn:example:custom' data-custom='1' extra-1='v1' "
+		"extra-3='v3' extra-5='v5' extra-7='v7' extra-9='v9' extra-11='v11'/>");
+
+	/* Namespaces: interned <-> inline <-> heap <-> inherit. */
+	pv_xml_set_ns(c, "jabber:client");
+	assert_ptr_equal(c->ns, pv_xml_intern("jabber:client", 13));
+	pv_xml_set_ns(c, "urn:example:a-namespace-that-is-not-interned-and-long-enough");
+	assert_string_equal(c->ns, "urn:example:a-namespace-that-is-not-interned-and-long-enough");
+	pv_xml_set_ns(c, c->ns); /* the same pointer: a no-op, not a use after free */
+	pv_xml_set_ns(c, "urn:example:b");
+	assert_string_equal(c->ns, "urn:example:b");
+	pv_xml_set_ns(c, NULL);
+	assert_null(c->ns);
+	pv_xml_set_ns(c, "urn:example:custom");
+
+	/* Move the built subtree into another tree, copy, free in every order. */
+	pv_xml *other = pv_xml_new("iq", NULL);
+	pv_xml_add(other, c); /* moves: detached from m */
+	assert_null(m->first);
+	pv_xml *d = pv_xml_dup(other);
+	pv_xml_free(other);
+	assert_ser(d, "jabber:client",
+		"<iq><custom-element xmlns='urn:example:custom' data-custom='1' extra-1='v1' "
+		"extra-3='v3' extra-5='v5' extra-7='v7' extra-9='v9' extra-11='v11'/></iq>");
+	/* The copy has its own strings: interned ones shared, the rest its own. */
+	pv_xml *dc = d->first;
+	assert_true(inside(dc, dc->name));
+	assert_true(inside(dc, pv_xml_attr(dc, "extra-1")));
+	pv_xml_set_attr(d, "from", "romeo@example.net/orchard"); /* a copy has room for this */
+	assert_true(inside(d, pv_xml_attr(d, "from")));
+	pv_xml_free(d);
+	pv_xml_free(m);
+}
+
+/* Stream-parse one element (through pv_xmlstream, the parser c2s uses). */
+static void grab(void *ud, pv_xml *el)
+{
+	pv_xml **slot = ud;
+	*slot = el;
+}
+
+static pv_xml *parse_el(const char *xml)
+{
+	static const pv_xmlstream_cb cb = { NULL, grab, NULL };
+	pv_xml *el = NULL;
+	pv_xmlstream *xs = pv_xmlstream_new(&cb, &el, NULL);
+	char *doc = pv_sprintf("<stream:stream xmlns='jabber:client' "
+			       "xmlns:stream='http://etherx.jabber.org/streams'>%s", xml);
+	assert_int_equal(pv_xmlstream_feed(xs, doc, strlen(doc)), PV_XS_OK);
+	pv_free(doc);
+	pv_xmlstream_free(xs);
+	assert_non_null(el);
+	return el;
+}
+
+static void test_mem_mixed(void **state)
+{
+	pv_xml *p = parse_el("<message to='u2@localhost' id='x' type='chat' xml:lang='en' "
+			     "xmlns:e='urn:example:e' e:flag='on'><body>hello</body>"
+			     "<e:payload e:n='1' plain='2'><e:inner>text</e:inner></e:payload>"
+			     "<active xmlns='http://jabber.org/protocol/chatstates'/></message>");
+	/* Parsed: interned names and ns, attribute strings inline, Clark names inline. */
+	assert_ptr_equal(p->name, pv_xml_intern("message", 7));
+	assert_ptr_equal(p->ns, pv_xml_intern("jabber:client", 13));
+	assert_ptr_equal(p->attrs[0], pv_xml_intern("to", 2));
+	assert_true(inside(p, p->attrs[1]));
+	assert_ptr_equal(p->attrs[6], pv_xml_intern("xml:lang", 8));
+	assert_string_equal(p->attrs[8], "{urn:example:e}flag");
+	assert_true(inside(p, p->attrs[8]));
+	assert_true(inside(p, p->attrs));
+	pv_xml *body = pv_xml_child(p, "body", NULL), *payload = pv_xml_child(p, "payload", NULL);
+	assert_ptr_equal(body->ns, pv_xml_intern("jabber:client", 13));
+	assert_true(inside(body->first, body->first->text));
+	assert_true(inside(payload, payload->ns));
+
+	/* Built nodes into the parsed tree, parsed nodes into a built tree. */
+	pv_xml *delay = pv_xml_add_child(p, "delay", "urn:xmpp:delay");
+	pv_xml_set_attr(delay, "stamp", "2026-01-01T00:00:00Z");
+	pv_xml_detach(payload);
+	pv_xml *fw = pv_xml_new("forwarded", "urn:xmpp:forward:0");
+	pv_xml_add(fw, payload);
+	pv_xml_set_attr(payload, "plain", "changed");
+	pv_xml_set_attr(payload, "{urn:example:e}n", NULL);
+	pv_xml_add_text(pv_xml_child(payload, "inner", NULL), " more", 5);
+	pv_xml_add(p, fw);
+	/* The server stamps from: parsed roots keep room for it. */
+	pv_xml_set_attr(p, "from", "u1@localhost/phone");
+	assert_true(inside(p, pv_xml_attr(p, "from")));
+	assert_true(inside(p, p->attrs));
+
+	const char *want =
+		"<message to='u2@localhost' id='x' type='chat' xml:lang='en' "
+		"xmlns:ns0='urn:example:e' ns0:flag='on' from='u1@localhost/phone'>"
+		"<body>hello</body>"
+		"<active xmlns='http://jabber.org/protocol/chatstates'/>"
+		"<delay xmlns='urn:xmpp:delay' stamp='2026-01-01T00:00:00Z'/>"
+		"<forwarded xmlns='urn:xmpp:forward:0'>"
+		"<payload xmlns='urn:example:e' plain='changed'><inner>text more</inner></payload>"
+		"</forwarded></message>";
+	assert_ser(p, "jabber:client", want);
+	pv_xml *d = pv_xml_dup(p);
+	pv_xml_free(p);
+	assert_ser(d, "jabber:client", want);
+	/* Take a parsed-then-copied subtree out and free the pieces separately. */
+	pv_xml *f = pv_xml_child(d, "forwarded", NULL);
+	pv_xml_detach(f);
+	pv_xml_free(d);
+	assert_ser(f, "jabber:client",
+		"<forwarded xmlns='urn:xmpp:forward:0'><payload xmlns='urn:example:e' "
+		"plain='changed'><inner>text more</inner></payload></forwarded>");
+	pv_xml_free(f);
+}
+
+static void test_mem_text_merge(void **state)
+{
+	pv_xml *b = pv_xml_new("body", NULL);
+	pv_xml_add_text(b, "one", 3);
+	pv_xml *t = b->first;
+	assert_true(inside(t, t->text)); /* the first run lives in the node */
+	pv_xml_add_text(b, " two", 4);  /* moves to the heap */
+	assert_false(inside(t, t->text));
+	pv_xml_add_text(b, " three", 6); /* grows the heap block */
+	assert_ptr_equal(b->first, b->last);
+	assert_int_equal(t->text_len, 13);
+	assert_string_equal(t->text, "one two three");
+	pv_xml *d = pv_xml_dup(b); /* the copy's text is inline again */
+	assert_true(inside(d->first, d->first->text));
+	pv_xml_add_child(d, "x", NULL);
+	pv_xml_add_text(d, "<&>", 3);
+	assert_ser(d, NULL, "<body>one two three<x/>&lt;&amp;&gt;</body>");
+	pv_xml_free(d);
+
+	/* Parsed text (expat reports "a", "&amp;", "b" separately; the stream parser joins
+	 * them before building the node), then merged with built text. */
+	pv_xml *p = parse_el("<message><body>a&amp;b</body></message>");
+	pv_xml *pb = pv_xml_child(p, "body", NULL);
+	assert_ptr_equal(pb->first, pb->last);
+	assert_true(inside(pb->first, pb->first->text));
+	pv_xml_add_text(pb, "c", 1);
+	assert_string_equal(pb->first->text, "a&bc");
+	assert_ser(p, "jabber:client", "<message><body>a&amp;bc</body></message>");
+	pv_xml_free(p);
+	pv_xml_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -340,6 +576,10 @@ int main(void)
 		cmocka_unit_test(test_serialize_appends),
 		cmocka_unit_test(test_serialize_as),
 		cmocka_unit_test(test_escape),
+		cmocka_unit_test(test_intern),
+		cmocka_unit_test(test_mem_built),
+		cmocka_unit_test(test_mem_mixed),
+		cmocka_unit_test(test_mem_text_merge),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

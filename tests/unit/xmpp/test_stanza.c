@@ -1,6 +1,7 @@
 /* test_stanza.c -- unit tests for src/xmpp/stanza.c: address parsing and normalisation,
  * invalid JIDs, stanza kinds, refcounting, copies, the wire cache, the jabber:server ->
- * jabber:client mapping, and the shape of error replies (RFC 6120 8.3) and iq results. */
+ * jabber:client mapping, the shape of error replies (RFC 6120 8.3) and iq results, and
+ * the server stamping 'from' on a parsed stanza without another allocation. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -340,6 +341,87 @@ static void test_iq_result(void **state)
 	}
 }
 
+/* ---- memory (issue 5): the server stamping a parsed stanza ------------------------- */
+
+static bool inside(const pv_xml *x, const void *p)
+{
+	return (const char *)p >= (const char *)x && (const char *)p < (const char *)x + x->size;
+}
+
+static void test_server_adds_from(void **state)
+{
+	/* What c2s does with every client message: parse, stamp from, serialise. */
+	pv_stanza *s = stanza("<message to='u2@localhost' id='x' type='chat'><body>hello</body></message>");
+	const char *type = s->type, *id = s->id;
+	char **attrs = s->xml->attrs;
+	pv_stanza_set_from(s, "u1@localhost/phone");
+	/* No allocation for it: the parsed root had a spare pair and room for the value. */
+	assert_ptr_equal(s->xml->attrs, attrs);
+	assert_true(inside(s->xml, pv_xml_attr(s->xml, "from")));
+	assert_ptr_equal(s->type, type);
+	assert_ptr_equal(s->id, id);
+	assert_wire(s, "<message to='u2@localhost' id='x' type='chat' from='u1@localhost/phone'>"
+		       "<body>hello</body></message>");
+
+	/* Restamped with an address longer than the room left, then the recipient
+	 * rewritten, then from removed and set again: the wire cache follows each. */
+	pv_stanza_set_from(s, "a-rather-long-localpart-for-this-test@a-long-domain.example/"
+			      "and-a-long-resource-name");
+	pv_stanza_set_to(s, "u3@localhost");
+	assert_ptr_equal(s->type, type);
+	assert_wire(s, "<message to='u3@localhost' id='x' type='chat' "
+		       "from='a-rather-long-localpart-for-this-test@a-long-domain.example/"
+		       "and-a-long-resource-name'><body>hello</body></message>");
+	pv_stanza_set_from(s, NULL);
+	assert_false(s->has_from);
+	assert_wire(s, "<message to='u3@localhost' id='x' type='chat'><body>hello</body></message>");
+	pv_stanza_set_from(s, "u1@localhost/phone");
+	assert_wire(s, "<message to='u3@localhost' id='x' type='chat' from='u1@localhost/phone'>"
+		       "<body>hello</body></message>");
+
+	/* A copy (made to be changed) is stamped the same way. */
+	pv_stanza *c = pv_stanza_copy(s);
+	pv_stanza_set_from(c, "u9@localhost/tablet");
+	assert_true(inside(c->xml, pv_xml_attr(c->xml, "from")));
+	assert_wire(c, "<message to='u3@localhost' id='x' type='chat' from='u9@localhost/tablet'>"
+		       "<body>hello</body></message>");
+	pv_stanza_unref(c);
+	pv_stanza_unref(s);
+
+	/* Unnormalised addresses are rewritten in place of the parsed value. */
+	s = stanza("<iq to='Juliet@Example.COM' type='get' id='q'><ping xmlns='urn:xmpp:ping'/></iq>");
+	pv_stanza_set_from(s, "u1@localhost/phone");
+	assert_wire(s, "<iq to='juliet@example.com' type='get' id='q' from='u1@localhost/phone'>"
+		       "<ping xmlns='urn:xmpp:ping'/></iq>");
+	pv_stanza_unref(s);
+}
+
+static void test_server_ns_interned(void **state)
+{
+	/* The jabber:server -> jabber:client swap points at the interned string; elements
+	 * in other namespaces keep theirs. */
+	pv_stanza *s = pv_stanza_new(parse(PV_NS_SERVER,
+		"<presence from='a@x.example' to='b@y.example'><x xmlns='urn:example:custom'>"
+		"<status xmlns='jabber:server'>away</status></x></presence>"), NULL);
+	assert_non_null(s);
+	const char *client = pv_xml_intern(PV_NS_CLIENT, strlen(PV_NS_CLIENT));
+	assert_ptr_equal(s->xml->ns, client);
+	pv_xml *x = pv_xml_first_element(s->xml);
+	assert_string_equal(x->ns, "urn:example:custom");
+	assert_ptr_equal(pv_xml_first_element(x)->ns, client);
+	assert_wire(s, "<presence from='a@x.example' to='b@y.example'><x xmlns='urn:example:custom'>"
+		       "<status xmlns='jabber:client'>away</status></x></presence>");
+	pv_stanza_unref(s);
+
+	/* A built tree without a namespace gets jabber:client (interned) too. */
+	pv_xml *b = pv_xml_new("message", NULL);
+	pv_xml_set_attr(b, "to", "b@y.example");
+	s = pv_stanza_new(b, NULL);
+	assert_ptr_equal(s->xml->ns, client);
+	assert_wire(s, "<message to='b@y.example'/>");
+	pv_stanza_unref(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -350,6 +432,8 @@ int main(void)
 		cmocka_unit_test(test_ref_copy_and_set),
 		cmocka_unit_test(test_error_replies),
 		cmocka_unit_test(test_iq_result),
+		cmocka_unit_test(test_server_adds_from),
+		cmocka_unit_test(test_server_ns_interned),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
