@@ -165,8 +165,11 @@ struct pv_xmlstream {
 	bool root_ok;
 	bool priming;       /* feeding the rebuilt header: report nothing */
 	pv_xs_error err;
-	char errtext[200];
+	char *errtext;      /* detail of err, allocated on the first error (idle streams
+	                     * are many and have none) */
 };
+
+#define ERRTEXT_MAX 200
 
 static void fail(pv_xmlstream *xs, pv_xs_error err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -178,7 +181,9 @@ static void fail(pv_xmlstream *xs, pv_xs_error err, const char *fmt, ...)
 	xs->err = err;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(xs->errtext, sizeof(xs->errtext), fmt, ap);
+	if (!xs->errtext)
+		xs->errtext = pv_malloc(ERRTEXT_MAX);
+	vsnprintf(xs->errtext, ERRTEXT_MAX, fmt, ap);
 	va_end(ap);
 	if (xs->in_feed)
 		XML_StopParser(xs->p, XML_FALSE);
@@ -492,7 +497,8 @@ static void parser_init(pv_xmlstream *xs)
 	xs->junk = false;
 	xs->in_feed = xs->stopped = false;
 	xs->err = PV_XS_OK;
-	xs->errtext[0] = '\0';
+	pv_free(xs->errtext);
+	xs->errtext = NULL;
 }
 
 static void parser_fini(pv_xmlstream *xs)
@@ -527,6 +533,7 @@ void pv_xmlstream_free(pv_xmlstream *xs)
 	pv_buf_fini(&xs->root_decls);
 	pv_free(xs->root_qname);
 	pv_free(xs->default_ns);
+	pv_free(xs->errtext);
 	pv_free(xs);
 }
 
@@ -575,6 +582,7 @@ bool pv_xmlstream_release(pv_xmlstream *xs)
 	    xs->junk || xs->text.len || !xs->root_ok || !xs->root_qname || xs->fed != xs->mark)
 		return false;
 	parser_free(xs);
+	pv_buf_fini(&xs->text); /* its capacity is kept otherwise (256 bytes, massif) */
 	return true;
 }
 
@@ -665,5 +673,5 @@ pv_xs_error pv_xmlstream_feed(pv_xmlstream *xs, const char *data, size_t n)
 
 const char *pv_xmlstream_error_text(const pv_xmlstream *xs)
 {
-	return xs->errtext;
+	return xs->errtext ? xs->errtext : "";
 }
