@@ -120,6 +120,7 @@ struct pv_conn {
 	qlist tls_q;     /* plaintext waiting for the handshake */
 	qlist cancelled; /* callbacks to fail before on_close */
 	obatch *ob;      /* output of this loop turn, NULL when none */
+	struct batcher *batch; /* its loop's batcher; NULL: writes go out at once */
 	const char *why;
 	char peer_ip[INET6_ADDRSTRLEN];
 };
@@ -166,14 +167,16 @@ typedef struct batcher {
 	uv_check_t check;
 	uv_idle_t idle;
 	obatch *dirty;
-	size_t nconns;      /* conns on this loop; the handles close with the last one */
+	size_t nconns;      /* conns using it; it closes with the last one */
 	int handles_open;
 	bool closing;
 	obatch *pool;
 	size_t npool;
 } batcher;
 
-/* One loop per thread (see the file comment), so one batcher per thread. */
+/* The batcher new conns of this thread's loop join (one loop per thread, see the file
+ * comment).  A closing batcher is replaced at once; it lives on until its last conn
+ * and both its handles are gone. */
 static _Thread_local batcher *t_batch;
 
 static void batch_flush_all(uv_check_t *h);
@@ -184,10 +187,9 @@ static void on_idle(uv_idle_t *h)
 	(void)h; /* only there so poll does not block while output waits */
 }
 
-static void batcher_closed(uv_handle_t *h)
+static void batcher_maybe_free(batcher *b)
 {
-	batcher *b = h->data;
-	if (--b->handles_open > 0)
+	if (b->handles_open > 0 || b->nconns > 0)
 		return;
 	while (b->pool) {
 		obatch *o = b->pool;
@@ -201,11 +203,20 @@ static void batcher_closed(uv_handle_t *h)
 	pv_free(b);
 }
 
+static void batcher_closed(uv_handle_t *h)
+{
+	batcher *b = h->data;
+	b->handles_open--;
+	batcher_maybe_free(b);
+}
+
 static void batcher_close(batcher *b)
 {
-	if (b->closing)
-		return;
-	b->closing = true;
+	if (!b->closing) {
+		b->closing = true;
+		if (t_batch == b)
+			t_batch = NULL;
+	}
 	/* The server's shutdown walk may have closed the handles already. */
 	if (!uv_is_closing((uv_handle_t *)&b->check))
 		uv_close((uv_handle_t *)&b->check, batcher_closed);
@@ -213,42 +224,44 @@ static void batcher_close(batcher *b)
 		uv_close((uv_handle_t *)&b->idle, batcher_closed);
 }
 
-/* The batcher of c's loop, or NULL (another loop on this thread: write at once). */
+/* c's batcher while it can take output, else NULL (write at once). */
 static batcher *batcher_of(pv_conn *c)
 {
-	batcher *b = t_batch;
-	return b && b->loop == c->loop && !b->closing && !uv_is_closing((uv_handle_t *)&b->check)
-		? b : NULL;
+	batcher *b = c->batch;
+	return b && !b->closing && !uv_is_closing((uv_handle_t *)&b->check) ? b : NULL;
 }
 
-static void batcher_attach(uv_loop_t *loop)
+static void batcher_attach(pv_conn *c)
 {
 	batcher *b = t_batch;
-	if (b && b->loop == loop) {
-		b->nconns++;
-		return;
-	}
-	if (b)
+	if (b && b->loop != c->loop)
 		return; /* a second loop on this thread: its conns write unbatched */
-	b = pv_calloc(1, sizeof(*b));
-	b->loop = loop;
-	PV_ASSERT(uv_check_init(loop, &b->check) == 0);
-	PV_ASSERT(uv_idle_init(loop, &b->idle) == 0);
-	b->check.data = b;
-	b->idle.data = b;
-	/* Neither handle may keep a loop alive that has nothing else to do. */
-	uv_unref((uv_handle_t *)&b->check);
-	uv_unref((uv_handle_t *)&b->idle);
-	b->handles_open = 2;
-	b->nconns = 1;
-	t_batch = b;
+	if (!b) {
+		b = pv_calloc(1, sizeof(*b));
+		b->loop = c->loop;
+		PV_ASSERT(uv_check_init(c->loop, &b->check) == 0);
+		PV_ASSERT(uv_idle_init(c->loop, &b->idle) == 0);
+		b->check.data = b;
+		b->idle.data = b;
+		/* Neither handle may keep a loop alive that has nothing else to do. */
+		uv_unref((uv_handle_t *)&b->check);
+		uv_unref((uv_handle_t *)&b->idle);
+		b->handles_open = 2;
+		t_batch = b;
+	}
+	b->nconns++;
+	c->batch = b;
 }
 
-static void batcher_detach(uv_loop_t *loop)
+static void batcher_detach(pv_conn *c)
 {
-	batcher *b = t_batch;
-	if (b && b->loop == loop && --b->nconns == 0)
+	batcher *b = c->batch;
+	if (!b)
+		return;
+	c->batch = NULL;
+	if (--b->nconns == 0)
 		batcher_close(b);
+	batcher_maybe_free(b);
 }
 
 static obatch *batch_get(batcher *b, pv_conn *c)
@@ -275,24 +288,22 @@ static obatch *batch_get(batcher *b, pv_conn *c)
 	return o;
 }
 
-static void batch_unlink(obatch *o)
+static void batch_unlink(batcher *b, obatch *o)
 {
-	batcher *b = t_batch;
 	*o->pprev = o->next;
 	if (o->next)
 		o->next->pprev = o->pprev;
 	o->next = NULL;
-	if (b && b->dirty == NULL) {
+	if (b->dirty == NULL) {
 		uv_check_stop(&b->check);
 		uv_idle_stop(&b->idle);
 	}
 }
 
 /* Keeps an unlinked batch struct for reuse (buffers above BATCH_KEEP go). */
-static void batch_recycle(obatch *o)
+static void batch_recycle(batcher *b, obatch *o)
 {
-	batcher *b = t_batch;
-	if (b && !b->closing && b->npool < BATCH_POOL) {
+	if (!b->closing && b->npool < BATCH_POOL) {
 		if (o->cap > BATCH_KEEP) {
 			pv_free(o->data);
 			o->data = NULL;
@@ -350,7 +361,7 @@ static obatch *batch_take(pv_conn *c)
 	if (!o)
 		return NULL;
 	c->ob = NULL;
-	batch_unlink(o);
+	batch_unlink(c->batch, o);
 	c->out_pending -= o->len;
 	return o;
 }
@@ -363,7 +374,7 @@ static void batch_cancel(pv_conn *c)
 	if (!o)
 		return;
 	cancel_cbs(c, o->cbs, o->ncb);
-	batch_recycle(o);
+	batch_recycle(c->batch, o);
 }
 
 /* ---- logging of peer misbehaviour, rate limited per thread ---- */
@@ -471,7 +482,7 @@ static void on_handle_closed(uv_handle_t *h)
 	}
 	if (c->ssl)
 		SSL_free(c->ssl);
-	batcher_detach(c->loop);
+	batcher_detach(c);
 	pv_free(c);
 }
 
@@ -752,7 +763,7 @@ static void batch_send(pv_conn *c)
 		tls_write_cbs(c, o->data, o->len, o->cbs, o->ncb);
 	else
 		plain_write_cbs(c, o->data, o->len, o->cbs, o->ncb);
-	batch_recycle(o);
+	batch_recycle(c->batch, o);
 }
 
 void pv_conn_write(pv_conn *c, const void *data, size_t n, pv_conn_write_fn cb, void *ud)
@@ -939,7 +950,7 @@ static pv_conn *conn_new(uv_loop_t *loop, const pv_conn_cb *cb, void *owner)
 	c->tcp.data = c;
 	c->timer.data = c;
 	c->handles_open = 2;
-	batcher_attach(loop);
+	batcher_attach(c);
 	return c;
 }
 

@@ -78,6 +78,13 @@ typedef struct tctx {
 	int pauses;
 	bool timed_out;
 	bool finished;
+	/* split echo: the server answers in three writes of one turn (batching) */
+	bool split;
+	int split_tag[3];
+	int split_order[3];
+	int split_cbs;
+	int split_status;
+	size_t split_pending;
 } tctx;
 
 static char g_dir[64];
@@ -141,6 +148,20 @@ static void on_resume(uv_timer_t *tm)
 
 /* server side */
 
+static tctx *g_split_t;
+
+static void on_split_written(void *ud, int status)
+{
+	tctx *t = g_split_t;
+	int tag = *(int *)ud;
+
+	if (t->split_cbs < 3)
+		t->split_order[t->split_cbs] = tag;
+	t->split_cbs++;
+	if (status != 0)
+		t->split_status = status;
+}
+
 static void srv_data(pv_conn *c, const char *data, size_t n)
 {
 	tctx *t = pv_conn_owner(c);
@@ -151,6 +172,18 @@ static void srv_data(pv_conn *c, const char *data, size_t n)
 	case M_ECHO:
 	case M_TLS_ECHO:
 		pv_buf_append(&t->srv.rx, data, n);
+		if (t->split && n >= 3) {
+			size_t a = n / 3, b = n / 3;
+			size_t before = pv_conn_out_pending(c);
+			g_split_t = t;
+			for (int i = 0; i < 3; i++)
+				t->split_tag[i] = i;
+			pv_conn_write(c, data, a, on_split_written, &t->split_tag[0]);
+			pv_conn_write(c, data + a, b, on_split_written, &t->split_tag[1]);
+			pv_conn_write(c, data + a + b, n - a - b, on_split_written, &t->split_tag[2]);
+			t->split_pending = pv_conn_out_pending(c) - before;
+			break;
+		}
 		pv_conn_write(c, data, n, NULL, NULL);
 		break;
 	case M_BULK:
@@ -483,6 +516,33 @@ static void test_plain_echo(void **state)
 	assert_string_equal(t.srv.why, "peer closed");
 	assert_int_equal(t.srv.tls + t.cli.tls, 0);
 	tctx_fini(&t);
+}
+
+/* Three writes in one loop turn leave as one write(2) (plain) or one record run
+ * (TLS): the client gets them in a single read; the three callbacks fire in order
+ * once the kernel has the bytes, and the batch counts as pending output meanwhile. */
+static void test_writes_batched_per_turn(void **state)
+{
+	for (int tls = 0; tls < 2; tls++) {
+		SSL_CTX *cctx = tls ? pv_tls_client_ctx() : NULL;
+		tctx t;
+
+		tctx_init(&t, tls ? M_TLS_ECHO : M_ECHO, tls ? g_sctx : NULL, cctx);
+		t.split = true;
+		tctx_run(&t, "127.0.0.1");
+		assert_int_equal(t.srv.rx.len, strlen(PING));
+		assert_int_equal(t.cli.rx.len, strlen(PING));
+		assert_memory_equal(t.cli.rx.data, PING, strlen(PING));
+		assert_int_equal(t.cli.data_calls, 1);
+		assert_int_equal(t.split_pending, strlen(PING));
+		assert_int_equal(t.split_cbs, 3);
+		assert_int_equal(t.split_status, 0);
+		for (int i = 0; i < 3; i++)
+			assert_int_equal(t.split_order[i], i);
+		tctx_fini(&t);
+		if (cctx)
+			SSL_CTX_free(cctx);
+	}
 }
 
 /* Some containers run without IPv6 on loopback; that is not our failure. */
@@ -911,6 +971,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plain_echo),
+		cmocka_unit_test(test_writes_batched_per_turn),
 		cmocka_unit_test(test_plain_echo_ipv6),
 		cmocka_unit_test(test_plain_bulk),
 		cmocka_unit_test(test_local_close_once),
