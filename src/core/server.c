@@ -415,6 +415,7 @@ void pv_server_fini(pv_server *srv)
 		pv_host_free(srv->hosts[i]);
 	pv_free(srv->hosts);
 	if (srv->loop) {
+		pv_conn_loop_closing(srv->loop); /* before the walk closes its handles blindly */
 		uv_walk(srv->loop, close_walk, NULL);
 		uv_run(srv->loop, UV_RUN_DEFAULT);
 		uv_loop_close(srv->loop);

@@ -224,6 +224,13 @@ static void batcher_close(batcher *b)
 		uv_close((uv_handle_t *)&b->idle, batcher_closed);
 }
 
+void pv_conn_loop_closing(uv_loop_t *loop)
+{
+	batcher *b = t_batch;
+	if (b && b->loop == loop)
+		batcher_close(b);
+}
+
 /* c's batcher while it can take output, else NULL (write at once). */
 static batcher *batcher_of(pv_conn *c)
 {

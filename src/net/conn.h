@@ -96,6 +96,10 @@ void pv_conn_read_resume(pv_conn *c);
  * after this fail with UV_ECANCELED (their callbacks run just before on_close).
  * Idempotent; on_close runs later from the loop, never inside this call. */
 void pv_conn_close(pv_conn *c);
+/* The loop is being torn down (before closing all its handles with uv_walk): the
+ * handles that batch output are closed with their own callbacks, so their memory is
+ * freed once the last conn of the loop is gone.  Writes after this go out unbatched. */
+void pv_conn_loop_closing(uv_loop_t *loop);
 /* Close now, dropping queued output. */
 void pv_conn_abort(pv_conn *c);
 bool pv_conn_is_closing(const pv_conn *c);
