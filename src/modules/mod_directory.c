@@ -161,17 +161,25 @@ static int count_event(pv_map *m, const char *key, unsigned per_min, unsigned pe
 	return 0;
 }
 
-/* An iq error with an application-specific condition of ours (RFC 6120 8.3.3). */
-static void reply_app_error(pv_event *ev, const char *etype, const char *cond, const char *app)
+/* An error answer to st with an application-specific condition of ours (RFC 6120
+ * 8.3.3) when app is not NULL; NULL when st is itself an error. */
+static pv_stanza *app_error(const pv_stanza *st, const char *etype, const char *cond,
+	const char *app)
 {
-	pv_stanza *e = pv_stanza_error(ev->stanza, etype, cond, NULL);
-	if (!e)
-		return;
-	if (app) {
+	pv_stanza *e = pv_stanza_error(st, etype, cond, NULL);
+	if (e && app) {
 		pv_xml *err = pv_xml_child(e->xml, "error", NULL);
 		if (err)
 			pv_xml_add_child(err, app, NS);
 	}
+	return e;
+}
+
+static void reply_app_error(pv_event *ev, const char *etype, const char *cond, const char *app)
+{
+	pv_stanza *e = app_error(ev->stanza, etype, cond, app);
+	if (!e)
+		return;
 	pv_stanza_set_from(e, ev->stanza->has_to ? ev->stanza->to.full : pv_host_name(ev->host));
 	pv_reply(ev, e);
 }
@@ -516,14 +524,9 @@ static int on_iq_bare(pv_event *ev, void *ud)
 
 static void registry_message_error(pv_event *ev, const char *cond, const char *app)
 {
-	pv_stanza *e = pv_stanza_error(ev->stanza, "cancel", cond, NULL);
+	pv_stanza *e = app_error(ev->stanza, "cancel", cond, app);
 	if (!e)
 		return;
-	if (app) {
-		pv_xml *err = pv_xml_child(e->xml, "error", NULL);
-		if (err)
-			pv_xml_add_child(err, app, NS);
-	}
 	pv_stanza_set_from(e, pv_host_name(ev->host));
 	pv_route(ev->host, e);
 	pv_stanza_unref(e);

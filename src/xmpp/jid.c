@@ -31,6 +31,9 @@
 #include <unicode/utf16.h>
 
 #define PART_MAX 1023
+/* RFC 7622 3.3.1: allowed by IdentifierClass but excluded from localparts (they delimit
+ * JIDs, XML and URIs). */
+#define LOCAL_EXCLUDED "\"&'/:<>@"
 /* The mappings never shrink a code point below a third of its UTF-8 size (fullwidth
  * forms: 3 bytes -> 1), so longer input cannot normalise to PART_MAX bytes.  Bounding
  * the input first keeps hostile strings from costing more than a few KiB of work. */
@@ -562,9 +565,7 @@ static char *check_len(char *s)
 char *pv_jid_norm_local(const char *s, size_t n)
 {
 	char *out = check_len(precis(s, n, INPUT_MAX, true));
-	/* RFC 7622 3.3.1: these are allowed by IdentifierClass but excluded from localparts
-	 * (they delimit JIDs, XML and URIs). */
-	if (out && strpbrk(out, "\"&'/:<>@")) {
+	if (out && strpbrk(out, LOCAL_EXCLUDED)) {
 		pv_free(out);
 		return NULL;
 	}
@@ -784,7 +785,7 @@ static bool local_ascii(const char *s, size_t n, char *out)
 	if (n > PART_MAX || !precis_ascii(s, n, true, out))
 		return false;
 	out[n] = '\0';
-	return !strpbrk(out, "\"&'/:<>@");
+	return !strpbrk(out, LOCAL_EXCLUDED);
 }
 
 static int make_parts(pv_jid *out, const char *l, size_t ln, const char *d, size_t dn,

@@ -31,13 +31,14 @@ def list_users(srv, domain=DOMAIN):
 
 
 def wait_until(cond, timeout=10.0, interval=0.1, what="condition"):
+    """Call cond until it returns a truthy value (returned) or the time is up."""
     deadline = time.monotonic() + timeout
     while True:
         v = cond()
         if v:
             return v
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
+            raise AssertionError(f"{what} not reached within {timeout}s (last: {v!r})")
         time.sleep(interval)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 import pvserver
+from helpers import wait_until
 import rawxmpp
 import s2sharness
 from rawxmpp import NS_CLIENT, local, ns_of, stanza_error_condition, to_str
@@ -347,16 +348,8 @@ def registry_xml(kind, frm, jid, blinded=None, preferred=False, updated_ms=None,
 # --- small helpers ---------------------------------------------------------------------------
 
 def wait_for(fn, timeout=15, interval=0.2, what="condition"):
-    """Call fn until it returns a truthy value (returned) or the time is up."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        last = fn()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
-        time.sleep(interval)
+    """helpers.wait_until with the longer defaults that links between servers need."""
+    return wait_until(fn, timeout, interval, what)
 
 
 def iq_error(el):
