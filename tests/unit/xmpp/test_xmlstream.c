@@ -515,6 +515,40 @@ static void test_release_anywhere_is_invisible(void **state)
 	coll_fini(&c);
 }
 
+/* Parsers take their memory from regions that are pooled when a parser goes away and
+ * handed to the next one, dirty.  More streams than the pool holds live at once, are
+ * fed in turns, reset, released and freed in a scrambled order and replaced: every one
+ * must still report exactly the realistic stream's events. */
+static void test_pooled_regions_reused_dirty(void **state)
+{
+	enum { N = 80, STEP = 7 };
+	coll c[N];
+	size_t n = strlen(client_stream);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < N; i++) {
+			coll_init(&c[i], NULL);
+			if ((i + round) % 3 == 0) {
+				/* a reset stream gets another region (maybe one a neighbour had) */
+				assert_int_equal(pv_xmlstream_feed(c[i].xs, HDR "<message>", sizeof(HDR "<message>") - 1), PV_XS_OK);
+				pv_xmlstream_reset(c[i].xs);
+				pv_buf_reset(&c[i].log);
+			}
+		}
+		for (size_t off = 0; off < n; off += STEP)
+			for (int i = 0; i < N; i++) {
+				size_t len = n - off < STEP ? n - off : STEP;
+				assert_int_equal(pv_xmlstream_feed(c[i].xs, client_stream + off, len), PV_XS_OK);
+				if ((i + (int)off) % 5 == 0)
+					pv_xmlstream_release(c[i].xs);
+			}
+		for (int k = 0; k < N; k++) {
+			int i = (k * 37 + round) % N; /* 37 is prime to N: each once */
+			assert_string_equal(c[i].log.data, client_events);
+			coll_fini(&c[i]);
+		}
+	}
+}
+
 typedef struct {
 	const char *hdr;       /* stream header */
 	const char *rest;      /* fed after a release attempt */
@@ -592,6 +626,7 @@ int main(void)
 		cmocka_unit_test(test_null_callbacks),
 		cmocka_unit_test(test_release_anywhere_is_invisible),
 		cmocka_unit_test(test_release_rebuild_cases),
+		cmocka_unit_test(test_pooled_regions_reused_dirty),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
