@@ -7,8 +7,9 @@
  *    writes in one transaction with one fsync (group commit) and then calls each `done`
  *    callback ON THE LOOP THREAD given to pv_store_open (via uv_async).  `done` may be
  *    NULL.  rc is 0 or a negative PV_E*.  A stanza is acknowledged only from `done`.
- *  - Reads are synchronous: the caller blocks until the storage thread answered.
- *    (TODO: async reads for login-storm throughput; today they are rare and short.)
+ *  - Reads are synchronous.  On the loop thread, with no write waiting to be committed,
+ *    they run at once on a read-only connection of that thread's own (same answer, no
+ *    round trip); otherwise the caller blocks until the storage thread answered.
  * With loop == NULL (tools working on a stopped server's data dir) writes complete
  * before returning and `done` runs inline.
  * An fsync/commit error is fatal: the store logs it and aborts the process (never retry
@@ -445,6 +446,7 @@ void pv_store_batch_end(pv_store *st);
 /* Counters for stats/metrics. */
 typedef struct pv_store_stats {
 	uint64_t commits, writes, reads, fsync_us_total;
+	uint64_t reads_loop;         /* of reads: answered on the loop thread's connection */
 } pv_store_stats;
 void pv_store_get_stats(pv_store *st, pv_store_stats *out);
 

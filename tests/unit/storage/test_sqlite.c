@@ -827,6 +827,70 @@ static void test_group_commit_locked(void **state)
 	run_until(f, &f->counted, 1000);
 }
 
+/* Reads on the loop thread skip the storage thread only when no write is waiting to be
+ * committed.  Here the writes are held uncommitted (another connection has the write
+ * lock): a read that ran on the loop thread's own connection would count 0 messages; it
+ * must count all 10, having waited behind them.  Once they are committed, reads run
+ * on the loop thread; reads from another thread always queue. */
+typedef struct {
+	sqlite3 *db;
+	pv_store *st;
+	int count;
+} side;
+
+static void *commit_later(void *arg)
+{
+	side *sd = arg;
+	usleep(100 * 1000);
+	assert_int_equal(sqlite3_exec(sd->db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	return NULL;
+}
+
+static void *count_elsewhere(void *arg)
+{
+	side *sd = arg;
+	sd->count = pv_store_offline_count(sd->st, "a.test", "juliet");
+	return NULL;
+}
+
+static void test_loop_reads_see_queued_writes(void **state)
+{
+	fx *f = *state;
+	pv_store_stats s0, s1;
+	char path[128];
+	side sd = {.st = f->st};
+	pthread_t t;
+
+	assert_int_equal(pv_store_offline_count(f->st, "a.test", "juliet"), 0);
+	pv_store_get_stats(f->st, &s0);
+	assert_int_equal(s0.reads_loop, 1); /* nothing queued: answered here */
+
+	snprintf(path, sizeof path, "%s/peyvand.sqlite", f->dir);
+	assert_int_equal(sqlite3_open(path, &sd.db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(sd.db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < 10; i++)
+		pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, on_count, f);
+	assert_int_equal(pthread_create(&t, NULL, commit_later, &sd), 0);
+	assert_int_equal(pv_store_offline_count(f->st, "a.test", "juliet"), 10);
+	pthread_join(t, NULL);
+	sqlite3_close(sd.db);
+	pv_store_get_stats(f->st, &s1);
+	assert_int_equal(s1.reads_loop, s0.reads_loop); /* it queued behind the writes */
+	assert_int_equal(s1.reads, s0.reads + 1);
+
+	run_until(f, &f->counted, 10);
+	assert_int_equal(pv_store_offline_count(f->st, "a.test", "juliet"), 10);
+	pv_store_get_stats(f->st, &s1);
+	assert_int_equal(s1.reads_loop, s0.reads_loop + 1);
+
+	assert_int_equal(pthread_create(&t, NULL, count_elsewhere, &sd), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(sd.count, 10);
+	pv_store_get_stats(f->st, &s0);
+	assert_int_equal(s0.reads_loop, s1.reads_loop);
+	assert_int_equal(s0.reads, s1.reads + 1);
+}
+
 /* ---- close, reopen, migrations ---- */
 
 static int done_then_write_calls;
@@ -1611,6 +1675,7 @@ int main(void)
 		cmocka_unit_test(test_migrate_from_v1),
 		cmocka_unit_test_setup_teardown(test_s2s_epoch_race, setup_loop, teardown),
 		cmocka_unit_test(test_crash),
+		cmocka_unit_test_setup_teardown(test_loop_reads_see_queued_writes, setup_loop, teardown),
 		cmocka_unit_test(test_crash_s2s),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
