@@ -22,6 +22,9 @@ void pv_inq_fini(pv_inq *q)
 			pv_free(r);
 	}
 	q->head = q->tail = NULL;
+	pv_free(q->rs);
+	q->rs = NULL;
+	q->r_len = 0;
 	if (pv_the_server && pv_the_server->worker.cur_hold && pv_the_server->worker.cur_hold->q == q)
 		pv_the_server->worker.cur_hold = NULL;
 }
@@ -70,9 +73,9 @@ void pv_inq_set_durable(pv_inq *q, uint64_t v)
 {
 	if (v > q->durable)
 		q->durable = v;
-	while (q->r_len && q->durable >= q->r_target[q->r_head]) {
-		uint32_t n = q->r_count[q->r_head];
-		q->r_head = (q->r_head + 1) % PV_ARRAY_LEN(q->r_target);
+	while (q->r_len && q->durable >= q->rs->target[q->r_head]) {
+		uint32_t n = q->rs->count[q->r_head];
+		q->r_head = (q->r_head + 1) % PV_INQ_RS;
 		q->r_len--;
 		while (n--)
 			q->answer(q->owner, (uint32_t)(q->durable - q->base));
@@ -81,17 +84,22 @@ void pv_inq_set_durable(pv_inq *q, uint64_t v)
 
 void pv_inq_request(pv_inq *q)
 {
-	const unsigned cap = PV_ARRAY_LEN(q->r_target);
-	if (q->r_len == cap) {
+	if (!q->r_len && q->durable >= q->count) {
+		q->answer(q->owner, (uint32_t)(q->durable - q->base)); /* nothing to wait for */
+		return;
+	}
+	if (!q->rs)
+		q->rs = pv_malloc(sizeof(*q->rs));
+	if (q->r_len == PV_INQ_RS) {
 		/* Full: the newest entry covers this <r/> too and answers it once more. */
-		unsigned last = (q->r_head + cap - 1) % cap;
-		q->r_target[last] = q->count;
-		if (q->r_count[last] < 1024)
-			q->r_count[last]++; /* beyond that a flood of <r/> gets merged answers */
+		unsigned last = (q->r_head + PV_INQ_RS - 1) % PV_INQ_RS;
+		q->rs->target[last] = q->count;
+		if (q->rs->count[last] < 1024)
+			q->rs->count[last]++; /* beyond that a flood of <r/> gets merged answers */
 	} else {
-		unsigned i = (q->r_head + q->r_len) % cap;
-		q->r_target[i] = q->count;
-		q->r_count[i] = 1;
+		unsigned i = (q->r_head + q->r_len) % PV_INQ_RS;
+		q->rs->target[i] = q->count;
+		q->rs->count[i] = 1;
 		q->r_len++;
 	}
 	pv_inq_set_durable(q, q->durable);

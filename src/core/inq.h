@@ -26,6 +26,12 @@ struct pv_inrec {
 	int holds;
 };
 
+#define PV_INQ_RS 16
+struct pv_inq_rs {
+	uint64_t target[PV_INQ_RS]; /* answer once durable >= target */
+	uint32_t count[PV_INQ_RS];  /* how many <r/> that answer covers */
+};
+
 struct pv_inq {
 	pv_inrec *head, *tail;
 	uint64_t count;            /* stanzas received */
@@ -33,8 +39,8 @@ struct pv_inq {
 	uint64_t done_tag;         /* tag of the last stanza in the prefix */
 	uint64_t durable;          /* what may be acknowledged */
 	uint64_t base;             /* count when acknowledgements started (<enable/>) */
-	uint64_t r_target[16];     /* pending <r/>: answer once durable >= target */
-	uint32_t r_count[16];
+	struct pv_inq_rs *rs;      /* pending <r/>s; made on the first that must wait (most
+	                            * sessions never have one: 192 bytes of each idle one) */
 	unsigned r_head, r_len;
 	void *owner;
 	void (*advanced)(void *owner);              /* `done` grew */

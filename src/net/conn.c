@@ -100,7 +100,9 @@ typedef struct qlist {
 
 struct pv_conn {
 	uv_tcp_t tcp;
-	uv_timer_t timer; /* OPEN: deferred TLS drain after resume; CLOSING: deadlines */
+	/* OPEN: deferred TLS drain after resume; CLOSING: deadlines.  Made on first use:
+	 * an idle connection never needs one (152 bytes of every idle session). */
+	uv_timer_t *timer;
 	/* the connect and shutdown requests are allocated when made: an idle conn
 	 * needs neither (176 bytes of each idle session, massif) */
 	uv_loop_t *loop;
@@ -493,6 +495,28 @@ static void on_handle_closed(uv_handle_t *h)
 	pv_free(c);
 }
 
+static void on_timer_closed(uv_handle_t *h)
+{
+	pv_conn *c = h->data;
+	pv_free(h);
+	on_handle_closed((uv_handle_t *)&c->tcp);
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Starts the conn's timer, making it first if needed. */
+static void timer_start(pv_conn *c, uint64_t ms)
+{
+	PV_ASSERT(c->state != ST_CLOSED); /* hard_close closed it (or never will) */
+	if (!c->timer) {
+		c->timer = pv_malloc(sizeof *c->timer);
+		PV_ASSERT(uv_timer_init(c->loop, c->timer) == 0);
+		c->timer->data = c;
+		c->handles_open++;
+	}
+	uv_timer_start(c->timer, on_timer, ms, 0);
+}
+
 static void hard_close(pv_conn *c, const char *why)
 {
 	if (c->state == ST_CLOSED)
@@ -502,10 +526,10 @@ static void hard_close(pv_conn *c, const char *why)
 	c->state = ST_CLOSED;
 	cancel_tls_queue(c);
 	batch_cancel(c);
-	uv_timer_stop(&c->timer);
 	/* libuv fails in-flight writes (UV_ECANCELED) before the close callbacks. */
 	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+	if (c->timer)
+		uv_close((uv_handle_t *)c->timer, on_timer_closed); /* closing stops it */
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -526,7 +550,6 @@ static void read_stop(pv_conn *c)
 	c->reading = false;
 }
 
-static void on_timer(uv_timer_t *t);
 static void flush_wbio(pv_conn *c, pv_conn_write_fn cb, void *ud);
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -542,7 +565,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 		return;
 	}
 	/* Output is out and our FIN sent; give the peer a moment to close its side. */
-	uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
+	timer_start(c, LINGER_MS);
 }
 
 static void begin_close(pv_conn *c, const char *why)
@@ -571,8 +594,7 @@ static void begin_close(pv_conn *c, const char *why)
 		if (c->state != ST_CLOSING)
 			return;
 	}
-	uv_timer_stop(&c->timer);
-	uv_timer_start(&c->timer, on_timer, CLOSE_TIMEOUT_MS, 0);
+	timer_start(c, CLOSE_TIMEOUT_MS);
 	uv_shutdown_t *sreq = pv_malloc(sizeof(*sreq));
 	sreq->data = c;
 	r = uv_shutdown(sreq, (uv_stream_t *)&c->tcp, on_shutdown);
@@ -953,10 +975,8 @@ static pv_conn *conn_new(uv_loop_t *loop, const pv_conn_cb *cb, void *owner)
 	q_init(&c->tls_q);
 	q_init(&c->cancelled);
 	PV_ASSERT(uv_tcp_init(loop, &c->tcp) == 0);
-	PV_ASSERT(uv_timer_init(loop, &c->timer) == 0);
 	c->tcp.data = c;
-	c->timer.data = c;
-	c->handles_open = 2;
+	c->handles_open = 1;
 	batcher_attach(c);
 	return c;
 }
@@ -1244,7 +1264,7 @@ void pv_conn_read_resume(pv_conn *c)
 	/* Records already decrypted or buffered would wait for the next socket read;
 	 * drain them from the loop rather than re-entering the owner from here. */
 	if (c->ssl && (SSL_has_pending(c->ssl) || BIO_ctrl_pending(SSL_get_rbio(c->ssl)) > 0))
-		uv_timer_start(&c->timer, on_timer, 0, 0);
+		timer_start(c, 0);
 }
 
 void pv_conn_close(pv_conn *c)
