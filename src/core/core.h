@@ -15,6 +15,7 @@
 #include "net/conn.h"
 #include "peyvand/pv_module.h"
 #include "peyvand/pv_map.h"
+#include "peyvand/pv_wheel.h"
 
 typedef struct pv_server pv_server;
 typedef struct pv_worker pv_worker;
@@ -137,6 +138,7 @@ struct pv_worker {
 	size_t nconns;
 	pv_c2s *c2s_list;          /* all live client connections */
 	pv_map *by_sid;            /* durable session id -> bound pv_session */
+	pv_wheel *wheel;           /* the connections' deadlines (pv_wheel.h) */
 };
 
 struct pv_server {

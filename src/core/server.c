@@ -250,6 +250,7 @@ int pv_server_init(pv_server *srv, const char *config_path, bool check_only)
 	srv->worker.conn_per_ip = pv_map_new();
 	srv->worker.auth_fail = pv_map_new();
 	srv->worker.by_sid = pv_map_new();
+	srv->worker.wheel = pv_wheel_new(srv->loop);
 	pv_sessions_init(srv);
 	srv->store = pv_store_open(srv->data_dir, srv->loop);
 	if (!srv->store)
@@ -415,7 +416,9 @@ void pv_server_fini(pv_server *srv)
 		pv_host_free(srv->hosts[i]);
 	pv_free(srv->hosts);
 	if (srv->loop) {
-		pv_conn_loop_closing(srv->loop); /* before the walk closes its handles blindly */
+		pv_wheel_free(srv->worker.wheel); /* before the walk closes its timer blindly */
+		srv->worker.wheel = NULL;
+		pv_conn_loop_closing(srv->loop); /* likewise */
 		uv_walk(srv->loop, close_walk, NULL);
 		uv_run(srv->loop, UV_RUN_DEFAULT);
 		uv_loop_close(srv->loop);

@@ -7,10 +7,12 @@
  * the worker loop that accepted the connection.  A c2s is freed only from its conn's
  * on_close callback (the conn itself closes asynchronously), never inside a parser
  * callback. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/core.h"
+#include "peyvand/pv_wheel.h"
 #include "peyvand/pv_log.h"
 #include "xmpp/sasl/sasl.h"
 #include "xmpp/streamio.h"
@@ -31,14 +33,14 @@ struct pv_c2s {
 	int sasl_failures;
 	bool sasl_slow;            /* the mechanism's steps run in the thread pool */
 	bool busy, free_pending;   /* a thread-pool job holds this c2s */
-	unsigned char cb[64];
+	unsigned char *cb;  /* channel binding data, CB_MAX bytes, until authenticated */
 	int cblen;
 	const char *cbtype;
 	char ip[64];
-	uv_timer_t *timer;
+	pv_tnode tick;      /* deadlines, on the worker's wheel (c2s_tick) */
 	uint64_t opened_ms, last_read_ms;
 	bool trimmed;              /* idle: parser and TLS buffers given back (IDLE_TRIM_MS) */
-	bool slow_tick;            /* idle: the timer waits for the idle timeout, not 1 s */
+	bool slow_tick;            /* idle: the tick waits for the idle timeout, not 1 s */
 	uint64_t over_since;       /* output above limits.max_output_buffer since (0: not) */
 	/* read-rate token bucket */
 	double tokens;
@@ -54,16 +56,24 @@ typedef struct throttle {
 /* A bound session that read nothing for this long frees its XML parser and its TLS
  * memory buffers (rebuilt on the next input: a few microseconds). */
 #define IDLE_TRIM_MS 5000
+/* Channel binding data: tls-exporter is 32 bytes, tls-unique a Finished message (12, or
+ * up to 64 with some TLS 1.3 suites). */
+#define CB_MAX 64
 
-static void c2s_timer_cb(uv_timer_t *t);
+static void c2s_tick(pv_tnode *n);
+
+static void tick_in(pv_c2s *c, uint64_t ms)
+{
+	pv_wheel_start(c->srv->worker.wheel, &c->tick, ms, c2s_tick);
+}
 static void on_tls_cb(pv_c2s *c);
 
 /* Back to the 1 s tick: something needs watching again (input, output backlog). */
 static void tick_soon(pv_c2s *c)
 {
-	if (c->slow_tick && c->timer) {
+	if (c->slow_tick && pv_wheel_active(&c->tick)) {
 		c->slow_tick = false;
-		uv_timer_start(c->timer, c2s_timer_cb, 1000, 0);
+		tick_in(c, 1000);
 	}
 }
 static void start_stream_features(pv_c2s *c);
@@ -341,6 +351,9 @@ static void sasl_finish(pv_c2s *c, pv_sasl_rc rc, unsigned char *out, size_t out
 		pv_sasl_free(c->sasl);
 		c->sasl = NULL;
 		c->restart = true;
+		pv_free(c->cb); /* no more SASL on this stream (RFC 6120 6.4.8) */
+		c->cb = NULL;
+		c->cblen = 0;
 	} else {
 		c->srv->stats.c2s_auth_fail++;
 		note_failure(c, user);
@@ -453,9 +466,11 @@ static void choose_cb(pv_c2s *c, pv_xml *el)
 	if (txt && *txt && pv_base64_decode(txt, strlen(txt), &in, &inlen) >= 0 && inlen > 12 &&
 	    memcmp(in, "p=tls-unique,", 13) == 0) {
 		SSL *ssl = pv_conn_ssl(c->conn);
-		int n = pv_conn_tls_cb(c->conn, "tls-unique", c->cb, sizeof(c->cb));
+		if (!c->cb)
+			c->cb = pv_malloc(CB_MAX);
+		int n = pv_conn_tls_cb(c->conn, "tls-unique", c->cb, CB_MAX);
 		if (n <= 0 && ssl && !SSL_session_reused(ssl))
-			n = (int)SSL_get_peer_finished(ssl, c->cb, sizeof(c->cb));
+			n = (int)SSL_get_peer_finished(ssl, c->cb, CB_MAX);
 		pv_debug("c2s", "[%s] client binds with tls-unique (%d bytes)", c->ip, n);
 		if (n > 0) {
 			c->cblen = n;
@@ -987,9 +1002,8 @@ static const char *xs_error_cond(pv_xs_error e)
 
 /* ---- connection callbacks ---- */
 
-static void rate_resume(uv_timer_t *t)
+static void rate_resume(pv_c2s *c)
 {
-	pv_c2s *c = t->data;
 	if (c->paused && c->conn && !c->closing) {
 		c->paused = false;
 		if (!c->busy)
@@ -1039,14 +1053,16 @@ static void on_data(pv_conn *conn, const char *data, size_t n)
 		c->paused = true;
 		pv_conn_read_pause(conn);
 		uint64_t wait = (uint64_t)(-c->tokens * 1000.0 / (double)rate) + 1;
-		uv_timer_start(c->timer, c2s_timer_cb, wait < 1000 ? wait : 1000, 0);
+		tick_in(c, wait < 1000 ? wait : 1000);
 	}
 }
 
 static void on_tls_cb(pv_c2s *c)
 {
 	/* Channel binding for SCRAM-*-PLUS: tls-exporter on TLS 1.3, tls-unique below. */
-	c->cblen = pv_conn_tls_cb(c->conn, "tls-exporter", c->cb, sizeof(c->cb));
+	if (!c->cb)
+		c->cb = pv_malloc(CB_MAX);
+	c->cblen = pv_conn_tls_cb(c->conn, "tls-exporter", c->cb, CB_MAX);
 	c->cbtype = "tls-exporter";
 	if (c->cblen <= 0) {
 		c->cblen = pv_conn_tls_cb(c->conn, "tls-unique", c->cb, sizeof(c->cb));
@@ -1062,11 +1078,6 @@ static void on_tls(pv_conn *conn)
 	if (!c->host && !c->direct_tls)
 		return;
 	pv_debug("c2s", "[%s] TLS established (%s)", c->ip, pv_conn_tls_version(conn));
-}
-
-static void timer_close_cb(uv_handle_t *h)
-{
-	pv_free(h);
 }
 
 static void on_conn_close(pv_conn *conn, const char *why)
@@ -1101,8 +1112,7 @@ static void on_conn_close(pv_conn *conn, const char *why)
 	if (c->next)
 		c->next->prev = c->prev;
 	w->nconns--;
-	uv_timer_stop(c->timer);
-	uv_close((uv_handle_t *)c->timer, timer_close_cb);
+	pv_wheel_stop(w->wheel, &c->tick);
 	if (c->busy) {
 		c->free_pending = true; /* sasl_work_done frees it */
 		return;
@@ -1114,6 +1124,7 @@ static void c2s_free(pv_c2s *c)
 {
 	pv_xmlstream_free(c->xs);
 	pv_sasl_free(c->sasl);
+	pv_free(c->cb);
 	pv_free(c->stream_id);
 	pv_free(c);
 }
@@ -1137,14 +1148,14 @@ static void give_back_memory(uint64_t now)
 	malloc_trim(0);
 }
 
-static void c2s_timer_cb(uv_timer_t *t)
+static void c2s_tick(pv_tnode *n)
 {
-	pv_c2s *c = t->data;
+	pv_c2s *c = (pv_c2s *)((char *)n - offsetof(pv_c2s, tick));
 	uint64_t now = pv_now_ms();
 	if (c->closing)
 		return;
 	if (c->paused) {
-		rate_resume(t);
+		rate_resume(c);
 	}
 	if (c->conn && c->over_since) {
 		check_output(c);
@@ -1173,12 +1184,11 @@ static void c2s_timer_cb(uv_timer_t *t)
 		 * per second per idle connection was 3 % of a core at 19,000 sessions, a core
 		 * at a million. */
 		c->slow_tick = true;
-		uv_timer_start(c->timer, c2s_timer_cb,
-			c->last_read_ms + c->srv->lim.idle_timeout_ms - now, 0);
+		tick_in(c, c->last_read_ms + c->srv->lim.idle_timeout_ms - now);
 		return;
 	}
 	c->slow_tick = false;
-	uv_timer_start(c->timer, c2s_timer_cb, 1000, 0);
+	tick_in(c, 1000);
 }
 
 void pv_c2s_accept(pv_server *srv, uv_stream_t *listener, bool direct_tls)
@@ -1199,10 +1209,7 @@ void pv_c2s_accept(pv_server *srv, uv_stream_t *listener, bool direct_tls)
 	c->xs = pv_xmlstream_new(&xs_cb, c, &lim);
 	c->opened_ms = c->last_read_ms = c->tokens_ms = pv_now_ms();
 	c->tokens = (double)srv->lim.read_rate;
-	c->timer = pv_calloc(1, sizeof(uv_timer_t));
-	uv_timer_init(w->loop, c->timer);
-	c->timer->data = c;
-	uv_timer_start(c->timer, c2s_timer_cb, 1000, 0);
+	tick_in(c, 1000);
 	uintptr_t n = (uintptr_t)pv_map_get(w->conn_per_ip, c->ip);
 	pv_map_put(w->conn_per_ip, c->ip, (void *)(n + 1));
 	c->counted_ip = true;
