@@ -169,7 +169,7 @@ struct pv_xmlstream {
 	pv_xml *stanza;     /* depth-1 element being built, NULL between stanzas */
 	pv_xml *cur;        /* innermost open element of `stanza` */
 	pv_buf text;        /* character data not yet attached to cur (merged runs) */
-	char *default_ns;   /* xmlns of the stream header */
+	char *default_ns;   /* xmlns of the stream header (owned, or one of common[]) */
 	uint64_t fed;       /* bytes given to the current parser */
 	uint64_t mark;      /* where the current unit began: stanza '<' or end of last one */
 	bool junk;          /* non-whitespace text seen since mark (mark must not move) */
@@ -178,14 +178,60 @@ struct pv_xmlstream {
 	/* the stream header as needed to rebuild a released parser: its qname and its
 	 * namespace declarations (" xmlns='…'" / " xmlns:p='…'"); root_ok false when it
 	 * cannot be rebuilt unambiguously (the stream is then never released) */
-	char *root_qname;
+	char *root_qname;   /* owned, or one of common[] once released */
 	pv_buf root_decls;
+	const char *decls_common; /* root_decls as one of common[] once released */
 	bool root_ok;
 	bool priming;       /* feeding the rebuilt header: report nothing */
 	pv_xs_error err;
 	char *errtext;      /* detail of err, allocated on the first error (idle streams
 	                     * are many and have none) */
 };
+
+/* ---- header strings ------------------------------------------------------------------
+ * Every client stream's header says the same few things; an idle stream points to these
+ * instead of keeping its own copies (~170 bytes of each idle session, massif). */
+static const char *const common[] = {
+	"stream:stream",
+	"jabber:client",
+	"jabber:server",
+	" xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'",
+	" xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:client'",
+	" xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'",
+	" xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:server'",
+};
+
+static const char *common_of(const char *s)
+{
+	for (size_t i = 0; s && i < PV_ARRAY_LEN(common); i++)
+		if (strcmp(s, common[i]) == 0)
+			return common[i];
+	return NULL;
+}
+
+static bool is_common(const char *s)
+{
+	for (size_t i = 0; i < PV_ARRAY_LEN(common); i++)
+		if (s == common[i])
+			return true;
+	return false;
+}
+
+static void str_free(char *s)
+{
+	if (!is_common(s))
+		pv_free(s);
+}
+
+/* s itself, or (s freed) the common string equal to it. */
+static char *str_share(char *s)
+{
+	const char *c = common_of(s);
+	if (!c || c == s)
+		return s;
+	pv_free(s);
+	return (char *)c; /* never written to or freed (str_free) */
+}
 
 #define ERRTEXT_MAX 200
 
@@ -402,7 +448,7 @@ static void XMLCALL on_ns_start(void *ud, const XML_Char *prefix, const XML_Char
 	if (xs->level != 0 || xs->priming)
 		return;
 	if (!prefix) {
-		pv_free(xs->default_ns);
+		str_free(xs->default_ns);
 		xs->default_ns = pv_strdup(uri);
 	}
 	/* Remember the declaration for a rebuild; the root is <stream> in the streams
@@ -501,15 +547,16 @@ static void parser_create(pv_xmlstream *xs)
 static void parser_init(pv_xmlstream *xs)
 {
 	parser_create(xs);
-	pv_free(xs->root_qname);
+	str_free(xs->root_qname);
 	xs->root_qname = NULL;
 	pv_buf_reset(&xs->root_decls);
+	xs->decls_common = NULL;
 	xs->root_ok = true;
 	xs->priming = false;
 	xs->level = 0;
 	xs->stanza = xs->cur = NULL;
 	pv_buf_reset(&xs->text);
-	pv_free(xs->default_ns);
+	str_free(xs->default_ns);
 	xs->default_ns = NULL;
 	xs->fed = xs->mark = 0;
 	xs->junk = false;
@@ -549,8 +596,8 @@ void pv_xmlstream_free(pv_xmlstream *xs)
 	parser_fini(xs);
 	pv_buf_fini(&xs->text);
 	pv_buf_fini(&xs->root_decls);
-	pv_free(xs->root_qname);
-	pv_free(xs->default_ns);
+	str_free(xs->root_qname);
+	str_free(xs->default_ns);
 	pv_free(xs->errtext);
 	pv_free(xs);
 }
@@ -601,6 +648,10 @@ bool pv_xmlstream_release(pv_xmlstream *xs)
 		return false;
 	parser_free(xs);
 	pv_buf_fini(&xs->text); /* its capacity is kept otherwise (256 bytes, massif) */
+	xs->root_qname = str_share(xs->root_qname);
+	xs->default_ns = str_share(xs->default_ns);
+	if (!xs->decls_common && (xs->decls_common = common_of(xs->root_decls.data)))
+		pv_buf_fini(&xs->root_decls);
 	return true;
 }
 
@@ -612,7 +663,10 @@ static void rebuild(pv_xmlstream *xs)
 	pv_buf_init(&hdr);
 	pv_buf_append(&hdr, "<", 1);
 	pv_buf_append(&hdr, xs->root_qname, strlen(xs->root_qname));
-	pv_buf_append(&hdr, xs->root_decls.data, xs->root_decls.len);
+	if (xs->decls_common)
+		pv_buf_append(&hdr, xs->decls_common, strlen(xs->decls_common));
+	else
+		pv_buf_append(&hdr, xs->root_decls.data, xs->root_decls.len);
 	pv_buf_append(&hdr, ">", 1);
 	xs->level = 0;
 	xs->priming = true;
