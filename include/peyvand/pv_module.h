@@ -155,7 +155,8 @@ const char *pv_session_peer_ip(const pv_session *s);
 pv_host *pv_session_host(const pv_session *s);
 bool pv_session_is_available(const pv_session *s);   /* sent available presence */
 int pv_session_priority(const pv_session *s);
-/* Last available presence broadcast by the session (borrowed) or NULL. */
+/* Last available presence broadcast by the session, as a new stanza from the session's
+ * full JID (the caller unrefs it), or NULL. */
 pv_stanza *pv_session_presence(const pv_session *s);
 /* Record the session's broadcast presence (NULL or type=unavailable -> unavailable).
  * p is borrowed (the session takes its own ref); going from unavailable to available

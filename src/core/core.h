@@ -98,7 +98,8 @@ struct pv_session {
 	bool bound;
 	char *sid;                 /* durable session id (= SM resumption id) */
 	/* presence */
-	pv_stanza *presence;
+	pv_xml *presence;          /* last available presence, its element only: a stanza
+	                            * kept its parsed JIDs and its wire bytes too */
 	int priority;
 	bool available, interested;
 	char **directed;

@@ -166,8 +166,7 @@ void pv_session_free(pv_session *s)
 	for (size_t i = 0; i < s->ndirected; i++)
 		pv_free(s->directed[i]);
 	pv_free(s->directed);
-	if (s->presence)
-		pv_stanza_unref(s->presence);
+	pv_xml_free(s->presence);
 	if (s->hib_timer) {
 		uv_timer_stop(s->hib_timer);
 		uv_close((uv_handle_t *)s->hib_timer, hib_close_cb);
@@ -202,19 +201,23 @@ int pv_session_priority(const pv_session *s)
 
 pv_stanza *pv_session_presence(const pv_session *s)
 {
-	return s->presence;
+	if (!s->presence)
+		return NULL;
+	pv_stanza *p = pv_stanza_new(pv_xml_dup(s->presence), NULL);
+	PV_ASSERT(p != NULL); /* it was a valid stanza when stored */
+	pv_stanza_set_from(p, s->jid.full);
+	return p;
 }
 
 void pv_session_set_presence(pv_session *s, pv_stanza *p)
 {
 	bool was = s->available;
-	if (s->presence)
-		pv_stanza_unref(s->presence);
+	pv_xml_free(s->presence);
 	s->presence = NULL;
 	s->available = false;
 	s->priority = 0;
 	if (p && !(p->type && strcmp(p->type, "unavailable") == 0)) {
-		s->presence = pv_stanza_ref(p);
+		s->presence = pv_xml_dup(p->xml);
 		s->available = true;
 		char *prio = pv_xml_child_text(p->xml, "priority", NULL);
 		if (prio) {

@@ -452,18 +452,16 @@ static void presence_from_sessions(pv_host *h, const pv_user_sessions *sl, const
 	for (size_t i = 0; i < sl->n; i++) {
 		pv_session *s = sl->v[i];
 		const pv_jid *j = pv_session_jid(s);
-		pv_stanza *p = pv_session_presence(s);
 		if (!j || !pv_session_is_available(s))
 			continue;
-		if (unavailable || !p) {
+		pv_stanza *p = unavailable ? NULL : pv_session_presence(s);
+		if (!p) {
 			route_presence(h, unavailable ? "unavailable" : NULL, j->full, to);
 			continue;
 		}
-		pv_stanza *cp = pv_stanza_copy(p);
-		pv_stanza_set_from(cp, j->full);
-		pv_stanza_set_to(cp, to);
-		pv_route(h, cp);
-		pv_stanza_unref(cp);
+		pv_stanza_set_to(p, to);
+		pv_route(h, p);
+		pv_stanza_unref(p);
 	}
 }
 

@@ -118,10 +118,14 @@ static size_t presence_from_all(pv_host *h, const char *user, const char *to, co
 	for (size_t i = 0; i < l.n; i++) {
 		pv_session *s = l.v[i];
 		const pv_jid *j = pv_session_jid(s);
-		pv_stanza *p = pv_session_presence(s);
-		if (s == skip || !j || !p || !pv_session_is_available(s))
+		if (s == skip || !j || !pv_session_is_available(s))
 			continue;
-		route_copy(h, p, j->full, to);
+		pv_stanza *p = pv_session_presence(s);
+		if (!p)
+			continue;
+		pv_stanza_set_to(p, to);
+		pv_route(h, p);
+		pv_stanza_unref(p);
 		sent++;
 	}
 	pv_user_sessions_fini(&l);
