@@ -34,7 +34,7 @@ struct pv_tnode {
 /* The wheel's timer is unreferenced: pending deadlines do not keep the loop alive. */
 pv_wheel *pv_wheel_new(struct uv_loop_s *loop);
 /* Closes the timer (the loop must run once more to finish that); nodes still scheduled
- * are dropped without firing. */
+ * are dropped without firing and without being touched (their owners may be gone). */
 void pv_wheel_free(pv_wheel *w);
 
 /* (Re)schedules n to fire `in_ms` from now; a node is in at most one place. */

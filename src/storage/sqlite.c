@@ -1916,9 +1916,9 @@ void pv_store_batch_end(pv_store *st)
 /* A read may run on the loop thread's own connection when no write is waiting to be
  * committed: it then sees exactly what a read queued behind those writes would see
  * (nothing is queued, and WAL readers see every committed transaction).  This skips the
- * round trip to the storage thread, two context switches and ~7 futex calls, which was
- * 7 % of a login's CPU (bench/NOTES.md).  Other threads, and reads while writes are in
- * flight, queue as before. */
+ * round trip to the storage thread: two context switches and ~7 futex calls per login
+ * (the scheduler alone was 4.4 % of a login's CPU; 0.492 -> 0.474 ms per login,
+ * bench/NOTES.md).  Other threads, and reads while writes are in flight, queue as before. */
 static bool read_here(pv_store *st, const pv_op *op)
 {
 	return st->reader && !op->write && op->run && pthread_equal(pthread_self(), st->loop_thread)

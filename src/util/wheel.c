@@ -116,9 +116,7 @@ void pv_wheel_free(pv_wheel *w)
 {
 	if (!w)
 		return;
-	for (size_t i = 0; i < SLOTS; i++)
-		while (w->slot[i])
-			unlink_node(w->slot[i]);
+	/* Nodes still scheduled are not touched: their owners may be gone already. */
 	uv_close((uv_handle_t *)&w->timer, on_closed);
 }
 

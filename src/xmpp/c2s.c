@@ -1065,7 +1065,7 @@ static void on_tls_cb(pv_c2s *c)
 	c->cblen = pv_conn_tls_cb(c->conn, "tls-exporter", c->cb, CB_MAX);
 	c->cbtype = "tls-exporter";
 	if (c->cblen <= 0) {
-		c->cblen = pv_conn_tls_cb(c->conn, "tls-unique", c->cb, sizeof(c->cb));
+		c->cblen = pv_conn_tls_cb(c->conn, "tls-unique", c->cb, CB_MAX);
 		c->cbtype = "tls-unique";
 	}
 }

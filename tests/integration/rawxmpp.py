@@ -208,10 +208,12 @@ class RawClient:
             self.wrap_tls()
 
     # --- transport ------------------------------------------------------------
-    def wrap_tls(self, server_hostname=None):
+    def wrap_tls(self, server_hostname=None, max_version=None):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+        if max_version:
+            ctx.maximum_version = max_version
         self.sock.settimeout(self.timeout)
         self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname or self.domain)
         self.tls = True

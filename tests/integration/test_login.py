@@ -124,6 +124,23 @@ def test_mechanisms_after_tls(server, raw):
     assert not c.has_feature(f"{{{NS_TLS}}}starttls"), "STARTTLS offered twice"
 
 
+def test_channel_binding_offered_per_tls_version(server, raw):
+    """SCRAM-*-PLUS is offered with the binding types this connection can verify
+    (XEP-0440): tls-exporter (RFC 9266) and, for older clients, tls-unique on TLS 1.3;
+    tls-unique (RFC 5929) on TLS 1.2."""
+    cases = ((None, {"tls-exporter", "tls-unique"}), (ssl.TLSVersion.TLSv1_2, {"tls-unique"}))
+    for max_v, want in cases:
+        c = raw(server.tls_port)
+        c.wrap_tls(max_version=max_v)
+        f = c.start()
+        assert "SCRAM-SHA-256-PLUS" in c.mechanisms(f), (max_v, c.mechanisms(f))
+        cb = f.find("{urn:xmpp:sasl-cb:0}sasl-channel-binding")
+        assert cb is not None, to_str(f)
+        got = {x.get("type") for x in cb.findall("{urn:xmpp:sasl-cb:0}channel-binding")}
+        assert got == want, (max_v, got)
+        c.close()
+
+
 # --- resources ------------------------------------------------------------------------
 
 def test_server_generates_resource(server, raw):
