@@ -7,6 +7,7 @@
  * the worker loop that accepted the connection.  A c2s is freed only from its conn's
  * on_close callback (the conn itself closes asynchronously), never inside a parser
  * callback. */
+#include <arpa/inet.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,7 +29,6 @@ struct pv_c2s {
 	pv_host *host;
 	bool direct_tls, tls_done;
 	bool header_sent, authed, restart, starttls, over_limit, closing, counted_ip;
-	char *stream_id;
 	pv_sasl *sasl;
 	int sasl_failures;
 	bool sasl_slow;            /* the mechanism's steps run in the thread pool */
@@ -36,7 +36,7 @@ struct pv_c2s {
 	unsigned char *cb;  /* channel binding data, CB_MAX bytes, until authenticated */
 	int cblen;
 	const char *cbtype;
-	char ip[64];
+	char ip[INET6_ADDRSTRLEN];
 	pv_tnode tick;      /* deadlines, on the worker's wheel (c2s_tick) */
 	uint64_t opened_ms, last_read_ms;
 	bool trimmed;              /* idle: parser and TLS buffers given back (IDLE_TRIM_MS) */
@@ -158,11 +158,12 @@ static void send_header(pv_c2s *c)
 {
 	if (c->header_sent)
 		return;
-	pv_free(c->stream_id);
-	c->stream_id = pv_random_hex(12);
+	/* A c2s stream id is only ever said, never checked later: not kept. */
+	char *id = pv_random_hex(12);
 	pv_buf b;
 	pv_buf_init(&b);
-	pv_stream_header(&b, PV_NS_CLIENT, false, c->stream_id, c->host ? c->host->name : NULL, NULL, true);
+	pv_stream_header(&b, PV_NS_CLIENT, false, id, c->host ? c->host->name : NULL, NULL, true);
+	pv_free(id);
 	pv_c2s_write_raw(c, b.data, b.len);
 	pv_buf_fini(&b);
 	c->header_sent = true;
@@ -1125,7 +1126,6 @@ static void c2s_free(pv_c2s *c)
 	pv_xmlstream_free(c->xs);
 	pv_sasl_free(c->sasl);
 	pv_free(c->cb);
-	pv_free(c->stream_id);
 	pv_free(c);
 }
 
