@@ -120,10 +120,7 @@ static void test_order_and_never_early(void **state)
 
 static void test_stop_and_restart(void **state)
 {
-	item a, b, c;
-	memset(&a, 0, sizeof a);
-	memset(&b, 0, sizeof b);
-	memset(&c, 0, sizeof c);
+	item a = {0}, b = {0}, c = {0};
 	start(&a, 10);
 	start(&b, 10);
 	start(&c, 30);
@@ -143,8 +140,7 @@ static void test_stop_and_restart(void **state)
  * take ten ticks, not ten laps (a lap is 32 s, past MAX_WAIT_MS). */
 static void test_restart_now_from_callback(void **state)
 {
-	item a;
-	memset(&a, 0, sizeof a);
+	item a = {0};
 	a.restarts = 10;
 	start(&a, 0);
 	run_until(*state, &g_fired, 11);
@@ -155,10 +151,7 @@ static void test_restart_now_from_callback(void **state)
 /* Two nodes in one slot: the first one's callback stops the second, which never fires. */
 static void test_callback_stops_slot_neighbour(void **state)
 {
-	item a, b, c;
-	memset(&a, 0, sizeof a);
-	memset(&b, 0, sizeof b);
-	memset(&c, 0, sizeof c);
+	item a = {0}, b = {0}, c = {0};
 	start(&b, 20);
 	start(&a, 20); /* pushed in front of b: fires first */
 	a.victim = &b;
@@ -173,8 +166,7 @@ static void test_callback_stops_slot_neighbour(void **state)
 /* A deadline more than a lap away shares its slot with near ones and must wait. */
 static void test_beyond_one_lap(void **state)
 {
-	item far, near[3];
-	memset(&far, 0, sizeof far);
+	item far = {0}, near[3];
 	memset(near, 0, sizeof near);
 	for (int i = 0; i < 3; i++)
 		start(&near[i], (uint64_t)(i + 1) * 16);
