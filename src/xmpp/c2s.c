@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "core/core.h"
-#include "peyvand/pv_wheel.h"
 #include "peyvand/pv_log.h"
+#include "peyvand/pv_wheel.h"
 #include "xmpp/sasl/sasl.h"
 #include "xmpp/streamio.h"
 
