@@ -2190,9 +2190,7 @@ fail:
 		conn_close(st->reader);
 		pv_free(st->reader);
 	}
-	for (int i = 0; i < Q__N; i++)
-		sqlite3_finalize(st->stmt[i]);
-	sqlite3_close(st->db);
+	conn_close(st);
 	if (locks) {
 		pthread_mutex_destroy(&st->mu);
 		pthread_mutex_destroy(&st->done_mu);

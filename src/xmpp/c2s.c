@@ -68,6 +68,14 @@ static void tick_in(pv_c2s *c, uint64_t ms)
 }
 static void on_tls_cb(pv_c2s *c);
 
+/* The channel-binding buffer, made on first use (freed at SASL success). */
+static unsigned char *cb_buf(pv_c2s *c)
+{
+	if (!c->cb)
+		c->cb = pv_malloc(CB_MAX);
+	return c->cb;
+}
+
 /* Back to the 1 s tick: something needs watching again (input, output backlog). */
 static void tick_soon(pv_c2s *c)
 {
@@ -467,9 +475,7 @@ static void choose_cb(pv_c2s *c, pv_xml *el)
 	if (txt && *txt && pv_base64_decode(txt, strlen(txt), &in, &inlen) >= 0 && inlen > 12 &&
 	    memcmp(in, "p=tls-unique,", 13) == 0) {
 		SSL *ssl = pv_conn_ssl(c->conn);
-		if (!c->cb)
-			c->cb = pv_malloc(CB_MAX);
-		int n = pv_conn_tls_cb(c->conn, "tls-unique", c->cb, CB_MAX);
+		int n = pv_conn_tls_cb(c->conn, "tls-unique", cb_buf(c), CB_MAX);
 		if (n <= 0 && ssl && !SSL_session_reused(ssl))
 			n = (int)SSL_get_peer_finished(ssl, c->cb, CB_MAX);
 		pv_debug("c2s", "[%s] client binds with tls-unique (%d bytes)", c->ip, n);
@@ -1061,9 +1067,7 @@ static void on_data(pv_conn *conn, const char *data, size_t n)
 static void on_tls_cb(pv_c2s *c)
 {
 	/* Channel binding for SCRAM-*-PLUS: tls-exporter on TLS 1.3, tls-unique below. */
-	if (!c->cb)
-		c->cb = pv_malloc(CB_MAX);
-	c->cblen = pv_conn_tls_cb(c->conn, "tls-exporter", c->cb, CB_MAX);
+	c->cblen = pv_conn_tls_cb(c->conn, "tls-exporter", cb_buf(c), CB_MAX);
 	c->cbtype = "tls-exporter";
 	if (c->cblen <= 0) {
 		c->cblen = pv_conn_tls_cb(c->conn, "tls-unique", c->cb, CB_MAX);
