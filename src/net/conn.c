@@ -19,10 +19,11 @@
  *
  * Output is batched per loop turn: pv_conn_write appends plaintext to the conn's
  * batch, and a uv_check handle (after the loop's I/O callbacks) turns each batch into
- * one TLS record run and one write(2).  A session that gets several stanzas in one
- * turn (a burst, or the login's stream header and features) then costs one syscall
- * instead of one per stanza: at login that was 14 writes, the kernel's TCP send path
- * 17 % of the server's CPU per login (perf).  A uv_idle handle is active while
+ * one TLS record run and one write(2), tried on the socket at once (send_bytes).  A
+ * session that gets several stanzas in one turn (a burst, or the login's stream
+ * header and features) then costs one syscall instead of one per stanza: at login
+ * that was 14 writes, the kernel's TCP send path 17 % of the server's CPU per login
+ * (perf).  A uv_idle handle is active while
  * anything is batched, so the loop never sleeps in poll on unsent bytes. */
 #include "net/conn.h"
 
@@ -118,7 +119,8 @@ struct pv_conn {
 	bool eof;
 	bool shutdown_done;
 	bool notify_close; /* false for a conn that never reached the owner */
-	int handles_open;
+	unsigned char handles_open;
+	unsigned nreq; /* uv_writes not yet called back (see send_bytes) */
 	size_t out_pending;
 	qlist tls_q;     /* plaintext waiting for the handshake */
 	qlist cancelled; /* callbacks to fail before on_close */
@@ -190,6 +192,7 @@ static _Thread_local batcher *t_batch;
 
 static void batch_flush_all(uv_check_t *h);
 static void batch_send(pv_conn *c);
+static void batch_send_now(pv_conn *c, bool sync_cbs);
 
 static void on_idle(uv_idle_t *h)
 {
@@ -367,7 +370,7 @@ static void batch_flush_all(uv_check_t *h)
 	/* batch_send unlinks each batch; a write failure may close its conn, which
 	 * never touches another conn's batch. */
 	while (b->dirty)
-		batch_send(b->dirty->c);
+		batch_send_now(b->dirty->c, true);
 }
 
 /* Detaches c's batch (NULL if none) and takes its bytes off out_pending. */
@@ -625,6 +628,7 @@ static void on_write_done(uv_write_t *req, int status)
 	pv_conn *c = w->c;
 
 	c->out_pending -= w->n;
+	c->nreq--;
 	if (w->cb)
 		w->cb(w->ud, status);
 	for (size_t i = 0; i < w->nmore; i++)
@@ -662,6 +666,7 @@ static void submit(pv_conn *c, wreq *w)
 		return;
 	}
 	c->out_pending += w->n;
+	c->nreq++;
 }
 
 static wreq *wreq_new(size_t n, const wcb *cbs, size_t ncb)
@@ -687,72 +692,49 @@ static void tbuf_trim(pv_buf *b, size_t keep)
 		pv_buf_fini(b);
 }
 
-/* Moves all ciphertext the TLS engine produced into uv_writes (one, unless it is
- * over WRITE_CHUNK).  The owner's callbacks for the plaintext just encrypted ride
- * on the last of them, so they fire when all of that plaintext is out. */
-static void flush_wbio_cbs(pv_conn *c, const wcb *cbs, size_t ncb)
+/* Sends n bytes at p (ciphertext, or plaintext before TLS) with the owner's callbacks
+ * for them, which fire when all n are out.
+ *
+ * When none of c's earlier writes is still in libuv's hands, the socket is tried at
+ * once (uv_try_write).  A uv_write costs a request, a copy of the bytes, and, when it
+ * completes, the POLLOUT watcher change libuv makes in uv__drain: one epoll_ctl per
+ * write.  Under the chat benchmark that was as many epoll_ctl calls as writes (strace).
+ * What the socket does not take goes the uv_write way, behind what it took.
+ *
+ * Callbacks of a write that went out at once fire here, so the direct path is taken
+ * with callbacks only when the caller says that is safe (sync_cbs: the batcher's check
+ * callback, which runs inside no owner's call).  The other callers only ever pass
+ * callbacks during the handshake or a close, rarely; they take libuv's path, which
+ * calls back from the loop.  nreq == 0 keeps callbacks in write order.
+ *
+ * p may point into c->tout: nothing below appends to it before the callbacks, which
+ * run last. */
+static void send_bytes(pv_conn *c, const char *p, size_t n, const wcb *cbs, size_t ncb,
+	bool sync_cbs)
 {
-	size_t n = c->tout.len, off = 0;
-	wreq *w;
+	if (n > 0 && c->nreq == 0 && c->state == ST_OPEN && (ncb == 0 || sync_cbs)) {
+		uv_buf_t b = uv_buf_init((char *)p, (unsigned)(n > WRITE_CHUNK ? WRITE_CHUNK : n));
+		int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
 
+		if (r < 0 && r != UV_EAGAIN) {
+			if (log_allowed())
+				pv_debug("net", "write failed peer=%s err=%s", c->peer_ip, uv_strerror(r));
+			cancel_cbs(c, cbs, ncb);
+			hard_close(c, "write error");
+			return;
+		}
+		if (r > 0) {
+			p += r;
+			n -= (size_t)r;
+		}
+		if (n == 0) {
+			for (size_t i = 0; i < ncb; i++)
+				cbs[i].cb(cbs[i].ud, 0);
+			return;
+		}
+	}
 	if (n == 0 && !ncb)
 		return;
-	c->tout.len = 0; /* taken below; a write that closes c must not find it again */
-	do {
-		size_t chunk = n > WRITE_CHUNK ? WRITE_CHUNK : n;
-		bool last = chunk == n;
-
-		w = wreq_new(chunk, cbs, last ? ncb : 0);
-		if (chunk > 0)
-			memcpy(w->data, c->tout.data + off, chunk);
-		off += chunk;
-		n -= chunk;
-		submit(c, w);
-		if (c->state == ST_CLOSED) {
-			if (!last)
-				cancel_cbs(c, cbs, ncb);
-			return;
-		}
-	} while (n > 0);
-	tbuf_trim(&c->tout, TBUF_KEEP);
-}
-
-static void flush_wbio(pv_conn *c, pv_conn_write_fn cb, void *ud)
-{
-	wcb one = {cb, ud};
-	flush_wbio_cbs(c, &one, cb ? 1 : 0);
-}
-
-static void tls_write_cbs(pv_conn *c, const char *p, size_t n, const wcb *cbs, size_t ncb)
-{
-	/* Our BIO never blocks, so SSL_write takes every byte it is given; the chunking
-	 * keeps each call's length inside an int. */
-	while (n > 0) {
-		int chunk = n > WRITE_CHUNK ? WRITE_CHUNK : (int)n;
-		int r;
-
-		ERR_clear_error();
-		r = SSL_write(c->ssl, p, chunk);
-		if (r <= 0) {
-			log_tls_error(c, "write");
-			cancel_cbs(c, cbs, ncb);
-			hard_close(c, "tls error");
-			return;
-		}
-		p += r;
-		n -= (size_t)r;
-	}
-	flush_wbio_cbs(c, cbs, ncb);
-}
-
-static void tls_write(pv_conn *c, const char *p, size_t n, pv_conn_write_fn cb, void *ud)
-{
-	wcb one = {cb, ud};
-	tls_write_cbs(c, p, n, &one, cb ? 1 : 0);
-}
-
-static void plain_write_cbs(pv_conn *c, const char *p, size_t n, const wcb *cbs, size_t ncb)
-{
 	do {
 		size_t chunk = n > WRITE_CHUNK ? WRITE_CHUNK : n;
 		bool last = chunk == n;
@@ -771,9 +753,60 @@ static void plain_write_cbs(pv_conn *c, const char *p, size_t n, const wcb *cbs,
 	} while (n > 0);
 }
 
-/* Sends c's batch now (end of the loop turn, a big batch, or before a state change
- * that must see the bytes go first: close, STARTTLS). */
-static void batch_send(pv_conn *c)
+/* Sends all ciphertext the TLS engine produced.  The owner's callbacks for the
+ * plaintext just encrypted fire when all of it is out. */
+static void flush_wbio_cbs(pv_conn *c, const wcb *cbs, size_t ncb, bool sync_cbs)
+{
+	size_t n = c->tout.len;
+
+	if (n == 0 && !ncb)
+		return;
+	/* Taken: a write that closes c must not find it again.  The NUL pv_buf keeps
+	 * after len is not written: the bytes are still being read below. */
+	c->tout.len = 0;
+	send_bytes(c, c->tout.data, n, cbs, ncb, sync_cbs);
+	tbuf_trim(&c->tout, TBUF_KEEP);
+}
+
+static void flush_wbio(pv_conn *c, pv_conn_write_fn cb, void *ud)
+{
+	wcb one = {cb, ud};
+	flush_wbio_cbs(c, &one, cb ? 1 : 0, false);
+}
+
+static void tls_write_cbs(pv_conn *c, const char *p, size_t n, const wcb *cbs, size_t ncb,
+	bool sync_cbs)
+{
+	/* Our BIO never blocks, so SSL_write takes every byte it is given; the chunking
+	 * keeps each call's length inside an int. */
+	while (n > 0) {
+		int chunk = n > WRITE_CHUNK ? WRITE_CHUNK : (int)n;
+		int r;
+
+		ERR_clear_error();
+		r = SSL_write(c->ssl, p, chunk);
+		if (r <= 0) {
+			log_tls_error(c, "write");
+			cancel_cbs(c, cbs, ncb);
+			hard_close(c, "tls error");
+			return;
+		}
+		p += r;
+		n -= (size_t)r;
+	}
+	flush_wbio_cbs(c, cbs, ncb, sync_cbs);
+}
+
+static void tls_write(pv_conn *c, const char *p, size_t n, pv_conn_write_fn cb, void *ud)
+{
+	wcb one = {cb, ud};
+	tls_write_cbs(c, p, n, &one, cb ? 1 : 0, false);
+}
+
+/* Sends c's batch now: at the end of the loop turn (sync_cbs, from the check
+ * callback), or early for a big batch or before a state change that must see the
+ * bytes go first (close, STARTTLS). */
+static void batch_send_now(pv_conn *c, bool sync_cbs)
 {
 	/* Detached first: a write below may close c, and the close must not find it. */
 	obatch *o = batch_take(c);
@@ -782,10 +815,15 @@ static void batch_send(pv_conn *c)
 	if (c->state >= ST_CLOSED)
 		cancel_cbs(c, o->cbs, o->ncb);
 	else if (c->ssl)
-		tls_write_cbs(c, o->data, o->len, o->cbs, o->ncb);
+		tls_write_cbs(c, o->data, o->len, o->cbs, o->ncb, sync_cbs);
 	else
-		plain_write_cbs(c, o->data, o->len, o->cbs, o->ncb);
+		send_bytes(c, o->data, o->len, o->cbs, o->ncb, sync_cbs);
 	batch_recycle(c->batch, o);
+}
+
+static void batch_send(pv_conn *c)
+{
+	batch_send_now(c, false);
 }
 
 void pv_conn_write(pv_conn *c, const void *data, size_t n, pv_conn_write_fn cb, void *ud)
@@ -814,7 +852,7 @@ void pv_conn_write(pv_conn *c, const void *data, size_t n, pv_conn_write_fn cb, 
 	}
 	if (!c->ssl) {
 		wcb one = {cb, ud};
-		plain_write_cbs(c, data, n, &one, cb ? 1 : 0);
+		send_bytes(c, data, n, &one, cb ? 1 : 0, false);
 		return;
 	}
 	tls_write(c, data, n, cb, ud);
