@@ -147,7 +147,9 @@ void pv_xmlstream_free(pv_xmlstream *xs);
 pv_xs_error pv_xmlstream_feed(pv_xmlstream *xs, const char *data, size_t n);
 void pv_xmlstream_stop(pv_xmlstream *xs);
 /* Frees the parser of an idle stream (between stanzas, nothing buffered); the next feed
- * rebuilds it.  Returns whether it was freed.  Not from inside a callback. */
+ * rebuilds it, or parses on the thread's shared parser for a common stream header (feed
+ * releases such a stream by itself whenever it is between stanzas).  Returns whether
+ * the stream now holds no parser of its own.  Not from inside a callback. */
 bool pv_xmlstream_release(pv_xmlstream *xs);
 /* Start over with a fresh parser (after STARTTLS / SASL success the stream restarts).
  * Never from inside a callback (nor feed/free): stop there, reset after feed returns.
@@ -155,5 +157,8 @@ bool pv_xmlstream_release(pv_xmlstream *xs);
  * stream that failed. */
 void pv_xmlstream_reset(pv_xmlstream *xs);
 const char *pv_xmlstream_error_text(const pv_xmlstream *xs); /* detail for logs */
+/* Frees the calling thread's shared parsers (xmlstream.c); for a thread that is done
+ * with streams, before it exits.  Not while one of its streams is being fed. */
+void pv_xmlstream_thread_fini(void);
 
 #endif

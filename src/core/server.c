@@ -424,6 +424,7 @@ void pv_server_fini(pv_server *srv)
 		uv_loop_close(srv->loop);
 		pv_free(srv->loop);
 	}
+	pv_xmlstream_thread_fini(); /* every stream of this thread is gone by now */
 	pv_free(srv->listeners); /* the handles themselves were freed by their close callbacks */
 	pv_map_free(srv->worker.conn_per_ip, NULL);
 	pv_map_free(srv->worker.auth_fail, pv_free);

@@ -21,7 +21,9 @@
  * is ~7 KiB, a quarter of an idle TLS session (bench/NOTES.md).  Between stanzas a stream
  * has no state but the stream header's namespace declarations, so an idle stream frees
  * its parser and the next feed builds a new one, primed with a copy of the header that
- * declares the same prefixes (its events are not reported again).
+ * declares the same prefixes (its events are not reported again).  A stream with one of
+ * the common headers goes further: between reads it uses a parser the thread shares
+ * among such streams (see "shared parsers" below).
  *
  * Trees are built with one allocation per element (pv_xml_new_sized: names and
  * namespaces interned or copied from expat's bytes, attribute strings inline), and a
@@ -60,6 +62,10 @@
  * from malloc as usual.  expat's memory suite has no context pointer, so the region of
  * the parser being called is passed in t_arena around every expat call that can
  * allocate or free (one loop per thread, no interleaving). */
+/* Stanzas a stream reports on a parser of its own before it moves to the shared one
+ * (see "shared parsers"): the streams of a login's negotiation end after a few, and
+ * each such end would throw the shared parser away. */
+#define HOT_AFTER 4
 #define ARENA_SIZE 16384
 #define ARENA_HDR 16
 
@@ -183,6 +189,7 @@ struct pv_xmlstream {
 	const char *decls_common; /* root_decls as one of common[] once released */
 	bool root_ok;
 	bool priming;       /* feeding the rebuilt header: report nothing */
+	unsigned char stanzas; /* reported on this stream, counted up to HOT_AFTER */
 	pv_xs_error err;
 	char *errtext;      /* detail of err, allocated on the first error (idle streams
 	                     * are many and have none) */
@@ -388,6 +395,8 @@ static void XMLCALL on_end(void *ud, const XML_Char *name)
 	if (xs->level == 1) {
 		xs->level = 0;
 		xs->mark = event_end(xs);
+		if (xs->priming)
+			return;
 		if (xs->cb.close)
 			xs->cb.close(xs->ud);
 		return;
@@ -403,6 +412,8 @@ static void XMLCALL on_end(void *ud, const XML_Char *name)
 	pv_xml *el = xs->stanza;
 	xs->stanza = xs->cur = NULL;
 	xs->mark = event_end(xs);
+	if (xs->stanzas < HOT_AFTER)
+		xs->stanzas++;
 	xs->junk = false;
 	if (xs->cb.element)
 		xs->cb.element(xs->ud, el);
@@ -512,36 +523,48 @@ static void XMLCALL on_default(void *ud, const XML_Char *s, int len)
 
 /* ---- parser lifecycle ------------------------------------------------------------------ */
 
-static void parser_free(pv_xmlstream *xs)
+/* An expat parser with our handlers, allocating from mem (already mapped). */
+static XML_Parser expat_new(arena *mem)
+{
+	static const XML_Char sep[] = { SEP, 0 };
+	arena *saved = t_arena;
+	t_arena = mem;
+	XML_Parser p = XML_ParserCreate_MM("UTF-8", &xa_suite, sep);
+	t_arena = saved;
+	PV_ASSERT(p != NULL); /* fails only on OOM */
+	XML_SetElementHandler(p, on_start, on_end);
+	XML_SetCharacterDataHandler(p, on_text);
+	XML_SetStartNamespaceDeclHandler(p, on_ns_start);
+	XML_SetStartDoctypeDeclHandler(p, on_doctype);
+	XML_SetEntityDeclHandler(p, on_entity_decl);
+	XML_SetSkippedEntityHandler(p, on_skipped_entity);
+	XML_SetCommentHandler(p, on_comment);
+	XML_SetProcessingInstructionHandler(p, on_pi);
+	XML_SetDefaultHandler(p, on_default);
+	XML_SetParamEntityParsing(p, XML_PARAM_ENTITY_PARSING_NEVER);
+	return p;
+}
+
+static void expat_free(XML_Parser p, arena *mem)
 {
 	arena *saved = t_arena;
-	t_arena = &xs->mem;
-	XML_ParserFree(xs->p);
+	t_arena = mem;
+	XML_ParserFree(p);
 	t_arena = saved;
+}
+
+static void parser_free(pv_xmlstream *xs)
+{
+	expat_free(xs->p, &xs->mem);
 	xs->p = NULL;
 	arena_unmap(&xs->mem);
 }
 
 static void parser_create(pv_xmlstream *xs)
 {
-	static const XML_Char sep[] = { SEP, 0 };
 	arena_map(&xs->mem);
-	arena *saved = t_arena;
-	t_arena = &xs->mem;
-	xs->p = XML_ParserCreate_MM("UTF-8", &xa_suite, sep);
-	t_arena = saved;
-	PV_ASSERT(xs->p != NULL); /* fails only on OOM */
+	xs->p = expat_new(&xs->mem);
 	XML_SetUserData(xs->p, xs);
-	XML_SetElementHandler(xs->p, on_start, on_end);
-	XML_SetCharacterDataHandler(xs->p, on_text);
-	XML_SetStartNamespaceDeclHandler(xs->p, on_ns_start);
-	XML_SetStartDoctypeDeclHandler(xs->p, on_doctype);
-	XML_SetEntityDeclHandler(xs->p, on_entity_decl);
-	XML_SetSkippedEntityHandler(xs->p, on_skipped_entity);
-	XML_SetCommentHandler(xs->p, on_comment);
-	XML_SetProcessingInstructionHandler(xs->p, on_pi);
-	XML_SetDefaultHandler(xs->p, on_default);
-	XML_SetParamEntityParsing(xs->p, XML_PARAM_ENTITY_PARSING_NEVER);
 }
 
 static void parser_init(pv_xmlstream *xs)
@@ -553,6 +576,7 @@ static void parser_init(pv_xmlstream *xs)
 	xs->decls_common = NULL;
 	xs->root_ok = true;
 	xs->priming = false;
+	xs->stanzas = 0;
 	xs->level = 0;
 	xs->stanza = xs->cur = NULL;
 	pv_buf_reset(&xs->text);
@@ -641,6 +665,8 @@ static bool sniff_ok(pv_xmlstream *xs, const char *data, size_t n)
 
 bool pv_xmlstream_release(pv_xmlstream *xs)
 {
+	if (!xs->p && !xs->in_feed && !xs->err)
+		return true; /* released already (or on the shared parser, see hot_feed) */
 	/* Only between stanzas with nothing held: every byte fed was reported (mark is
 	 * the end of the last event), no text, no error. */
 	if (!xs->p || xs->in_feed || xs->err || xs->stopped || xs->level != 1 || xs->stanza ||
@@ -655,10 +681,25 @@ bool pv_xmlstream_release(pv_xmlstream *xs)
 	return true;
 }
 
-/* A new parser in the state the released one was in: inside the stream header. */
-static void rebuild(pv_xmlstream *xs)
+/* Parses s on xs->p (allocating from mem) reporting nothing; whether that went well. */
+static bool quiet_parse(pv_xmlstream *xs, arena *mem, const char *s, size_t n)
 {
-	parser_create(xs);
+	xs->priming = true;
+	xs->in_feed = true;
+	arena *saved = t_arena;
+	t_arena = mem;
+	enum XML_Status st = XML_Parse(xs->p, s, (int)n, XML_FALSE);
+	t_arena = saved;
+	xs->in_feed = false;
+	xs->priming = false;
+	return st == XML_STATUS_OK && !xs->err;
+}
+
+/* Feeds xs's parser (xs->p, allocating from mem) the stream header as a released stream
+ * recorded it, reporting nothing: afterwards the parser is inside the root, as the
+ * stream's own parser was between stanzas.  Returns the header's length. */
+static size_t prime(pv_xmlstream *xs, arena *mem)
+{
 	pv_buf hdr;
 	pv_buf_init(&hdr);
 	pv_buf_append(&hdr, "<", 1);
@@ -669,18 +710,150 @@ static void rebuild(pv_xmlstream *xs)
 		pv_buf_append(&hdr, xs->root_decls.data, xs->root_decls.len);
 	pv_buf_append(&hdr, ">", 1);
 	xs->level = 0;
-	xs->priming = true;
-	xs->in_feed = true;
-	arena *saved = t_arena;
-	t_arena = &xs->mem;
-	enum XML_Status st = XML_Parse(xs->p, hdr.data, (int)hdr.len, XML_FALSE);
-	t_arena = saved;
-	xs->in_feed = false;
-	xs->priming = false;
+	xs->mark = 0; /* the header's own size, not the stream's old offsets, is checked */
 	/* It parsed once as the client's header; it cannot fail now. */
-	PV_ASSERT(st == XML_STATUS_OK && xs->level == 1 && !xs->err);
-	xs->fed = xs->mark = hdr.len;
+	bool ok = quiet_parse(xs, mem, hdr.data, hdr.len);
+	PV_ASSERT(ok && xs->level == 1);
+	size_t n = hdr.len;
 	pv_buf_fini(&hdr);
+	return n;
+}
+
+/* A new parser in the state the released one was in: inside the stream header. */
+static void rebuild(pv_xmlstream *xs)
+{
+	parser_create(xs);
+	xs->fed = xs->mark = prime(xs, &xs->mem);
+}
+
+/* Takes a rebuilt parser past the root's end tag, reporting nothing. */
+static void close_root(pv_xmlstream *xs)
+{
+	char *tag = pv_sprintf("</%s>", xs->root_qname);
+	size_t n = strlen(tag);
+	bool ok = quiet_parse(xs, &xs->mem, tag, n);
+	PV_ASSERT(ok && xs->level == 0);
+	xs->fed += n;
+	xs->mark = xs->fed;
+	pv_free(tag);
+}
+
+/* ---- shared parsers -------------------------------------------------------------------
+ * A released stream whose header is one of the common ones has no state an expat parser
+ * would need but that header.  So its input goes to a parser the thread keeps for that
+ * header (one per common[] declaration string), already inside the root, instead of one
+ * of its own.  Between stanzas that parser is in the same state for every such stream.
+ *
+ * Why: with a parser per connection, every read finds that connection's expat state
+ * (name hash tables, buffers) cold in the cache.  bench/micro: one stanza to each of
+ * 1,000 parsers in turn costs 18 % more than to one parser, 105 % more with 5,000; in
+ * the server expat was 12 % of the CPU per message (perf, bench/NOTES.md).  And a busy
+ * connection holds no parser at all.
+ *
+ * A feed that ends between stanzas leaves the shared parser as it found it.  Otherwise
+ * (a stanza or text cut by the read, an error, a stop, the stream's end) the shared
+ * parser is thrown away; a stream left inside a stanza gets a parser of its own, fed
+ * again from the start of the unfinished unit (mark, which is never before the start
+ * of this read), which reports nothing twice: only a finished stanza is reported. */
+typedef struct hot {
+	XML_Parser p;
+	arena mem;
+	uint64_t fed; /* bytes given to p, its priming header included */
+	bool busy;    /* in use: a callback feeding another stream takes the private path */
+	pv_buf text;  /* lent to the stream being fed (empty between stanzas) */
+} hot;
+
+static _Thread_local hot t_hot[PV_ARRAY_LEN(common)];
+
+static void hot_drop(hot *h)
+{
+	if (!h->p)
+		return;
+	expat_free(h->p, &h->mem);
+	h->p = NULL;
+	arena_unmap(&h->mem);
+}
+
+/* The thread's shared parser for xs's header, primed; NULL if xs cannot use one. */
+static hot *hot_for(pv_xmlstream *xs)
+{
+	if (!xs->decls_common || xs->root_qname != common[0])
+		return NULL;
+	hot *h = NULL;
+	for (size_t i = 0; i < PV_ARRAY_LEN(common) && !h; i++)
+		if (common[i] == xs->decls_common)
+			h = &t_hot[i];
+	if (!h || h->busy)
+		return NULL;
+	if (!h->p) {
+		arena_map(&h->mem);
+		h->p = expat_new(&h->mem);
+		XML_SetUserData(h->p, xs);
+		XML_Parser own = xs->p;
+		xs->p = h->p;
+		h->fed = prime(xs, &h->mem);
+		xs->p = own;
+	}
+	return h;
+}
+
+void pv_xmlstream_thread_fini(void)
+{
+	for (size_t i = 0; i < PV_ARRAY_LEN(t_hot); i++) {
+		PV_ASSERT(!t_hot[i].busy);
+		hot_drop(&t_hot[i]);
+		pv_buf_fini(&t_hot[i].text);
+	}
+}
+
+static pv_xs_error parse(pv_xmlstream *xs, arena *mem, const char *data, size_t n);
+
+/* Between stanzas, nothing held: the state a released stream is in. */
+static bool at_rest(const pv_xmlstream *xs)
+{
+	return !xs->err && !xs->stopped && xs->level == 1 && !xs->stanza && !xs->junk &&
+	       !xs->text.len && xs->fed == xs->mark;
+}
+
+/* Parses data for the released stream xs on the shared parser h (see above). */
+static pv_xs_error hot_feed(pv_xmlstream *xs, hot *h, const char *data, size_t n)
+{
+	uint64_t base = h->fed;
+	h->busy = true;
+	XML_SetUserData(h->p, xs);
+	xs->p = h->p;
+	xs->fed = xs->mark = base;
+	/* A released stream keeps no text buffer; it borrows the shared one. */
+	pv_buf own = xs->text;
+	xs->text = h->text;
+	pv_xs_error e = parse(xs, &h->mem, data, n);
+	xs->p = NULL;
+	h->text = xs->text;
+	xs->text = own;
+	bool rest = at_rest(xs) && h->text.len == 0;
+	pv_buf_reset(&h->text);
+	h->busy = false;
+	if (rest) {
+		h->fed = xs->fed;
+		return PV_XS_OK;
+	}
+	hot_drop(h);
+	if (e || xs->err || xs->stopped)
+		return xs->err;
+	/* Inside a stanza, after text that was not whitespace, or past the root's end:
+	 * again, on a parser of its own in the same place, from where that unit began
+	 * (whatever follows the end is then expat's to judge, as on any stream). */
+	PV_ASSERT(xs->mark >= base && xs->mark - base <= n);
+	size_t from = (size_t)(xs->mark - base);
+	bool closed = xs->level == 0;
+	pv_xml_free(xs->stanza);
+	xs->stanza = xs->cur = NULL;
+	pv_buf_reset(&xs->text);
+	xs->junk = false;
+	rebuild(xs);
+	if (closed)
+		close_root(xs);
+	return parse(xs, &xs->mem, data + from, n - from);
 }
 
 pv_xs_error pv_xmlstream_feed(pv_xmlstream *xs, const char *data, size_t n)
@@ -688,22 +861,38 @@ pv_xs_error pv_xmlstream_feed(pv_xmlstream *xs, const char *data, size_t n)
 	PV_ASSERT(!xs->in_feed);
 	if (xs->err)
 		return xs->err;
-	if (!xs->p)
-		rebuild(xs);
 	if (xs->stopped) {
 		/* Bytes after a stop belong to whatever replaces this stream (TLS, a new
 		 * stream); parsing them here would be exactly the bug stop() prevents. */
 		fail(xs, PV_XS_ERR_XML, "stream was stopped; reset before feeding");
 		return xs->err;
 	}
+	if (!xs->p) {
+		hot *h = hot_for(xs);
+		if (h)
+			return hot_feed(xs, h, data, n);
+		rebuild(xs);
+	}
 	if (xs->fed < 2 && !sniff_ok(xs, data, n))
 		return xs->err;
+	pv_xs_error e = parse(xs, &xs->mem, data, n);
+	/* A stream with a common header goes on on the thread's shared parser. */
+	if (!e && xs->stanzas >= HOT_AFTER && at_rest(xs) && xs->root_qname &&
+	    strcmp(xs->root_qname, common[0]) == 0 &&
+	    (xs->decls_common || common_of(xs->root_decls.data)))
+		pv_xmlstream_release(xs);
+	return e;
+}
+
+/* Gives data to xs->p (allocating from mem) in CHUNK pieces, checking the limits. */
+static pv_xs_error parse(pv_xmlstream *xs, arena *mem, const char *data, size_t n)
+{
 	size_t off = 0;
 	do {
 		size_t len = n - off < CHUNK ? n - off : CHUNK;
 		xs->in_feed = true;
 		arena *saved = t_arena;
-		t_arena = &xs->mem;
+		t_arena = mem;
 		enum XML_Status st = XML_Parse(xs->p, data + off, (int)len, XML_FALSE);
 		t_arena = saved;
 		xs->in_feed = false;

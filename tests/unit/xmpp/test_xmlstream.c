@@ -584,7 +584,7 @@ static void test_release_rebuild_cases(void **state)
 		assert_non_null(nl);
 		size_t open_len = (size_t)(nl + 1 - c.log.data);
 		assert_int_equal(pv_xmlstream_release(c.xs), rc->releasable);
-		assert_false(pv_xmlstream_release(c.xs)); /* nothing left to free */
+		assert_int_equal(pv_xmlstream_release(c.xs), rc->releasable); /* still so */
 		assert_int_equal(pv_xmlstream_feed(c.xs, rc->rest, strlen(rc->rest)), PV_XS_OK);
 		assert_string_equal(c.log.data + open_len, rc->events);
 		coll_fini(&c);
@@ -599,6 +599,130 @@ static void test_release_rebuild_cases(void **state)
 	assert_int_equal(pv_xmlstream_feed(c.xs, "sage/>", 6), PV_XS_OK);
 	assert_true(pv_xmlstream_release(c.xs));
 	coll_fini(&c);
+}
+
+/* A stream with a common header moves to the thread's shared parser after a few
+ * stanzas (xmlstream.c, "shared parsers").  Each way off it must behave as a parser of
+ * the stream's own would: a stanza cut by a read, an error, a stop, the stream's end,
+ * an oversized stanza, and a stream fed from inside another stream's callback. */
+#define FOUR "<presence/><presence/><presence/><presence/>"
+#define FOUR_EV "<presence/>\n<presence/>\n<presence/>\n<presence/>\n"
+
+static coll *g_inner; /* fed from c_element_nested */
+
+static void c_element_nested(void *ud, pv_xml *el)
+{
+	coll *c = ud;
+	c_element(ud, el);
+	if (g_inner && c != g_inner) {
+		static const char m[] = "<message id='in'/>";
+		assert_int_equal(pv_xmlstream_feed(g_inner->xs, m, strlen(m)), PV_XS_OK);
+	}
+}
+
+static const pv_xmlstream_cb nested_cbs = { c_open, c_element_nested, c_close };
+
+static void test_shared_parser_paths(void **state)
+{
+	coll a, b;
+	const char *open = "OPEN {http://etherx.jabber.org/streams}stream dns=jabber:client "
+			   "to=example.com version=1.0\n";
+	pv_buf want;
+	pv_buf_init(&want);
+
+	/* two streams on the shared parser, one left inside a stanza between reads */
+	coll_init(&a, NULL);
+	coll_init(&b, NULL);
+	assert_int_equal(pv_xmlstream_feed(a.xs, HDR FOUR, strlen(HDR FOUR)), PV_XS_OK);
+	assert_int_equal(pv_xmlstream_feed(b.xs, HDR FOUR, strlen(HDR FOUR)), PV_XS_OK);
+	assert_true(pv_xmlstream_release(a.xs)); /* on its own already */
+	assert_int_equal(pv_xmlstream_feed(a.xs, "<message id='1'><bo", 19), PV_XS_OK);
+	assert_false(pv_xmlstream_release(a.xs)); /* holds a parser with the half stanza */
+	assert_int_equal(pv_xmlstream_feed(b.xs, "<iq id='2' type='get'/>", 23), PV_XS_OK);
+	assert_int_equal(pv_xmlstream_feed(a.xs, "dy>x</body></message> ", 22), PV_XS_OK);
+	assert_true(pv_xmlstream_release(a.xs));
+	assert_int_equal(pv_xmlstream_feed(b.xs, "</stream:stream>", 16), PV_XS_OK);
+	pv_buf_printf(&want, "%s" FOUR_EV "<message id='1'><body>x</body></message>\n", open);
+	assert_string_equal(a.log.data, want.data);
+	pv_buf_reset(&want);
+	pv_buf_printf(&want, "%s" FOUR_EV "<iq id='2' type='get'/>\nCLOSE\n", open);
+	assert_string_equal(b.log.data, want.data);
+	/* after the end: whitespace is allowed, anything else is not-well-formed */
+	assert_int_equal(pv_xmlstream_feed(b.xs, " \n", 2), PV_XS_OK);
+	assert_int_equal(pv_xmlstream_feed(b.xs, "<presence/>", 11), PV_XS_ERR_XML);
+	coll_fini(&b);
+	/* ... and a comment there is restricted XML, as on a parser of the stream's own */
+	coll_init(&b, NULL);
+	assert_int_equal(pv_xmlstream_feed(b.xs, HDR FOUR, strlen(HDR FOUR)), PV_XS_OK);
+	assert_int_equal(pv_xmlstream_feed(b.xs, "</stream:stream> <!-- x -->", 27),
+		PV_XS_ERR_RESTRICTED);
+	/* the shared parser is whole again for the other stream */
+	assert_int_equal(pv_xmlstream_feed(a.xs, "<presence id='3'/>", 18), PV_XS_OK);
+	assert_non_null(strstr(a.log.data, "<presence id='3'/>\n"));
+	coll_fini(&b);
+
+	/* an error on the shared parser ends that stream only; reset revives it */
+	coll_init(&b, NULL);
+	assert_int_equal(pv_xmlstream_feed(b.xs, HDR FOUR, strlen(HDR FOUR)), PV_XS_OK);
+	assert_int_equal(pv_xmlstream_feed(b.xs, "<a></b>", 7), PV_XS_ERR_XML);
+	assert_int_equal(pv_xmlstream_feed(b.xs, "<presence/>", 11), PV_XS_ERR_XML);
+	assert_int_equal(pv_xmlstream_feed(a.xs, "<presence id='4'/>", 18), PV_XS_OK);
+	assert_non_null(strstr(a.log.data, "<presence id='4'/>\n"));
+	pv_xmlstream_reset(b.xs);
+	pv_buf_reset(&b.log);
+	assert_int_equal(pv_xmlstream_feed(b.xs, HDR "<presence/>", strlen(HDR) + 11), PV_XS_OK);
+	pv_buf_reset(&want);
+	pv_buf_printf(&want, "%s<presence/>\n", open);
+	assert_string_equal(b.log.data, want.data);
+	coll_fini(&b);
+
+	/* a stop from a callback: the rest of that read is never parsed */
+	coll_init(&b, NULL);
+	b.stop_on = "starttls";
+	assert_int_equal(pv_xmlstream_feed(b.xs, HDR FOUR, strlen(HDR FOUR)), PV_XS_OK);
+	assert_int_equal(pv_xmlstream_feed(b.xs, "<starttls/><junk", 16), PV_XS_OK);
+	assert_int_equal(pv_xmlstream_feed(b.xs, "/>", 2), PV_XS_ERR_XML);
+	pv_buf_reset(&want);
+	pv_buf_printf(&want, "%s" FOUR_EV "<starttls/>\n", open);
+	assert_string_equal(b.log.data, want.data);
+	coll_fini(&b);
+
+	/* the size limit holds on the shared parser and after the move off it */
+	pv_xmlstream_limits lim = { .max_stanza = 150 }; /* the header is 113 bytes */
+	coll_init(&b, &lim);
+	assert_int_equal(pv_xmlstream_feed(b.xs, HDR FOUR, strlen(HDR FOUR)), PV_XS_OK);
+	static const char big[] = "<message><body>0123456789012345678901234567890123456789"
+				  "0123456789012345678901234567890123456789"
+				  "0123456789012345678901234567890123456789"
+				  "0123456789012345678901234567890123456789</body></message>";
+	assert_int_equal(pv_xmlstream_feed(b.xs, big, strlen(big)), PV_XS_ERR_SIZE);
+	coll_fini(&b);
+	coll_init(&b, &lim);
+	assert_int_equal(pv_xmlstream_feed(b.xs, HDR FOUR, strlen(HDR FOUR)), PV_XS_OK);
+	assert_int_equal(pv_xmlstream_feed(b.xs, big, 100), PV_XS_OK);
+	assert_int_equal(pv_xmlstream_feed(b.xs, big + 100, strlen(big) - 100), PV_XS_ERR_SIZE);
+	coll_fini(&b);
+
+	/* a stream fed from inside another stream's callback (the shared parser is busy) */
+	coll inner;
+	coll_init(&inner, NULL);
+	assert_int_equal(pv_xmlstream_feed(inner.xs, HDR FOUR, strlen(HDR FOUR)), PV_XS_OK);
+	coll outer;
+	memset(&outer, 0, sizeof(outer));
+	pv_buf_init(&outer.log);
+	outer.xs = pv_xmlstream_new(&nested_cbs, &outer, NULL);
+	assert_int_equal(pv_xmlstream_feed(outer.xs, HDR FOUR, strlen(HDR FOUR)), PV_XS_OK);
+	g_inner = &inner;
+	assert_int_equal(pv_xmlstream_feed(outer.xs, "<iq id='o' type='get'/>", 23), PV_XS_OK);
+	g_inner = NULL;
+	assert_int_equal(pv_xmlstream_feed(outer.xs, "<presence id='o2'/>", 19), PV_XS_OK);
+	assert_non_null(strstr(outer.log.data, "<iq id='o' type='get'/>\n<presence id='o2'/>\n"));
+	assert_non_null(strstr(inner.log.data, "<message id='in'/>\n"));
+	coll_fini(&outer);
+	coll_fini(&inner);
+
+	coll_fini(&a);
+	pv_buf_fini(&want);
 }
 
 static void test_null_callbacks(void **state)
@@ -616,6 +740,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_client_stream_whole),
+		cmocka_unit_test(test_shared_parser_paths),
 		cmocka_unit_test(test_client_stream_every_split),
 		cmocka_unit_test(test_client_stream_bytewise),
 		cmocka_unit_test(test_tree_shape),
