@@ -907,8 +907,7 @@ static pv_xs_error parse(pv_xmlstream *xs, arena *mem, const char *data, size_t 
 			/* Without a DTD every entity but the five predefined ones is undefined;
 			 * using one is what RFC 6120 11.1 forbids, so say restricted-xml. */
 			if (e == XML_ERROR_UNDEFINED_ENTITY) {
-				fail(xs, PV_XS_ERR_RESTRICTED, "restricted XML: entity reference "
-					"(line %lu)", (unsigned long)XML_GetCurrentLineNumber(xs->p));
+				fail(xs, PV_XS_ERR_RESTRICTED, "restricted XML: entity reference");
 				return xs->err;
 			}
 			/* An undeclared prefix on the stream header (typically stream:) is
@@ -917,9 +916,15 @@ static pv_xs_error parse(pv_xmlstream *xs, arena *mem, const char *data, size_t 
 				fail(xs, PV_XS_ERR_NAMESPACE, "stream header uses an undeclared prefix");
 				return xs->err;
 			}
-			fail(xs, PV_XS_ERR_XML, "not-well-formed: %s (line %lu, column %lu)",
-				XML_ErrorString(e), (unsigned long)XML_GetCurrentLineNumber(xs->p),
-				(unsigned long)XML_GetCurrentColumnNumber(xs->p));
+			/* A shared parser's position counts every stream it parsed: none is
+			 * said then. */
+			if (mem != &xs->mem)
+				fail(xs, PV_XS_ERR_XML, "not-well-formed: %s", XML_ErrorString(e));
+			else
+				fail(xs, PV_XS_ERR_XML, "not-well-formed: %s (line %lu, column %lu)",
+					XML_ErrorString(e),
+					(unsigned long)XML_GetCurrentLineNumber(xs->p),
+					(unsigned long)XML_GetCurrentColumnNumber(xs->p));
 			return xs->err;
 		}
 		/* Whatever expat holds unfinished (a partial stanza, a start tag still
