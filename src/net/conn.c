@@ -428,6 +428,17 @@ static void log_tls_error(pv_conn *c, const char *what)
 	ERR_clear_error();
 }
 
+/* Empties the thread's OpenSSL error queue before an SSL call (SSL_get_error needs
+ * that).  ERR_clear_error walks all 16 slots even when the queue is empty; a peek first
+ * costs a fraction of that, and the queue is almost always empty: ERR_clear_error was
+ * 1.4 % of the server's CPU at chat saturation, called before every SSL_read and
+ * SSL_write (perf). */
+static void tls_err_clear(void)
+{
+	if (ERR_peek_error() != 0)
+		ERR_clear_error();
+}
+
 /* ---- small queue helpers ---- */
 
 static void q_init(qlist *q)
@@ -783,7 +794,7 @@ static void tls_write_cbs(pv_conn *c, const char *p, size_t n, const wcb *cbs, s
 		int chunk = n > WRITE_CHUNK ? WRITE_CHUNK : (int)n;
 		int r;
 
-		ERR_clear_error();
+		tls_err_clear();
 		r = SSL_write(c->ssl, p, chunk);
 		if (r <= 0) {
 			log_tls_error(c, "write");
@@ -883,7 +894,7 @@ static void tls_pump(pv_conn *c)
 	int r, err;
 
 	if (!c->tls_done) {
-		ERR_clear_error();
+		tls_err_clear();
 		r = SSL_do_handshake(c->ssl);
 		if (r != 1) {
 			err = SSL_get_error(c->ssl, r);
@@ -908,7 +919,7 @@ static void tls_pump(pv_conn *c)
 			c->cb.on_tls(c);
 	}
 	while (c->state == ST_OPEN && !c->paused) {
-		ERR_clear_error();
+		tls_err_clear();
 		r = SSL_read(c->ssl, buf, sizeof buf);
 		if (r > 0) {
 			c->cb.on_data(c, buf, (size_t)r);
