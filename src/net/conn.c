@@ -23,8 +23,8 @@
  * session that gets several stanzas in one turn (a burst, or the login's stream
  * header and features) then costs one syscall instead of one per stanza: at login
  * that was 14 writes, the kernel's TCP send path 17 % of the server's CPU per login
- * (perf).  A uv_idle handle is active while
- * anything is batched, so the loop never sleeps in poll on unsent bytes. */
+ * (perf).  A uv_idle handle is active while anything is batched, so the loop never
+ * sleeps in poll on unsent bytes. */
 #include "net/conn.h"
 
 #include "peyvand/pv_log.h"
