@@ -774,10 +774,18 @@ static void hot_drop(hot *h)
 	arena_unmap(&h->mem);
 }
 
+/* Whether xs's header is one a shared parser serves: <stream:stream> declaring one of
+ * common[]'s namespace sets (before or after release). */
+static bool common_header(const pv_xmlstream *xs)
+{
+	return xs->root_qname && strcmp(xs->root_qname, common[0]) == 0 &&
+	       (xs->decls_common || common_of(xs->root_decls.data));
+}
+
 /* The thread's shared parser for xs's header, primed; NULL if xs cannot use one. */
 static hot *hot_for(pv_xmlstream *xs)
 {
-	if (!xs->decls_common || xs->root_qname != common[0])
+	if (!common_header(xs) || !xs->decls_common)
 		return NULL;
 	hot *h = NULL;
 	for (size_t i = 0; i < PV_ARRAY_LEN(common) && !h; i++)
@@ -786,13 +794,13 @@ static hot *hot_for(pv_xmlstream *xs)
 	if (!h || h->busy)
 		return NULL;
 	if (!h->p) {
+		/* primed through xs, which has no parser of its own (released) */
 		arena_map(&h->mem);
 		h->p = expat_new(&h->mem);
 		XML_SetUserData(h->p, xs);
-		XML_Parser own = xs->p;
 		xs->p = h->p;
 		h->fed = prime(xs, &h->mem);
-		xs->p = own;
+		xs->p = NULL;
 	}
 	return h;
 }
@@ -827,10 +835,10 @@ static pv_xs_error hot_feed(pv_xmlstream *xs, hot *h, const char *data, size_t n
 	pv_buf own = xs->text;
 	xs->text = h->text;
 	pv_xs_error e = parse(xs, &h->mem, data, n);
+	bool rest = at_rest(xs);
 	xs->p = NULL;
 	h->text = xs->text;
 	xs->text = own;
-	bool rest = at_rest(xs) && h->text.len == 0;
 	pv_buf_reset(&h->text);
 	h->busy = false;
 	if (rest) {
@@ -877,9 +885,7 @@ pv_xs_error pv_xmlstream_feed(pv_xmlstream *xs, const char *data, size_t n)
 		return xs->err;
 	pv_xs_error e = parse(xs, &xs->mem, data, n);
 	/* A stream with a common header goes on on the thread's shared parser. */
-	if (!e && xs->stanzas >= HOT_AFTER && at_rest(xs) && xs->root_qname &&
-	    strcmp(xs->root_qname, common[0]) == 0 &&
-	    (xs->decls_common || common_of(xs->root_decls.data)))
+	if (!e && xs->stanzas >= HOT_AFTER && at_rest(xs) && common_header(xs))
 		pv_xmlstream_release(xs);
 	return e;
 }
