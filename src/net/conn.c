@@ -785,6 +785,21 @@ static void flush_wbio(pv_conn *c, pv_conn_write_fn cb, void *ud)
 	flush_wbio_cbs(c, &one, cb ? 1 : 0, false);
 }
 
+/* Sends what OpenSSL wrote on its own (the TLS 1.3 session ticket at the end of the
+ * handshake, a KeyUpdate answer) with c's batch at the end of this loop turn, so
+ * that it shares a write(2) and a segment with whatever the owner answers in the
+ * same turn: the ticket went out alone in every login (strace: 11 writes per
+ * login, 10 with this).  An empty batch still flushes the ciphertext. */
+static void flush_wbio_soon(pv_conn *c)
+{
+	batcher *b = batcher_of(c);
+
+	if (b && c->state == ST_OPEN && c->tout.len)
+		batch_add(c, b, NULL, 0, NULL, NULL);
+	else
+		flush_wbio(c, NULL, NULL);
+}
+
 static void tls_write_cbs(pv_conn *c, const char *p, size_t n, const wcb *cbs, size_t ncb,
 	bool sync_cbs)
 {
@@ -906,7 +921,7 @@ static void tls_pump(pv_conn *c)
 			return;
 		}
 		c->tls_done = true;
-		flush_wbio(c, NULL, NULL);
+		flush_wbio_soon(c);
 		/* Plaintext written during the handshake goes first, in order. */
 		while (c->state == ST_OPEN && (e = q_pop(&c->tls_q))) {
 			c->out_pending -= e->n;
@@ -939,7 +954,7 @@ static void tls_pump(pv_conn *c)
 	}
 	if (c->state == ST_OPEN) {
 		/* TLS 1.3 tickets, KeyUpdate answers */
-		flush_wbio(c, NULL, NULL);
+		flush_wbio_soon(c);
 		tbuf_trim(&c->tkeep, TBUF_KEEP);
 	}
 }

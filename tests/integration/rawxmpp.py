@@ -174,6 +174,9 @@ class AuthFailed(AssertionError):
 
 # --- the client ------------------------------------------------------------------------
 
+# The ssl module resumes a session only through the context that made it.
+session_contexts = {}
+
 class RawClient:
     def __init__(self, port, domain="localhost", host="127.0.0.1", direct_tls=False,
                  timeout=10.0, rcvbuf=None):
@@ -208,15 +211,27 @@ class RawClient:
             self.wrap_tls()
 
     # --- transport ------------------------------------------------------------
-    def wrap_tls(self, server_hostname=None, max_version=None):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        if max_version:
-            ctx.maximum_version = max_version
+    def wrap_tls(self, server_hostname=None, max_version=None, session=None):
+        """session: an ssl.SSLSession of an earlier connection to resume (its context
+        is reused too, as the ssl module requires)."""
+        ctx = session_contexts.get(id(session)) if session else None
+        if ctx is None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            if max_version:
+                ctx.maximum_version = max_version
         self.sock.settimeout(self.timeout)
-        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname or self.domain)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname or self.domain,
+                                    session=session)
+        self.tls_context = ctx
         self.tls = True
+
+    def tls_session(self):
+        """This connection's TLS session, resumable by a later wrap_tls(session=...)."""
+        sess = self.sock.session
+        session_contexts[id(sess)] = self.tls_context
+        return sess
 
     def send(self, data, ignore_errors=False):
         if isinstance(data, str):
@@ -421,11 +436,11 @@ class RawClient:
         f = features if features is not None else self.features
         return f is not None and f.find(tag) is not None
 
-    def starttls(self):
+    def starttls(self, session=None):
         self.send(f"<starttls xmlns='{NS_TLS}'/>")
         el = self.next(lambda e: ns_of(e.tag) == NS_TLS, what="<proceed/>")
         assert local(el.tag) == "proceed", f"STARTTLS refused: {to_str(el)}"
-        self.wrap_tls()
+        self.wrap_tls(session=session)
         return self.start()
 
     def auth_scram(self, user, password, mech="SCRAM-SHA-256"):

@@ -313,6 +313,37 @@ def test_tls_versions_and_ciphers(server):
     c.close()
 
 
+@pytest.mark.parametrize("direct_tls", [False, True], ids=["starttls", "direct-tls"])
+def test_tls13_session_ticket_resumes(server, raw, direct_tls):
+    """The server's one TLS 1.3 ticket (sent with its first reply after the handshake,
+    src/net/conn.c) lets the client resume: no certificate, no signature."""
+    port = server.tls_port if direct_tls else server.port
+    first = raw(port, direct_tls=direct_tls)
+    first.start()
+    if not direct_tls:
+        first.starttls()
+    assert first.sock.version() == "TLSv1.3"
+    sess = first.tls_session()
+    assert sess.has_ticket, "no session ticket came with the stream features"
+    assert not first.sock.session_reused
+    first.auth_scram("alice", USERS["alice"])
+    first.bind("one")
+    first.ping()
+
+    again = RawClient(port)
+    if direct_tls:
+        again.wrap_tls(session=sess)
+        again.start()
+    else:
+        again.start()
+        again.starttls(session=sess)
+    assert again.sock.session_reused, "the ticket was not accepted"
+    again.auth_scram("alice", USERS["alice"])
+    again.bind("two")
+    again.ping()
+    again.close()
+
+
 def test_sni_selects_the_host_certificate(server_factory, raw):
     srv = server_factory({"hosts": {"second.localhost": host_config("second.localhost")}})
     first = _tls(srv.tls_port, "localhost")[2]
