@@ -523,6 +523,13 @@ static void XMLCALL on_default(void *ud, const XML_Char *s, int len)
 
 /* ---- parser lifecycle ------------------------------------------------------------------ */
 
+/* The salt of expat's name hash tables (hash flooding), drawn once per thread.  Left
+ * to itself, expat asks getrandom(2) for one in every parser's first parse: three
+ * system calls per login (strace).  Secret per thread is what the salt needs; 0 would
+ * make expat draw its own again, which is harmless. */
+static _Thread_local unsigned long t_salt;
+static _Thread_local bool t_salted;
+
 /* An expat parser with our handlers, allocating from mem (already mapped). */
 static XML_Parser expat_new(arena *mem)
 {
@@ -532,6 +539,11 @@ static XML_Parser expat_new(arena *mem)
 	XML_Parser p = XML_ParserCreate_MM("UTF-8", &xa_suite, sep);
 	t_arena = saved;
 	PV_ASSERT(p != NULL); /* fails only on OOM */
+	if (!t_salted) {
+		pv_random(&t_salt, sizeof t_salt);
+		t_salted = true;
+	}
+	XML_SetHashSalt(p, t_salt);
 	XML_SetElementHandler(p, on_start, on_end);
 	XML_SetCharacterDataHandler(p, on_text);
 	XML_SetStartNamespaceDeclHandler(p, on_ns_start);
