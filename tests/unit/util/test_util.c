@@ -8,6 +8,8 @@
 #include <cmocka.h>
 
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "peyvand/pv_log.h"
 #include "peyvand/pv_util.h"
@@ -211,6 +213,49 @@ static void test_random_hex(void **state)
 	pv_free(b);
 }
 
+/* pv_random's per-thread block (util.c): every size across a refill gives fresh
+ * bytes, and a forked child never repeats what its parent hands out next. */
+static void test_random_block_and_fork(void **state)
+{
+	/* 16-byte draws of every block position, and sizes around the small limit and
+	 * the block's size: no two 16-byte draws may be equal. */
+	enum { DRAWS = 100 };
+	unsigned char seen[DRAWS][16], big[300], zero[300] = {0};
+	for (int i = 0; i < DRAWS; i++) {
+		pv_random(seen[i], 16);
+		for (int j = 0; j < i; j++)
+			assert_memory_not_equal(seen[i], seen[j], 16);
+		unsigned char odd[65];
+		pv_random(odd, 1 + (size_t)i % 65); /* moves the block position around */
+	}
+	pv_random(big, sizeof big);
+	assert_memory_not_equal(big, zero, sizeof big);
+
+	/* The parent's next bytes and the child's first must differ: the child's block
+	 * was emptied at the fork.  Three rounds: a round that finds fewer than 16 bytes
+	 * left refills the parent's block, so the next round forks with a full one. */
+	for (int round = 0; round < 3; round++) {
+		int fds[2];
+		assert_int_equal(pipe(fds), 0);
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			unsigned char c[16];
+			pv_random(c, sizeof c);
+			_exit(write(fds[1], c, sizeof c) == (ssize_t)sizeof c ? 0 : 1);
+		}
+		unsigned char p[16], c[16];
+		pv_random(p, sizeof p);
+		int st;
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		assert_int_equal(read(fds[0], c, sizeof c), (ssize_t)sizeof c);
+		close(fds[0]);
+		close(fds[1]);
+		assert_memory_not_equal(p, c, sizeof p);
+	}
+}
+
 static void test_memeq_ct(void **state)
 {
 	assert_true(pv_memeq_ct("abcdef", "abcdef", 6));
@@ -276,6 +321,7 @@ int main(void)
 		cmocka_unit_test(test_base64_roundtrip_binary),
 		cmocka_unit_test(test_base64_invalid),
 		cmocka_unit_test(test_random_hex),
+		cmocka_unit_test(test_random_block_and_fork),
 		cmocka_unit_test(test_memeq_ct),
 		cmocka_unit_test(test_clocks),
 		cmocka_unit_test(test_log_level),
