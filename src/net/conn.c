@@ -938,6 +938,11 @@ static void tls_pump(pv_conn *c)
 		r = SSL_read(c->ssl, buf, sizeof buf);
 		if (r > 0) {
 			c->cb.on_data(c, buf, (size_t)r);
+			/* Nothing left in the socket read, the kept bytes or OpenSSL: another
+			 * SSL_read could only say WANT_READ, after taking and releasing a
+			 * fresh 17 KiB record buffer (SSL_MODE_RELEASE_BUFFERS). */
+			if (!c->tin_len && c->tkeep.len == c->tkeep_off && !SSL_has_pending(c->ssl))
+				break;
 			continue;
 		}
 		err = SSL_get_error(c->ssl, r);
