@@ -40,6 +40,9 @@ pv_stanza *pv_stanza_copy(const pv_stanza *s);
 /* Set to/from on a not-yet-routed stanza (NULL removes); updates xml and parsed jids. */
 void pv_stanza_set_to(pv_stanza *s, const char *jid);
 void pv_stanza_set_from(pv_stanza *s, const char *jid);
+/* The same from an address already parsed (a session's own): a copy, not a parse, of
+ * what every stanza a client sends is stamped with (RFC 6120 8.1.2.1). */
+void pv_stanza_set_from_jid(pv_stanza *s, const pv_jid *jid);
 /* Serialised bytes (cached). */
 const pv_buf *pv_stanza_wire(pv_stanza *s);
 

@@ -205,7 +205,7 @@ pv_stanza *pv_session_presence(const pv_session *s)
 		return NULL;
 	pv_stanza *p = pv_stanza_new(pv_xml_dup(s->presence), NULL);
 	PV_ASSERT(p != NULL); /* it was a valid stanza when stored */
-	pv_stanza_set_from(p, s->jid.full);
+	pv_stanza_set_from_jid(p, &s->jid);
 	return p;
 }
 

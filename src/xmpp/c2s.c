@@ -974,7 +974,7 @@ static void on_element(void *ud, pv_xml *el)
 		} else {
 			pv_session *s = c->sess;
 			pv_inrec *r = pv_inq_begin(&s->in, 0);
-			pv_stanza_set_from(st, s->jid.full);
+			pv_stanza_set_from_jid(st, &s->jid);
 			c->srv->worker.cur_stanza = st;
 			pv_router_from_client(s, st);
 			pv_inq_end(r);

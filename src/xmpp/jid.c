@@ -889,8 +889,16 @@ void pv_jid_dup(pv_jid *dst, const pv_jid *src)
 	memset(dst, 0, sizeof(*dst));
 	if (!src->full)
 		return;
-	build(dst, src->local, src->local ? strlen(src->local) : 0, src->domain,
-		strlen(src->domain), src->resource, src->resource ? strlen(src->resource) : 0);
+	/* The block of build(), copied whole; every pointer keeps its offset. */
+	const char *last = src->resource ? src->resource : src->domain;
+	size_t n = (size_t)(last - src->full) + strlen(last) + 1;
+	char *b = pv_malloc(n);
+	memcpy(b, src->full, n);
+	dst->full = b;
+	dst->bare = b + (src->bare - src->full);
+	dst->local = src->local ? b + (src->local - src->full) : NULL;
+	dst->domain = b + (src->domain - src->full);
+	dst->resource = src->resource ? b + (src->resource - src->full) : NULL;
 }
 
 static bool str_eq(const char *a, const char *b)

@@ -142,6 +142,16 @@ pv_stanza *pv_stanza_copy(const pv_stanza *s)
 	return c;
 }
 
+/* Replaces *j with nj (taken; nj.full NULL removes the address) and the attribute. */
+static void put_addr(pv_stanza *s, const char *attr, pv_jid *j, bool *has, const pv_jid *nj)
+{
+	pv_jid_fini(j);
+	*j = *nj;
+	*has = nj->full != NULL;
+	pv_xml_set_attr(s->xml, attr, nj->full);
+	pv_buf_reset(&s->wire); /* the cached bytes no longer match */
+}
+
 static void set_addr(pv_stanza *s, const char *attr, pv_jid *j, bool *has, const char *jid)
 {
 	pv_jid nj;
@@ -153,11 +163,7 @@ static void set_addr(pv_stanza *s, const char *attr, pv_jid *j, bool *has, const
 		pv_error("stanza", "set %s to an invalid JID", attr);
 		PV_ASSERT(!"pv_stanza_set_to/from: invalid JID");
 	}
-	pv_jid_fini(j);
-	*j = nj;
-	*has = jid != NULL;
-	pv_xml_set_attr(s->xml, attr, jid ? nj.full : NULL);
-	pv_buf_reset(&s->wire); /* the cached bytes no longer match */
+	put_addr(s, attr, j, has, &nj);
 }
 
 void pv_stanza_set_to(pv_stanza *s, const char *jid)
@@ -168,6 +174,13 @@ void pv_stanza_set_to(pv_stanza *s, const char *jid)
 void pv_stanza_set_from(pv_stanza *s, const char *jid)
 {
 	set_addr(s, "from", &s->from, &s->has_from, jid);
+}
+
+void pv_stanza_set_from_jid(pv_stanza *s, const pv_jid *jid)
+{
+	pv_jid nj;
+	pv_jid_dup(&nj, jid);
+	put_addr(s, "from", &s->from, &s->has_from, &nj);
 }
 
 /* Bytes the serialisation of x takes when nothing needs escaping (an xmlns on every

@@ -496,8 +496,37 @@ static void test_one_block(void **state)
 	assert_string_equal(j.bare, "example.com");
 	pv_jid_dup(&d, &j);
 	assert_string_equal(d.full, "example.com");
+	assert_string_equal(d.bare, "example.com");
+	assert_string_equal(d.domain, "example.com");
+	assert_null(d.local);
+	assert_null(d.resource);
 	pv_jid_fini(&d);
 	pv_jid_fini(&j);
+	/* dup copies the block whole: each shape keeps every field (the original is
+	 * freed first, so a pointer left in it would show under ASan). */
+	static const char *const shapes[][5] = {
+		/* input, local, domain, resource, bare */
+		{"u@example.com", "u", "example.com", NULL, "u@example.com"},
+		{"example.com/r/x@y", NULL, "example.com", "r/x@y", "example.com"},
+		{"u@example.com/r", "u", "example.com", "r", "u@example.com"},
+	};
+	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+		assert_int_equal(pv_jid_parse_str(&j, shapes[i][0]), 0);
+		pv_jid_dup(&d, &j);
+		pv_jid_fini(&j);
+		assert_string_equal(d.full, shapes[i][0]);
+		assert_string_equal(d.domain, shapes[i][2]);
+		assert_string_equal(d.bare, shapes[i][4]);
+		if (shapes[i][1])
+			assert_string_equal(d.local, shapes[i][1]);
+		else
+			assert_null(d.local);
+		if (shapes[i][3])
+			assert_string_equal(d.resource, shapes[i][3]);
+		else
+			assert_null(d.resource);
+		pv_jid_fini(&d);
+	}
 }
 
 int main(void)

@@ -354,7 +354,15 @@ static void test_server_adds_from(void **state)
 	pv_stanza *s = stanza("<message to='u2@localhost' id='x' type='chat'><body>hello</body></message>");
 	const char *type = s->type, *id = s->id;
 	char **attrs = s->xml->attrs;
-	pv_stanza_set_from(s, "u1@localhost/phone");
+	/* From the session's parsed address (a copy: the session's may go first). */
+	pv_jid me;
+	assert_int_equal(pv_jid_parse_str(&me, "u1@localhost/phone"), 0);
+	pv_stanza_set_from_jid(s, &me);
+	pv_jid_fini(&me);
+	assert_true(s->has_from);
+	assert_string_equal(s->from.full, "u1@localhost/phone");
+	assert_string_equal(s->from.bare, "u1@localhost");
+	assert_string_equal(s->from.resource, "phone");
 	/* No allocation for it: the parsed root had a spare pair and room for the value. */
 	assert_ptr_equal(s->xml->attrs, attrs);
 	assert_true(inside(s->xml, pv_xml_attr(s->xml, "from")));
