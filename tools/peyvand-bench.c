@@ -99,6 +99,7 @@ static struct {
 	int npids;
 	bool quiet;
 	bool verbose;
+	bool tls_resume;    /* login: offer each user's last TLS session (ticket) */
 } opt = {
 	.sc = SC_CHAT,
 	.label = "server",
@@ -150,6 +151,8 @@ static void usage(FILE *f)
 		"  --label S        name of the server in the result line\n"
 		"  --quiet          no human summary\n"
 		"  --verbose        say why each failed login failed\n"
+		"  --tls-resume     login: each user resumes its last TLS session (a reconnecting\n"
+		"                   client with a ticket); tls_resumed counts the resumptions\n"
 		"Output: one JSON line on stdout; a summary on stderr.\n");
 }
 
@@ -280,7 +283,7 @@ typedef struct go_rec {
 
 typedef struct done_rec {
 	int phase;
-	uint64_t ok, failed, sent, delivered, errors, dropped, stalls, derivations;
+	uint64_t ok, failed, sent, delivered, errors, dropped, stalls, derivations, resumed;
 	uint64_t gen_cpu_us;   /* this worker's user+system CPU in the phase */
 	double elapsed;        /* seconds from GO to DONE (or to the window's end) */
 	char mech[16];
@@ -367,6 +370,7 @@ struct user {
 	char name[48];
 	bconn *conn;            /* the online session, if any */
 	ukeys keys;
+	SSL_SESSION *tls_sess;  /* --tls-resume: the session of the last login */
 	/* offline: messages this sender still has to send, and where */
 	uint64_t to_send, sent_off;
 	bool sender_done;
@@ -676,6 +680,8 @@ static void tls_start(bconn *c)
 	SSL_set_bio(c->ssl, c->rbio, c->wbio);
 	SSL_set_connect_state(c->ssl);
 	SSL_set_tlsext_host_name(c->ssl, opt.domain[c->u->dom]);
+	if (opt.tls_resume && c->u->tls_sess)
+		SSL_set_session(c->ssl, c->u->tls_sess);
 	c->st = S_HANDSHAKE;
 	SSL_do_handshake(c->ssl);
 	tls_flush(c);
@@ -1190,6 +1196,20 @@ static void login_finished(bconn *c, bool ok)
 		W.res.ok++;
 	else
 		W.res.failed++;
+	if (ok && opt.tls_resume && c->ssl) {
+		/* The ticket came before the bind result: the session is resumable now. */
+		if (SSL_session_reused(c->ssl))
+			W.res.resumed++;
+		/* A copy: the connection closes without close_notify, and OpenSSL then
+		 * marks its own session not resumable. */
+		SSL_SESSION *live = SSL_get1_session(c->ssl);
+		SSL_SESSION *sess = live && SSL_SESSION_is_resumable(live) ? SSL_SESSION_dup(live) : NULL;
+		SSL_SESSION_free(live);
+		if (sess) {
+			SSL_SESSION_free(c->u->tls_sess);
+			c->u->tls_sess = sess;
+		}
+	}
 	if (c->purpose == P_STORM) {
 		if (ok && W.phase == PH_MEASURE && W.phase_active)
 			hist_add(&W.res.lat, (now_ns() - c->t0) / 1000);
@@ -1580,7 +1600,8 @@ static int worker_main(unsigned id, int down_fd, int up_fd)
 	W.ssl_ctx = SSL_CTX_new(TLS_client_method());
 	SSL_CTX_set_min_proto_version(W.ssl_ctx, TLS1_3_VERSION);
 	SSL_CTX_set_verify(W.ssl_ctx, SSL_VERIFY_NONE, NULL); /* self-signed loopback certs */
-	SSL_CTX_set_session_cache_mode(W.ssl_ctx, SSL_SESS_CACHE_OFF); /* full handshakes */
+	/* Full handshakes, unless --tls-resume offers each user's last session itself. */
+	SSL_CTX_set_session_cache_mode(W.ssl_ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_mode(W.ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
 
 	for (unsigned u = id; u < opt.users; u += opt.procs)
@@ -1619,6 +1640,8 @@ static int worker_main(unsigned id, int down_fd, int up_fd)
 
 	int rc = uv_loop_close(&W.loop);
 	SSL_CTX_free(W.ssl_ctx);
+	for (size_t i = 0; i < W.nusers; i++)
+		SSL_SESSION_free(W.users[i].tls_sess);
 	pv_free(W.users);
 	pv_free(W.queue);
 	pv_free(W.slot_next);
@@ -1759,6 +1782,7 @@ static void wait_all(int phase, double bound, done_rec *sum)
 		sum->dropped += r.dropped;
 		sum->stalls += r.stalls;
 		sum->derivations += r.derivations;
+		sum->resumed += r.resumed;
 		sum->gen_cpu_us += r.gen_cpu_us;
 		if (r.elapsed > sum->elapsed)
 			sum->elapsed = r.elapsed;
@@ -1906,6 +1930,8 @@ static int run_parent(void)
 		j_num("logins_per_s", (double)d2.ok / opt.duration);
 		j_str("mech", d2.mech);
 		j_num("key_derivations_in_window", (double)d2.derivations);
+		if (opt.tls_resume)
+			j_num("tls_resumed", (double)d2.resumed);
 		j_lat("login_ms", &d2.lat, 0.001);
 		j_server("", &s0, &s1);
 		if (opt.npids)
@@ -1915,6 +1941,8 @@ static int run_parent(void)
 			"login p50 %.1f ms p99 %.1f ms",
 			opt.label, (double)d2.ok / opt.duration, d2.ok, opt.duration, d2.failed, d2.mech,
 			(double)hist_pct(&d2.lat, 50) / 1e3, (double)hist_pct(&d2.lat, 99) / 1e3);
+		if (opt.tls_resume)
+			summary(", TLS resumed %" PRIu64, d2.resumed);
 		if (opt.npids && d2.ok)
 			summary(", server CPU %.3f ms/login", cpu_s(&s0, &s1) * 1e3 / (double)d2.ok);
 		summary(", generator CPU %.0f%%\n", gen_pct(&d2, opt.duration));
@@ -2100,7 +2128,8 @@ int main(int argc, char **argv)
 		{"settle", 1, 0, 'S'}, {"rate", 1, 0, 'r'}, {"window", 1, 0, 'i'},
 		{"concurrency", 1, 0, 'c'}, {"src-ips", 1, 0, 's'}, {"body-size", 1, 0, 'b'},
 		{"per-user", 1, 0, 'o'}, {"timeout", 1, 0, 'T'}, {"server-pid", 1, 0, 'k'},
-		{"label", 1, 0, 'l'}, {"quiet", 0, 0, 'q'}, {"verbose", 0, 0, 'v'}, {"help", 0, 0, '?'}, {0, 0, 0, 0}};
+		{"label", 1, 0, 'l'}, {"quiet", 0, 0, 'q'}, {"verbose", 0, 0, 'v'},
+		{"tls-resume", 0, 0, 'R'}, {"help", 0, 0, '?'}, {0, 0, 0, 0}};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
@@ -2128,6 +2157,7 @@ int main(int argc, char **argv)
 		case 'l': opt.label = optarg; break;
 		case 'q': opt.quiet = true; break;
 		case 'v': opt.verbose = true; break;
+		case 'R': opt.tls_resume = true; break;
 		case '?':
 		default: usage(ch == '?' && optopt == 0 ? stdout : stderr); return ch == '?' && optopt == 0 ? 0 : 2;
 		}

@@ -47,3 +47,19 @@ def test_ten_users_chat_for_two_seconds(server_factory):
     assert lat["count"] > 0 and 0 <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"], report
     # the server was sampled from /proc: it did work for those messages
     assert res["server_cpu_s"] > 0 and res["server_cpu_us_per_msg"] > 0, report
+
+
+@pytest.mark.pv_timeout(150)
+def test_login_storm_resumes_tls_sessions(server_factory):
+    """--tls-resume: every measured login offers the user's last TLS 1.3 ticket and
+    the server takes it (the server's ticket still reaches a client that logs in)."""
+    server = server_factory(users=USERS)
+    res, report = run_bench(server, "--duration", "1.5", "--concurrency", "2",
+                            "--tls-resume", "login")
+    assert res["scenario"] == "login" and res["failed"] == 0, report
+    assert res["logins"] > 0, report
+    assert res["tls_resumed"] == res["logins"], report
+    assert res["key_derivations_in_window"] == 0, report
+    # without the flag nothing is resumed (and the key is not reported)
+    res, report = run_bench(server, "--duration", "1", "--concurrency", "2", "login")
+    assert res["logins"] > 0 and "tls_resumed" not in res, report
