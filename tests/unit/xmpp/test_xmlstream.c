@@ -661,6 +661,28 @@ static void test_shared_parser_paths(void **state)
 	assert_non_null(strstr(a.log.data, "<presence id='3'/>\n"));
 	coll_fini(&b);
 
+	/* a CDATA section between stanzas, read a byte at a time: the mark must not move
+	 * into it, on the shared parser nor on the stream's own (fuzzer finding) */
+	static const char cdata[] = "<s/>  <![CDATA[ x ]]> <s/><![CDATA[   ]]><s/>";
+	coll_init(&b, NULL);
+	assert_int_equal(pv_xmlstream_feed(b.xs, HDR FOUR, strlen(HDR FOUR)), PV_XS_OK);
+	for (size_t i = 0; i < strlen(cdata); i++)
+		assert_int_equal(pv_xmlstream_feed(b.xs, cdata + i, 1), PV_XS_OK);
+	pv_buf_reset(&want);
+	pv_buf_printf(&want, "%s" FOUR_EV "<s/>\n<s/>\n<s/>\n", open);
+	assert_string_equal(b.log.data, want.data);
+	coll_fini(&b);
+	coll_init(&b, NULL);
+	assert_int_equal(pv_xmlstream_feed(b.xs, HDR, strlen(HDR)), PV_XS_OK);
+	for (size_t i = 0; i < strlen(cdata); i++) {
+		assert_int_equal(pv_xmlstream_feed(b.xs, cdata + i, 1), PV_XS_OK);
+		pv_xmlstream_release(b.xs); /* what c2s does between reads */
+	}
+	pv_buf_reset(&want);
+	pv_buf_printf(&want, "%s<s/>\n<s/>\n<s/>\n", open);
+	assert_string_equal(b.log.data, want.data);
+	coll_fini(&b);
+
 	/* an error on the shared parser ends that stream only; reset revives it */
 	coll_init(&b, NULL);
 	assert_int_equal(pv_xmlstream_feed(b.xs, HDR FOUR, strlen(HDR FOUR)), PV_XS_OK);
