@@ -37,9 +37,12 @@ struct pv_xml {
 	pv_xml *first, *last; /* children */
 	pv_xml *next;         /* next sibling */
 	/* Private to xml.c: the node's allocation (see the rules there). */
-	size_t attr_cap;      /* attribute pairs `attrs` has room for */
-	size_t size;          /* bytes of the node's own allocation */
-	size_t room;          /* bytes left at its end for attribute strings */
+	uint32_t attr_cap;    /* attribute pairs `attrs` has room for */
+	uint32_t size;        /* bytes of the node's own allocation */
+	uint32_t room;        /* bytes left at its end for attribute strings */
+	uint32_t keep;        /* a host: room kept for its own strings, not carved */
+	bool hosting;         /* nodes may be carved from this one's room */
+	bool carved;          /* made inside its host's allocation: freed with it */
 };
 
 /* Build. Returns a new element (caller owns unless attached with pv_xml_add). */
@@ -69,6 +72,18 @@ void pv_xml_set_ns(pv_xml *x, const char *ns);
  * names and namespaces, else NULL; such a pointer is valid forever and never freed. */
 pv_xml *pv_xml_new_sized(const char *name, size_t name_len, const char *ns, size_t ns_len,
 	size_t attr_cap, size_t room);
+/* Carving (a stream parser's message: one allocation for the root and the small nodes
+ * under it).  pv_xml_host lets nodes be carved from x's room, keeping `keep` bytes of it
+ * for x's own attribute strings.  pv_xml_new_in and pv_xml_add_text_in are
+ * pv_xml_new_sized and pv_xml_add_text whose new node is carved from `host` while it
+ * has room (else allocated as usual; host NULL: always).  A carved node lives as long
+ * as its host's allocation: it may be changed, moved within the host's tree, detached
+ * and freed, but must not be used after the host is freed (copy it with pv_xml_dup to
+ * keep it longer). */
+void pv_xml_host(pv_xml *x, size_t keep);
+pv_xml *pv_xml_new_in(pv_xml *host, const char *name, size_t name_len, const char *ns,
+	size_t ns_len, size_t attr_cap, size_t room);
+void pv_xml_add_text_in(pv_xml *host, pv_xml *parent, const char *text, size_t len);
 void pv_xml_add_attr(pv_xml *x, const char *name, size_t name_len, const char *value,
 	size_t value_len);
 const char *pv_xml_intern(const char *s, size_t n);

@@ -28,6 +28,11 @@
  * Trees are built with one allocation per element (pv_xml_new_sized: names and
  * namespaces interned or copied from expat's bytes, attribute strings inline), and a
  * stanza's root keeps room for the `from` the server adds (issue 5, CPU per message).
+ * A <message> root also hosts the nodes under it (pv_xml_host, "carving" in xml.c):
+ * CARVE_ROOM bytes of its allocation hold the body, its text and the usual small
+ * extensions, so a chat message is one allocation instead of three or more.  Presence
+ * stanzas are not hosts: a session keeps its last one for as long as it is online, and
+ * unused carving room would be idle memory.
  *
  * Threading/ownership: one stream per session, used by its owning thread only.  Callbacks
  * run inside pv_xmlstream_feed(); they may call pv_xmlstream_stop() but must not call
@@ -281,6 +286,10 @@ static bool check_size(pv_xmlstream *xs)
 /* Bytes a stanza's root keeps for attributes set after parsing: the `from` the server
  * stamps on every client stanza (pv_stanza_set_from), so that costs no allocation. */
 #define STAMP_ROOM 64
+/* A <message>'s room for the nodes under it: a body of ~100 bytes with its text node,
+ * plus a receipt request, a chat state and an origin-id (measured: 104 + 165 bytes for
+ * an element and a 64-byte text).  What does not fit is allocated as before. */
+#define CARVE_ROOM 512
 
 /* Append one attribute as pv_xml.h names it: plain, "xml:lang", or "{uri}local". */
 static void add_attr(pv_xml *x, const char *qname, const char *value)
@@ -315,14 +324,14 @@ static void add_attr(pv_xml *x, const char *qname, const char *value)
  * namespace is looked up (or copied) from expat's bytes, never split into a string of
  * its own.  Unqualified names get ns "" (no namespace).  spare: extra bytes for
  * attributes set later (a stanza's root), which also get one more attribute pair. */
-static pv_xml *make_element(const char *qname, const char **atts, size_t spare)
+static pv_xml *make_element(const char *qname, const char **atts, size_t spare, pv_xml *host)
 {
 	const char *sep = strchr(qname, SEP);
 	const char *local = sep ? sep + 1 : qname;
 	size_t n = 0, room = spare;
 	for (; atts[2 * n]; n++) /* a "{uri}local" name is one byte longer than expat's */
 		room += strlen(atts[2 * n]) + 2 + strlen(atts[2 * n + 1]) + 1;
-	pv_xml *x = pv_xml_new_sized(local, strlen(local), sep ? qname : "",
+	pv_xml *x = pv_xml_new_in(host, local, strlen(local), sep ? qname : "",
 		sep ? (size_t)(sep - qname) : 0, n + (spare ? 1 : 0), room);
 	/* Appended directly: expat already rejected duplicates, so set_attr's search
 	 * (quadratic in the attribute count) is not needed. */
@@ -334,7 +343,7 @@ static pv_xml *make_element(const char *qname, const char **atts, size_t spare)
 static void flush_text(pv_xmlstream *xs)
 {
 	if (xs->text.len && xs->cur)
-		pv_xml_add_text(xs->cur, xs->text.data, xs->text.len);
+		pv_xml_add_text_in(xs->stanza, xs->cur, xs->text.data, xs->text.len);
 	pv_buf_reset(&xs->text);
 }
 
@@ -360,7 +369,7 @@ static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **at
 		xs->mark = event_end(xs);
 		if (xs->priming)
 			return;
-		pv_xml *hdr = make_element(name, atts, 0);
+		pv_xml *hdr = make_element(name, atts, 0, NULL);
 		if (xs->cb.open)
 			xs->cb.open(xs->ud, hdr, xs->default_ns);
 		pv_xml_free(hdr);
@@ -377,12 +386,17 @@ static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **at
 		xs->junk = false;
 		if (!check_size(xs))
 			return;
-		xs->stanza = xs->cur = make_element(name, atts, STAMP_ROOM);
+		const char *sep = strchr(name, SEP);
+		bool message = strcmp(sep ? sep + 1 : name, "message") == 0;
+		xs->stanza = xs->cur =
+			make_element(name, atts, STAMP_ROOM + (message ? CARVE_ROOM : 0), NULL);
+		if (message)
+			pv_xml_host(xs->stanza, STAMP_ROOM);
 	} else {
 		if (!check_size(xs))
 			return;
 		flush_text(xs);
-		xs->cur = pv_xml_add(xs->cur, make_element(name, atts, 0));
+		xs->cur = pv_xml_add(xs->cur, make_element(name, atts, 0, xs->stanza));
 	}
 	xs->level++;
 }

@@ -534,6 +534,60 @@ static void test_mem_mixed(void **state)
 	pv_xml_free(f);
 }
 
+/* Carving (xml.c): a parsed <message> holds its small children in its own allocation;
+ * what does not fit, presence trees and built trees are allocated per node. */
+static void test_mem_carved(void **state)
+{
+	pv_xml *m = parse_el("<message to='u2@localhost' type='chat'><body>hello</body>"
+			     "<request xmlns='urn:xmpp:receipts'/></message>");
+	assert_true(m->hosting && !m->carved);
+	pv_xml *body = pv_xml_child(m, "body", NULL), *req = pv_xml_child(m, "request", NULL);
+	assert_true(body->carved && inside(m, body) && inside(m, body->first));
+	assert_true(body->first->carved && inside(body->first, body->first->text));
+	assert_true(req->carved && inside(m, req));
+	/* The from the server stamps still fits in the root's own kept room. */
+	pv_xml_set_attr(m, "from", "u1@localhost/phone");
+	assert_true(inside(m, pv_xml_attr(m, "from")));
+	/* Carved nodes change, grow and go like any other: a text merge moves to the heap,
+	 * a detached carved child is freed on its own, then the root with the rest. */
+	pv_xml_add_text(body, " world", 6);
+	assert_false(inside(m, body->first->text));
+	pv_xml_set_attr(body, "xml:lang", "en");
+	pv_xml_detach(req);
+	pv_xml_free(req);
+	pv_xml_add_child(body, "x", "urn:example:x"); /* built: its own allocation */
+	assert_false(inside(m, body->last));
+	assert_ser(m, "jabber:client",
+		"<message to='u2@localhost' type='chat' from='u1@localhost/phone'>"
+		"<body xml:lang='en'>hello world<x xmlns='urn:example:x'/></body></message>");
+	pv_xml_free(m);
+
+	/* More than the carving room: the first children are carved, the rest are not. */
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_buf_puts(&b, "<message>");
+	for (int i = 0; i < 40; i++)
+		pv_buf_printf(&b, "<e%d xmlns='urn:example:%d'>t</e%d>", i, i, i);
+	pv_buf_puts(&b, "</message>");
+	m = parse_el(b.data);
+	pv_buf_fini(&b);
+	size_t carved = 0, plain = 0;
+	for (pv_xml *c = m->first; c; c = c->next)
+		c->carved ? carved++ : plain++;
+	assert_true(carved > 0 && plain > 0 && carved + plain == 40);
+	pv_xml *d = pv_xml_dup(m); /* a copy owns every node */
+	pv_xml_free(m);
+	for (pv_xml *c = d->first; c; c = c->next)
+		assert_false(c->carved);
+	pv_xml_free(d);
+
+	/* Presence is kept by sessions for long: no carving room, no host. */
+	pv_xml *p = parse_el("<presence><show>away</show></presence>");
+	assert_false(p->hosting);
+	assert_false(pv_xml_child(p, "show", NULL)->carved);
+	pv_xml_free(p);
+}
+
 static void test_mem_text_merge(void **state)
 {
 	pv_xml *b = pv_xml_new("body", NULL);
@@ -579,6 +633,7 @@ int main(void)
 		cmocka_unit_test(test_intern),
 		cmocka_unit_test(test_mem_built),
 		cmocka_unit_test(test_mem_mixed),
+		cmocka_unit_test(test_mem_carved),
 		cmocka_unit_test(test_mem_text_merge),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
