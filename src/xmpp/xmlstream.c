@@ -30,7 +30,8 @@
  * stanza's root keeps room for the `from` the server adds (issue 5, CPU per message).
  * A <message> root also hosts the nodes under it (pv_xml_host, "carving" in xml.c):
  * CARVE_ROOM bytes of its allocation hold the body, its text and the usual small
- * extensions, so a chat message is one allocation instead of three or more.  Presence
+ * extensions, so a chat message's tree is one allocation instead of three or more
+ * (its pv_stanza record and JIDs are still their own).  Presence
  * stanzas are not hosts: a session keeps its last one for as long as it is online, and
  * unused carving room would be idle memory.
  *
