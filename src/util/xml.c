@@ -188,7 +188,7 @@ static char *place_name(pv_xml *x, const char *s, size_t n)
 }
 
 /* n bytes of host's room past what it keeps, aligned for a pv_xml; NULL when they do
- * not fit (or host is NULL or no host). */
+ * not fit, or host is NULL or not a host. */
 static void *carve(pv_xml *host, size_t n)
 {
 	if (!host || !host->hosting)
