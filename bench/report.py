@@ -191,6 +191,62 @@ def latency_chart(png, title, rows):
     return gnuplot(script, png)
 
 
+def spread(vals, unit=""):
+    """median [min–max] of the numbers in vals (each followed by unit), or – when there
+    are none."""
+    vals = sorted(v for v in vals if isinstance(v, (int, float)))
+    if not vals:
+        return "–"
+    n = len(vals)
+    med = vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2
+    def f(v):
+        return fmt(float(v), 2) + unit
+    return f(med) if n == 1 else f"{f(med)} [{f(vals[0])}–{f(vals[-1])}]"
+
+
+ROUND_METRICS = [
+    ("chat", "delivered msgs/s", g("delivered_per_s"), False),
+    ("chat", "server CPU µs/msg", g("server_cpu_us_per_msg"), True),
+    ("login", "logins/s", g("logins_per_s"), False),
+    ("login", "server CPU ms/login", g("server_cpu_ms_per_login"), True),
+]
+
+
+def rounds_section(rounds):
+    """The rounds scenario: every server's median [range] over the rounds, and the median
+    [range] of peyvand's ratio to each server taken within each round."""
+    nr = len({r["round"] for r in rounds})
+    servers = by_server(rounds)
+
+    def vals(srv, scen, get):
+        return {r["round"]: get(r) for r in rounds
+                if r["label"] == srv and r.get("scenario") == scen}
+
+    md = ["## 6. Repeated rounds (the verdict)", "",
+          f"{nr} rounds; in each, every server in turn was started for one saturation chat "
+          "window and one login storm, in reversed order every other round. Each cell is "
+          "the median over the rounds, with the lowest and highest in brackets. A ratio "
+          "row takes peyvand's ratio to that server within each round (the two ran "
+          "minutes apart) and gives the median of those ratios.", "",
+          "| server | " + " | ".join(m[1] for m in ROUND_METRICS) + " |",
+          "|---" * (len(ROUND_METRICS) + 1) + "|"]
+    for s in servers:
+        md.append(f"| {s} | " + " | ".join(
+            spread(vals(s, sc, get).values()) for sc, _, get, _ in ROUND_METRICS) + " |")
+    if "peyvand" in servers:
+        for s in servers:
+            if s == "peyvand":
+                continue
+            cells = []
+            for sc, _, get, lower in ROUND_METRICS:
+                mine, theirs = vals("peyvand", sc, get), vals(s, sc, get)
+                rs = [(theirs[k] / mine[k]) if lower else (mine[k] / theirs[k])
+                      for k in mine if k in theirs and mine[k] and theirs[k]]
+                cells.append(spread(rs, "×"))
+            md.append(f"| peyvand vs {s} | " + " | ".join(cells) + " |")
+    return md + [""]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
@@ -206,6 +262,10 @@ def main():
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 pass
+    # windows of the "rounds" scenario have their own section; the tables above it
+    # hold each server's single run of every scenario
+    rounds = [r for r in rows if "round" in r]
+    rows = [r for r in rows if "round" not in r]
     out_md = Path(a.out)
     stem = str(out_md)[:-3] if str(out_md).endswith(".md") else str(out_md)
     m = machine()
@@ -366,6 +426,9 @@ def main():
         charts.append((png, err))
         md += ["", f"![interconnect]({Path(png).name})", ""]
 
+    if rounds:
+        md += rounds_section(rounds)
+
     missing = [f"{s}/{n}" for s in ORDER for n in ("login", "idle", "chat", "offline", "interconnect")
                if any(r["label"] == s for r in rows) and not sc(n, label=s)]
     if missing:
@@ -406,6 +469,10 @@ def main():
            "- Interconnect: two instances of the same server with their own domains, s2s "
            "over STARTTLS with certificates from one test CA; half the users on each side "
            "message users on the other side.",
+           "- Rounds (section 6): the same chat and login runs, shorter, repeated with "
+           "every server restarted for each round; the servers' order is reversed every "
+           "other round, so a drift of the machine's speed over the run does not favour "
+           "the server that ran first.",
            "- Configurations: see the comments in bench/run (written next to the data of "
            "each run). All servers log at warning level.",
            ""]
