@@ -9,7 +9,9 @@
  *                spaces mapped to U+0020, NFC; no case change
  * Each part is 1..1023 bytes.  Invalid input returns PV_EINVAL.
  * A pv_jid owns its strings (one allocation; only pv_jid_fini frees them, never a
- * single field); copy with pv_jid_dup. Thread-safe (no shared state). */
+ * single field; pv_jid_dup_in's copy lives in memory of its caller's); copy with
+ * pv_jid_dup.  A stanza's to/from may be such copies: never take them over, dup them.
+ * Thread-safe (no shared state). */
 #ifndef PV_JID_H
 #define PV_JID_H
 
@@ -32,6 +34,11 @@ int pv_jid_parse_str(pv_jid *out, const char *s);
 int pv_jid_make(pv_jid *out, const char *local, const char *domain, const char *resource);
 void pv_jid_fini(pv_jid *j);
 void pv_jid_dup(pv_jid *dst, const pv_jid *src);
+/* pv_jid_dup into the pv_jid_block_size(src) bytes at mem, which the caller owns and
+ * frees: dst must not be given to pv_jid_fini.  (A stanza puts its addresses in its
+ * message's allocation this way, pv_stanza.h.) */
+size_t pv_jid_block_size(const pv_jid *src);
+void pv_jid_dup_in(pv_jid *dst, const pv_jid *src, void *mem);
 bool pv_jid_eq(const pv_jid *a, const pv_jid *b);       /* full comparison */
 bool pv_jid_bare_eq(const pv_jid *a, const pv_jid *b);  /* local@domain comparison */
 /* Normalise a single part; returns a new string or NULL when invalid. */

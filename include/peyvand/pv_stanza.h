@@ -17,7 +17,8 @@ typedef struct pv_stanza {
 	int refs;
 	pv_stanza_kind kind;
 	pv_xml *xml;       /* owned; name is message|presence|iq, ns jabber:client */
-	pv_jid to, from;   /* parsed; domain NULL when the attribute is absent */
+	pv_jid to, from;   /* parsed; domain NULL when the attribute is absent; may live in
+	                    * xml's allocation (stanza.c): read or pv_jid_dup, never take */
 	bool has_to, has_from;
 	const char *type;  /* borrowed from xml attrs; NULL when absent */
 	const char *id;    /* borrowed from xml attrs; NULL when absent */

@@ -84,6 +84,12 @@ void pv_xml_host(pv_xml *x, size_t keep);
 pv_xml *pv_xml_new_in(pv_xml *host, const char *name, size_t name_len, const char *ns,
 	size_t ns_len, size_t attr_cap, size_t room);
 void pv_xml_add_text_in(pv_xml *host, pv_xml *parent, const char *text, size_t len);
+/* n bytes of host's room for a record that belongs with host (aligned like a pv_xml),
+ * freed with host's allocation; NULL when host is not a host or lacks the room.
+ * pv_xml_holds says whether p points into x's own allocation, i.e. whether it came
+ * from pv_xml_carve(x, ...) (or is a carved node of x) and must not be freed alone. */
+void *pv_xml_carve(pv_xml *host, size_t n);
+bool pv_xml_holds(const pv_xml *x, const void *p);
 void pv_xml_add_attr(pv_xml *x, const char *name, size_t name_len, const char *value,
 	size_t value_len);
 const char *pv_xml_intern(const char *s, size_t n);

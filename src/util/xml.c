@@ -201,6 +201,18 @@ static void *carve(pv_xml *host, size_t n)
 	return at + pad;
 }
 
+void *pv_xml_carve(pv_xml *host, size_t n)
+{
+	return carve(host, n);
+}
+
+bool pv_xml_holds(const pv_xml *x, const void *p)
+{
+	/* Compared as integers: the pointers need not point into one object. */
+	uintptr_t a = (uintptr_t)x, q = (uintptr_t)p;
+	return x && p && q >= a && q < a + x->size;
+}
+
 /* One zeroed node of sizeof(pv_xml) + attr_cap pairs + body + room bytes, carved from
  * host when it has room; returns the first byte of body. */
 static char *node_alloc(pv_xml **out, pv_xml *host, size_t attr_cap, size_t body, size_t room)

@@ -884,16 +884,29 @@ void pv_jid_fini(pv_jid *j)
 	memset(j, 0, sizeof(*j));
 }
 
+size_t pv_jid_block_size(const pv_jid *src)
+{
+	if (!src->full)
+		return 0;
+	/* build()'s block ends with the last part */
+	const char *last = src->resource ? src->resource : src->domain;
+	return (size_t)(last - src->full) + strlen(last) + 1;
+}
+
 void pv_jid_dup(pv_jid *dst, const pv_jid *src)
+{
+	size_t n = pv_jid_block_size(src);
+	pv_jid_dup_in(dst, src, n ? pv_malloc(n) : NULL);
+}
+
+void pv_jid_dup_in(pv_jid *dst, const pv_jid *src, void *mem)
 {
 	memset(dst, 0, sizeof(*dst));
 	if (!src->full)
 		return;
 	/* The block of build(), copied whole; every pointer keeps its offset. */
-	const char *last = src->resource ? src->resource : src->domain;
-	size_t n = (size_t)(last - src->full) + strlen(last) + 1;
-	char *b = pv_malloc(n);
-	memcpy(b, src->full, n);
+	char *b = mem;
+	memcpy(b, src->full, pv_jid_block_size(src));
 	dst->full = b;
 	dst->bare = b + (src->bare - src->full);
 	dst->local = src->local ? b + (src->local - src->full) : NULL;

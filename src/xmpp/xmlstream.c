@@ -30,8 +30,8 @@
  * stanza's root keeps room for the `from` the server adds (issue 5, CPU per message).
  * A <message> root also hosts the nodes under it (pv_xml_host, "carving" in xml.c):
  * CARVE_ROOM bytes of its allocation hold the body, its text and the usual small
- * extensions, so a chat message's tree is one allocation instead of three or more
- * (its pv_stanza record and JIDs are still their own).  Presence
+ * extensions, then the pv_stanza record and JIDs that stanza.c carves, so a chat
+ * message is one allocation instead of six or more.  Presence
  * stanzas are not hosts: a session keeps its last one for as long as it is online, and
  * unused carving room would be idle memory.
  *
@@ -287,10 +287,13 @@ static bool check_size(pv_xmlstream *xs)
 /* Bytes a stanza's root keeps for attributes set after parsing: the `from` the server
  * stamps on every client stanza (pv_stanza_set_from), so that costs no allocation. */
 #define STAMP_ROOM 64
-/* A <message>'s room for the nodes under it: a body of ~100 bytes with its text node,
- * plus a receipt request, a chat state and an origin-id (measured: 104 + 165 bytes for
- * an element and a 64-byte text).  What does not fit is allocated as before. */
-#define CARVE_ROOM 512
+/* A <message>'s room for the nodes under it and for its pv_stanza record and addresses
+ * (stanza.c): a body of ~100 bytes with its text node (measured: 104 + 165 bytes for an
+ * element and a 64-byte text), the record (144) and two JIDs (~60 each), or in place
+ * of the record and JIDs a receipt request, a chat state and an origin-id.  What does
+ * not fit is allocated as before.  With it a chat message's root stays under 1 KiB,
+ * the largest size glibc's per-thread cache serves. */
+#define CARVE_ROOM 704
 
 /* Append one attribute as pv_xml.h names it: plain, "xml:lang", or "{uri}local". */
 static void add_attr(pv_xml *x, const char *qname, const char *value)

@@ -5,7 +5,9 @@
  *   clang -std=c17 -g -O1 -D_GNU_SOURCE -Iinclude -Isrc \
  *     -fsanitize=fuzzer,address,undefined \
  *     tests/fuzz/fuzz_xmlstream.c src/xmpp/xmlstream.c src/util/xml.c \
- *     src/util/util.c src/util/log.c -lexpat -lcrypto -o /tmp/fuzz_xmlstream
+ *     src/util/xmlparse.c src/xmpp/stanza.c src/xmpp/jid.c src/util/util.c src/util/log.c \
+ *     $(pkg-config --libs expat libcrypto libidn2 icu-uc) -o /tmp/fuzz_xmlstream
+ *   (tests/fuzz/run.sh xmlstream does this)
  *   /tmp/fuzz_xmlstream -max_len=4096 -timeout=5 /tmp/xs-corpus
  *
  * Input: byte 0 picks where the rest is split, byte 1 the size of each later feed (0: the
@@ -15,13 +17,16 @@
  * parsed in one piece; when both runs succeed, the events (header, serialised stanzas,
  * close) must be identical -- a split point must never change what a stream means.
  * Each stanza is also re-parsed from its own serialisation, which must reproduce it
- * byte for byte (the serialiser's output is well-formed, restricted XML). */
+ * byte for byte (the serialiser's output is well-formed, restricted XML), and made a
+ * pv_stanza the way c2s makes one (addresses parsed, from stamped, wire form). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "peyvand/pv_jid.h"
+#include "peyvand/pv_stanza.h"
 #include "peyvand/pv_xml.h"
 
 #define HDR "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
@@ -61,7 +66,20 @@ static void on_element(void *ud, pv_xml *el)
 		roundtrip(c->log.data + start, c->log.len - start);
 	pv_buf_puts(&c->log, "\n");
 	pv_xml *d = pv_xml_dup(el); /* exercise dup/free on hostile trees too */
-	pv_xml_free(el);
+	/* What c2s does with a client's stanza: a <message> root hosts its record and
+	 * addresses (stanza.c), the from stamp may land there too, then the wire form. */
+	static pv_jid from;
+	if (!from.full && pv_jid_parse_str(&from, "fuzz@localhost/resource") != 0)
+		abort();
+	pv_stanza *st = pv_stanza_new(el, NULL);
+	if (st) {
+		pv_stanza_set_from_jid(st, &from);
+		if (pv_stanza_wire(st)->len == 0)
+			abort();
+		pv_stanza_unref(st);
+	} else {
+		pv_xml_free(el);
+	}
 	pv_xml_free(d);
 }
 

@@ -44,7 +44,7 @@ SASL="src/xmpp/sasl/sasl.c src/xmpp/sasl/scram.c src/xmpp/sasl/plain.c"
 # name -> sources and libraries (pkg-config names)
 srcs() {
 	case $1 in
-	xmlstream) echo "src/xmpp/xmlstream.c src/util/xml.c $UTIL" ;;
+	xmlstream) echo "src/xmpp/xmlstream.c src/util/xml.c src/util/xmlparse.c src/xmpp/stanza.c $JID $UTIL" ;;
 	xmlparse) echo "src/util/xmlparse.c src/util/xml.c $UTIL" ;;
 	jid) echo "$JID $UTIL" ;;
 	sasl) echo "$SASL $JID $UTIL" ;;
@@ -55,7 +55,8 @@ srcs() {
 }
 libs() {
 	case $1 in
-	xmlstream | xmlparse) pkg-config --libs expat libcrypto ;;
+	xmlstream) pkg-config --libs expat libcrypto libidn2 icu-uc ;;
+	xmlparse) pkg-config --libs expat libcrypto ;;
 	jid | sasl) pkg-config --libs libidn2 icu-uc libcrypto ;;
 	config) pkg-config --libs yaml-0.1 libcrypto ;;
 	origin) pkg-config --libs expat libssl libcrypto libidn2 icu-uc yaml-0.1 ;;

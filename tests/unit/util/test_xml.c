@@ -581,9 +581,24 @@ static void test_mem_carved(void **state)
 		assert_false(c->carved);
 	pv_xml_free(d);
 
+	/* Records that belong with a message (its pv_stanza, its addresses) are carved
+	 * the same way, until the room past what the root keeps runs out. */
+	m = parse_el("<message to='u2@localhost'><body>hi</body></message>");
+	void *r1 = pv_xml_carve(m, 24), *r2 = pv_xml_carve(m, 3);
+	assert_true(pv_xml_holds(m, r1) && pv_xml_holds(m, r2));
+	assert_true(((uintptr_t)r2 & (_Alignof(pv_xml) - 1)) == 0 && (char *)r2 >= (char *)r1 + 24);
+	assert_null(pv_xml_carve(m, m->size)); /* more than is left: nothing taken */
+	void *heap = pv_malloc(8);
+	assert_false(pv_xml_holds(m, heap) || pv_xml_holds(NULL, r1) || pv_xml_holds(m, NULL));
+	pv_free(heap);
+	pv_xml_set_attr(m, "from", "u1@localhost/phone"); /* the kept room is still there */
+	assert_true(inside(m, pv_xml_attr(m, "from")));
+	pv_xml_free(m);
+
 	/* Presence is kept by sessions for long: no carving room, no host. */
 	pv_xml *p = parse_el("<presence><show>away</show></presence>");
 	assert_false(p->hosting);
+	assert_null(pv_xml_carve(p, 8));
 	assert_false(pv_xml_child(p, "show", NULL)->carved);
 	pv_xml_free(p);
 }

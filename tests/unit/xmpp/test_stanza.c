@@ -430,6 +430,71 @@ static void test_server_ns_interned(void **state)
 	pv_stanza_unref(s);
 }
 
+/* A parsed <message> is a host (pv_xml.h, carving): its pv_stanza record and both
+ * addresses are cut from the root's allocation, so freeing the stanza frees them with
+ * the tree (ASan and valgrind see a double or a wrong free here otherwise). */
+static void test_message_record_carved(void **state)
+{
+	(void)state;
+	pv_stanza *s = stanza("<message to='u2@localhost/desk' from='u1@localhost/phone' "
+			      "type='chat' id='m1'><body>hello</body>"
+			      "<request xmlns='urn:xmpp:receipts'/></message>");
+	assert_true(s->xml->hosting);
+	assert_true(pv_xml_holds(s->xml, s));
+	assert_true(pv_xml_holds(s->xml, s->to.full) && pv_xml_holds(s->xml, s->to.resource));
+	assert_true(pv_xml_holds(s->xml, s->from.full));
+	assert_string_equal(s->to.bare, "u2@localhost");
+	assert_string_equal(s->from.resource, "phone");
+
+	/* c2s stamps from with the session's address: carved as well, and the one it
+	 * replaces is not freed (it was never a heap block). */
+	pv_jid me;
+	assert_int_equal(pv_jid_parse_str(&me, "u1@localhost/tablet"), 0);
+	pv_stanza_set_from_jid(s, &me);
+	pv_jid_fini(&me);
+	assert_true(pv_xml_holds(s->xml, s->from.full));
+	assert_string_equal(s->from.full, "u1@localhost/tablet");
+	/* Readdressed by a string: a heap JID again, freed on its own later. */
+	pv_stanza_set_to(s, "u3@localhost");
+	assert_false(pv_xml_holds(s->xml, s->to.full));
+	pv_stanza *r = pv_stanza_ref(s);
+	pv_stanza_unref(s);
+	assert_wire(r, "<message to='u3@localhost' from='u1@localhost/tablet' type='chat' "
+		       "id='m1'><body>hello</body><request xmlns='urn:xmpp:receipts'/></message>");
+	/* A copy is all heap: it outlives the original. */
+	pv_stanza *c = pv_stanza_copy(r);
+	pv_stanza_unref(r);
+	assert_false(pv_xml_holds(c->xml, c));
+	assert_string_equal(c->from.full, "u1@localhost/tablet");
+	pv_stanza_unref(c);
+
+	/* A message whose children took the room: the record and addresses (one with a
+	 * resource longer than any crumb of room left) go to the heap and are freed as
+	 * such. */
+	char res[201];
+	memset(res, 'r', 200);
+	res[200] = '\0';
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_buf_printf(&b, "<message to='u2@localhost/%s'>", res);
+	for (int i = 0; i < 40; i++)
+		pv_buf_printf(&b, "<e%d xmlns='urn:example:%d'>t</e%d>", i, i, i);
+	pv_buf_puts(&b, "</message>");
+	s = stanza(b.data);
+	pv_buf_fini(&b);
+	assert_false(pv_xml_holds(s->xml, s));
+	assert_false(pv_xml_holds(s->xml, s->to.full));
+	pv_stanza_set_from_jid(s, &s->to); /* from a JID of the stanza itself */
+	assert_false(pv_xml_holds(s->xml, s->from.full));
+	assert_string_equal(s->from.resource, res);
+	pv_stanza_unref(s);
+
+	/* Presence and iq are not hosts. */
+	s = stanza("<presence to='u2@localhost'/>");
+	assert_false(pv_xml_holds(s->xml, s) || pv_xml_holds(s->xml, s->to.full));
+	pv_stanza_unref(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -442,6 +507,7 @@ int main(void)
 		cmocka_unit_test(test_iq_result),
 		cmocka_unit_test(test_server_adds_from),
 		cmocka_unit_test(test_server_ns_interned),
+		cmocka_unit_test(test_message_record_carved),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
