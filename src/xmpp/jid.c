@@ -893,25 +893,30 @@ size_t pv_jid_block_size(const pv_jid *src)
 	return (size_t)(last - src->full) + strlen(last) + 1;
 }
 
-void pv_jid_dup(pv_jid *dst, const pv_jid *src)
-{
-	size_t n = pv_jid_block_size(src);
-	pv_jid_dup_in(dst, src, n ? pv_malloc(n) : NULL);
-}
-
-void pv_jid_dup_in(pv_jid *dst, const pv_jid *src, void *mem)
+/* The n-byte block of build() at src, copied whole to b; every pointer keeps its
+ * offset. */
+static void copy_block(pv_jid *dst, const pv_jid *src, char *b, size_t n)
 {
 	memset(dst, 0, sizeof(*dst));
 	if (!src->full)
 		return;
-	/* The block of build(), copied whole; every pointer keeps its offset. */
-	char *b = mem;
-	memcpy(b, src->full, pv_jid_block_size(src));
+	memcpy(b, src->full, n);
 	dst->full = b;
 	dst->bare = b + (src->bare - src->full);
 	dst->local = src->local ? b + (src->local - src->full) : NULL;
 	dst->domain = b + (src->domain - src->full);
 	dst->resource = src->resource ? b + (src->resource - src->full) : NULL;
+}
+
+void pv_jid_dup(pv_jid *dst, const pv_jid *src)
+{
+	size_t n = pv_jid_block_size(src);
+	copy_block(dst, src, n ? pv_malloc(n) : NULL, n);
+}
+
+void pv_jid_dup_in(pv_jid *dst, const pv_jid *src, void *mem)
+{
+	copy_block(dst, src, mem, pv_jid_block_size(src));
 }
 
 static bool str_eq(const char *a, const char *b)
