@@ -8,7 +8,7 @@
 # Starts BUILD_DIR/peyvand under callgrind with the kept work dir's config and accounts,
 # logs 100 users in, sends 500 messages/s, and counts instructions (Ir) only during a
 # 6-second window in the middle (callgrind_control), divided by the messages routed in
-# it (calls of pv_router_from_client).  Deterministic to ~0.1 % between runs here, where
+# it (calls of pv_router_from_client).  Runs agree to ~0.15 % here, where
 # CPU time is not; it does not see cache misses or the kernel, so a change that moves
 # neither shows here and nowhere else.  Stops only what it started.
 set -euo pipefail
