@@ -150,16 +150,10 @@ static bool in_pool(const void *p)
 	return u >= (uintptr_t)pool && u < (uintptr_t)pool + sizeof(pool);
 }
 
-static bool in_node(const pv_xml *x, const void *p)
-{
-	uintptr_t u = (uintptr_t)p, b = (uintptr_t)x;
-	return u >= b && u < b + x->size;
-}
-
 /* Free p (a string or the attrs array of x) unless it is interned or inside x. */
 static void release(const pv_xml *x, void *p)
 {
-	if (p && !in_pool(p) && !in_node(x, p))
+	if (p && !in_pool(p) && !pv_xml_holds(x, p))
 		pv_free(p);
 }
 
@@ -189,7 +183,7 @@ static char *place_name(pv_xml *x, const char *s, size_t n)
 
 /* n bytes of host's room past what it keeps, aligned for a pv_xml; NULL when they do
  * not fit, or host is NULL or not a host. */
-static void *carve(pv_xml *host, size_t n)
+void *pv_xml_carve(pv_xml *host, size_t n)
 {
 	if (!host || !host->hosting)
 		return NULL;
@@ -199,11 +193,6 @@ static void *carve(pv_xml *host, size_t n)
 		return NULL;
 	host->room -= (uint32_t)(pad + n);
 	return at + pad;
-}
-
-void *pv_xml_carve(pv_xml *host, size_t n)
-{
-	return carve(host, n);
 }
 
 bool pv_xml_holds(const pv_xml *x, const void *p)
@@ -221,7 +210,7 @@ static char *node_alloc(pv_xml **out, pv_xml *host, size_t attr_cap, size_t body
 	/* Sizes are 32-bit in a node: stanzas are limited far below, and so is what the
 	 * store hands to pv_xml_parse. */
 	PV_ASSERT(attr_cap <= UINT32_MAX && head + body + room <= UINT32_MAX);
-	pv_xml *x = carve(host, head + body + room);
+	pv_xml *x = pv_xml_carve(host, head + body + room);
 	bool carved = x != NULL;
 	if (!carved)
 		x = pv_malloc(head + body + room);
@@ -377,7 +366,7 @@ void pv_xml_add_text_in(pv_xml *host, pv_xml *parent, const char *text, size_t l
 		/* Merge with a preceding text node: adjacent character data is one text.
 		 * Inline text cannot grow in place: it moves to a heap block. */
 		char *t;
-		if (in_node(last, last->text) || in_pool(last->text)) {
+		if (pv_xml_holds(last, last->text) || in_pool(last->text)) {
 			t = pv_malloc(last->text_len + len + 1);
 			memcpy(t, last->text, last->text_len);
 		} else {
