@@ -61,6 +61,8 @@
 #define NS_STREAM "http://etherx.jabber.org/streams"
 #define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
 #define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_SASL2 "urn:xmpp:sasl:2"
+#define NS_BIND2 "urn:xmpp:bind:0"
 #define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
 #define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
 #define NS_CLIENT "jabber:client"
@@ -100,6 +102,8 @@ static struct {
 	bool quiet;
 	bool verbose;
 	bool tls_resume;    /* login: offer each user's last TLS session (ticket) */
+	bool direct_tls;    /* TLS from the first byte (XEP-0368), no STARTTLS */
+	bool sasl2;         /* XEP-0388 + XEP-0386 where offered: no restart, no bind iq */
 } opt = {
 	.sc = SC_CHAT,
 	.label = "server",
@@ -153,6 +157,11 @@ static void usage(FILE *f)
 		"  --verbose        say why each failed login failed\n"
 		"  --tls-resume     login: each user resumes its last TLS session (a reconnecting\n"
 		"                   client with a ticket); tls_resumed counts the resumptions\n"
+		"  --direct-tls     TLS from the first byte (XEP-0368): --port is the server's\n"
+		"                   direct TLS port; no STARTTLS round trips\n"
+		"  --sasl2          authenticate with XEP-0388 and bind with XEP-0386 inside it\n"
+		"                   where the server offers both (else RFC 6120's way);\n"
+		"                   sasl2_logins counts them\n"
 		"Output: one JSON line on stdout; a summary on stderr.\n");
 }
 
@@ -284,6 +293,7 @@ typedef struct go_rec {
 typedef struct done_rec {
 	int phase;
 	uint64_t ok, failed, sent, delivered, errors, dropped, stalls, derivations, resumed;
+	uint64_t sasl2;     /* logins done with XEP-0388 + XEP-0386 */
 	uint64_t gen_cpu_us;   /* this worker's user+system CPU in the phase */
 	double elapsed;        /* seconds from GO to DONE (or to the window's end) */
 	char mech[16];
@@ -340,6 +350,7 @@ typedef struct bconn {
 	enum top top;
 	bool capture, in_mechs, feat_tls, feat_bind, feat_session, session_optional;
 	bool mech256, mech1;
+	bool feat_sasl2, feat_bind2, sasl2, bound2; /* XEP-0388 / XEP-0386 */
 	char iq_type[8], iq_id[40], msg_type[12];
 	char *iq_from;
 	bool iq_has_error;
@@ -545,8 +556,14 @@ static void sasl_start(bconn *c)
 	c->first_bare = pv_sprintf("n=%s,r=%s", c->u->name, c->cnonce);
 	char *gs2 = pv_sprintf("n,,%s", c->first_bare);
 	char *b64 = pv_base64_encode(gs2, strlen(gs2));
-	char *auth = pv_sprintf("<auth xmlns='" NS_SASL "' mechanism='%s'>%s</auth>",
-		c->mech256 ? "SCRAM-SHA-256" : "SCRAM-SHA-1", b64);
+	c->sasl2 = opt.sasl2 && c->feat_sasl2 && c->feat_bind2;
+	char *auth = c->sasl2
+		? pv_sprintf("<authenticate xmlns='" NS_SASL2 "' mechanism='%s'><initial-response>%s"
+			     "</initial-response><bind xmlns='" NS_BIND2 "'><tag>bench</tag></bind>"
+			     "</authenticate>",
+			c->mech256 ? "SCRAM-SHA-256" : "SCRAM-SHA-1", b64)
+		: pv_sprintf("<auth xmlns='" NS_SASL "' mechanism='%s'>%s</auth>",
+			c->mech256 ? "SCRAM-SHA-256" : "SCRAM-SHA-1", b64);
 	snprintf(W.res.mech, sizeof(W.res.mech), "%s", c->mech256 ? "SCRAM-SHA-256" : "SCRAM-SHA-1");
 	conn_sends(c, auth);
 	pv_free(auth);
@@ -607,7 +624,7 @@ static bool sasl_challenge(bconn *c)
 	resp = pv_sprintf("%s,p=%s", final_nop, proof64);
 	b64 = pv_base64_encode(resp, strlen(resp));
 	pv_free(resp);
-	resp = pv_sprintf("<response xmlns='" NS_SASL "'>%s</response>", b64);
+	resp = pv_sprintf("<response xmlns='%s'>%s</response>", c->sasl2 ? NS_SASL2 : NS_SASL, b64);
 	conn_sends(c, resp);
 	c->st = S_SASL2;
 	ok = true;
@@ -747,6 +764,13 @@ static void handle_top(bconn *c)
 			return;
 		break;
 	case S_SASL2:
+		if (c->top == T_SUCCESS && c->sasl2) {
+			/* no restart: the features follow <success/>, the resource is bound */
+			if (!sasl_success(c) || !c->bound2)
+				break;
+			c->st = S_FEATURES3;
+			return;
+		}
 		if (c->top == T_SUCCESS && sasl_success(c)) {
 			c->restart = true;
 			c->st = S_FEATURES3;
@@ -764,6 +788,10 @@ static void handle_top(bconn *c)
 	case S_FEATURES3:
 		if (c->top != T_FEATURES)
 			return;
+		if (c->sasl2) {
+			login_finished(c, true);
+			return;
+		}
 		if (!c->feat_bind)
 			break;
 		send_bind(c);
@@ -866,6 +894,7 @@ static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
 		if (!strcmp(name, NS_STREAM " features")) {
 			c->top = T_FEATURES;
 			c->feat_tls = c->feat_bind = c->feat_session = c->mech256 = c->mech1 = false;
+			c->feat_sasl2 = c->feat_bind2 = false;
 			c->session_optional = false;
 		} else if (!strcmp(name, NS_CLIENT " message")) {
 			c->top = T_MESSAGE;
@@ -882,13 +911,16 @@ static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
 			c->top = T_PROCEED;
 		} else if (!strcmp(name, NS_TLS " failure")) {
 			c->top = T_TLSFAIL;
-		} else if (!strcmp(name, NS_SASL " challenge")) {
+		} else if (!strcmp(name, NS_SASL " challenge") || !strcmp(name, NS_SASL2 " challenge")) {
 			c->top = T_CHALLENGE;
 			c->capture = true;
 		} else if (!strcmp(name, NS_SASL " success")) {
 			c->top = T_SUCCESS;
 			c->capture = true;
-		} else if (!strcmp(name, NS_SASL " failure")) {
+		} else if (!strcmp(name, NS_SASL2 " success")) {
+			c->top = T_SUCCESS; /* its data is in <additional-data/> */
+			c->bound2 = false;
+		} else if (!strcmp(name, NS_SASL " failure") || !strcmp(name, NS_SASL2 " failure")) {
 			c->top = T_FAILURE;
 		} else if (!strcmp(name, NS_STREAM " error")) {
 			c->top = T_STREAMERR;
@@ -905,11 +937,21 @@ static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
 				c->feat_bind = true;
 			else if (!strcmp(name, NS_SESSION " session"))
 				c->feat_session = true;
+			else if (!strcmp(name, NS_SASL2 " authentication"))
+				c->feat_sasl2 = true;
+		} else if (c->top == T_SUCCESS && !strcmp(name, NS_SASL2 " additional-data")) {
+			c->capture = true;
+		} else if (c->top == T_SUCCESS && !strcmp(name, NS_BIND2 " bound")) {
+			c->bound2 = true;
 		} else if (c->top == T_MESSAGE && !strcmp(name, NS_CLIENT " body")) {
 			c->capture = true;
 		} else if (c->top == T_IQ && !strcmp(name, NS_CLIENT " error")) {
 			c->iq_has_error = true;
 		}
+	} else if (c->depth == 5) {
+		/* features > authentication > inline > bind */
+		if (c->top == T_FEATURES && c->feat_sasl2 && !strcmp(name, NS_BIND2 " bind"))
+			c->feat_bind2 = true;
 	} else if (c->depth == 4) {
 		if (c->top == T_FEATURES && c->in_mechs) {
 			pv_buf_reset(&c->text);
@@ -937,7 +979,7 @@ static void on_end(void *ud, const XML_Char *name)
 	} else if (c->depth == 3) {
 		if (c->top == T_FEATURES)
 			c->in_mechs = false;
-		if (c->top == T_MESSAGE)
+		if (c->top == T_MESSAGE || c->top == T_SUCCESS)
 			c->capture = false;
 	} else if (c->depth == 2) {
 		c->capture = false;
@@ -1062,9 +1104,13 @@ static void on_connect(uv_connect_t *req, int status)
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	c->st = S_FEATURES1;
 	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-	send_stream_header(c);
+	if (opt.direct_tls) {
+		tls_start(c); /* the stream header follows the handshake */
+	} else {
+		c->st = S_FEATURES1;
+		send_stream_header(c);
+	}
 	if (c->dead)
 		conn_close(c);
 }
@@ -1196,6 +1242,8 @@ static void login_finished(bconn *c, bool ok)
 		W.res.ok++;
 	else
 		W.res.failed++;
+	if (ok && c->sasl2)
+		W.res.sasl2++;
 	if (ok && opt.tls_resume && c->ssl) {
 		/* The ticket came before the bind result: the session is resumable now. */
 		if (SSL_session_reused(c->ssl))
@@ -1783,6 +1831,7 @@ static void wait_all(int phase, double bound, done_rec *sum)
 		sum->stalls += r.stalls;
 		sum->derivations += r.derivations;
 		sum->resumed += r.resumed;
+		sum->sasl2 += r.sasl2;
 		sum->gen_cpu_us += r.gen_cpu_us;
 		if (r.elapsed > sum->elapsed)
 			sum->elapsed = r.elapsed;
@@ -1932,6 +1981,10 @@ static int run_parent(void)
 		j_num("key_derivations_in_window", (double)d2.derivations);
 		if (opt.tls_resume)
 			j_num("tls_resumed", (double)d2.resumed);
+		if (opt.sasl2)
+			j_num("sasl2_logins", (double)d2.sasl2);
+		if (opt.direct_tls)
+			j_num("direct_tls", 1);
 		j_lat("login_ms", &d2.lat, 0.001);
 		j_server("", &s0, &s1);
 		if (opt.npids)
@@ -1943,6 +1996,8 @@ static int run_parent(void)
 			(double)hist_pct(&d2.lat, 50) / 1e3, (double)hist_pct(&d2.lat, 99) / 1e3);
 		if (opt.tls_resume)
 			summary(", TLS resumed %" PRIu64, d2.resumed);
+		if (opt.sasl2)
+			summary(", SASL2+Bind2 %" PRIu64, d2.sasl2);
 		if (opt.npids && d2.ok)
 			summary(", server CPU %.3f ms/login", cpu_s(&s0, &s1) * 1e3 / (double)d2.ok);
 		summary(", generator CPU %.0f%%\n", gen_pct(&d2, opt.duration));
@@ -2129,7 +2184,9 @@ int main(int argc, char **argv)
 		{"concurrency", 1, 0, 'c'}, {"src-ips", 1, 0, 's'}, {"body-size", 1, 0, 'b'},
 		{"per-user", 1, 0, 'o'}, {"timeout", 1, 0, 'T'}, {"server-pid", 1, 0, 'k'},
 		{"label", 1, 0, 'l'}, {"quiet", 0, 0, 'q'}, {"verbose", 0, 0, 'v'},
-		{"tls-resume", 0, 0, 'R'}, {"help", 0, 0, '?'}, {0, 0, 0, 0}};
+		{"tls-resume", 0, 0, 'R'}, {"direct-tls", 0, 0, 'Z'}, {"sasl2", 0, 0, 'A'},
+		{"help", 0, 0, '?'},
+		{0, 0, 0, 0}};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
@@ -2158,6 +2215,8 @@ int main(int argc, char **argv)
 		case 'q': opt.quiet = true; break;
 		case 'v': opt.verbose = true; break;
 		case 'R': opt.tls_resume = true; break;
+		case 'Z': opt.direct_tls = true; break;
+		case 'A': opt.sasl2 = true; break;
 		case '?':
 		default: usage(ch == '?' && optopt == 0 ? stdout : stderr); return ch == '?' && optopt == 0 ? 0 : 2;
 		}

@@ -66,6 +66,8 @@ pv_stanza *pv_stanza_iq_result(const pv_stanza *s);
 #define PV_NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
 #define PV_NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
 #define PV_NS_SM "urn:xmpp:sm:3"
+#define PV_NS_SASL2 "urn:xmpp:sasl:2"
+#define PV_NS_BIND2 "urn:xmpp:bind:0"
 #define PV_NS_DELAY "urn:xmpp:delay"
 #define PV_NS_ROSTER "jabber:iq:roster"
 #define PV_NS_DISCO_INFO "http://jabber.org/protocol/disco#info"

@@ -1,6 +1,8 @@
 /* c2s.c -- client-to-server streams (RFC 6120): stream header and features, STARTTLS
  * (5.4), SASL (6), resource binding (7), stream errors (4.9), XEP-0368 direct TLS and
  * XEP-0198 stream management (enable, acks, resume), plus the per-connection limits.
+ * XEP-0388 (SASL2) runs the same mechanisms without the stream restart, and XEP-0386
+ * (Bind 2) binds a server-made resource inside it: a login in two round trips fewer.
  *
  * A pv_c2s is the connection half; the pv_session it serves (core/session.c) holds the
  * account state and may outlive it while waiting for resumption.  Everything runs on
@@ -31,6 +33,9 @@ struct pv_c2s {
 	bool header_sent, authed, restart, starttls, over_limit, closing, counted_ip;
 	pv_sasl *sasl;
 	int sasl_failures;
+	bool sasl2;                /* the exchange under way is XEP-0388's */
+	bool bind2;                /* ... and asked for a XEP-0386 binding */
+	char *bind2_tag;           /* the client's tag for it (NULL: none) */
 	bool sasl_slow;            /* the mechanism's steps run in the thread pool */
 	bool busy, free_pending;   /* a thread-pool job holds this c2s */
 	unsigned char *cb;  /* channel binding data, CB_MAX bytes, until authenticated */
@@ -310,28 +315,100 @@ static int get_cred(void *ud, const char *user, const char *mech, pv_scram_cred 
 	return pv_store_user_get_cred(c->srv->store, c->host->name, user, mech, out);
 }
 
+/* A failure in the profile of the exchange: XEP-0388 wraps RFC 6120's conditions. */
 static void sasl_failure(pv_c2s *c, const char *cond)
 {
-	char b[160];
-	snprintf(b, sizeof(b), "<failure xmlns='" PV_NS_SASL "'><%s/></failure>", cond);
+	char b[200];
+	if (c->sasl2)
+		snprintf(b, sizeof(b), "<failure xmlns='" PV_NS_SASL2 "'><%s xmlns='" PV_NS_SASL
+			"'/></failure>", cond);
+	else
+		snprintf(b, sizeof(b), "<failure xmlns='" PV_NS_SASL "'><%s/></failure>", cond);
 	write_str(c, b);
 }
 
+static void put_base64(pv_buf *b, const unsigned char *data, size_t n)
+{
+	char *enc = pv_base64_encode(data, n);
+	pv_buf_puts(b, enc);
+	pv_free(enc);
+}
+
+/* <challenge/> or RFC 6120's <success/>.  RFC 6120 6.4.2 spells empty data "=";
+ * XEP-0388 has no empty challenges. */
 static void sasl_reply(pv_c2s *c, const char *el, const unsigned char *data, size_t n)
 {
 	pv_buf b;
 	pv_buf_init(&b);
-	pv_buf_printf(&b, "<%s xmlns='" PV_NS_SASL "'>", el);
-	if (data && n) {
-		char *enc = pv_base64_encode(data, n);
-		pv_buf_puts(&b, enc);
-		pv_free(enc);
-	} else if (data) {
+	pv_buf_printf(&b, "<%s xmlns='%s'>", el, c->sasl2 ? PV_NS_SASL2 : PV_NS_SASL);
+	if (data && n)
+		put_base64(&b, data, n);
+	else if (data && !c->sasl2)
 		pv_buf_puts(&b, "=");
-	}
 	pv_buf_printf(&b, "</%s>", el);
 	pv_c2s_write_raw(c, b.data, b.len);
 	pv_buf_fini(&b);
+}
+
+static const char *bind_session(pv_c2s *c, const char *norm, const char **etype,
+	const char **text);
+
+/* XEP-0386: the resource is ours to make -- the client's tag (when it is a valid
+ * resource), "/" and random hex.  NULL if the binding
+ * failed (too many resources): the client then sees no <bound/> and binds the RFC 6120
+ * way, which answers with the stanza error. */
+static const char *bind2(pv_c2s *c)
+{
+	char *rnd = pv_random_hex(8);
+	char *norm = NULL;
+	if (c->bind2_tag && *c->bind2_tag) {
+		size_t tl = strlen(c->bind2_tag);
+		char *want = pv_malloc(tl + 1 + strlen(rnd) + 1);
+		memcpy(want, c->bind2_tag, tl);
+		want[tl] = '/';
+		strcpy(want + tl + 1, rnd);
+		norm = pv_jid_norm_resource(want, strlen(want));
+		pv_free(want);
+	}
+	if (!norm)
+		norm = pv_strdup(rnd);
+	pv_free(rnd);
+	const char *etype, *text;
+	const char *err = bind_session(c, norm, &etype, &text);
+	if (err)
+		pv_info("c2s", "[%s] bind 2 for %s failed: %s", c->ip, c->sess->user, err);
+	pv_free(norm);
+	return err ? NULL : c->sess->jid.full;
+}
+
+/* XEP-0388 success: the server's final data, who the client now is (the full JID when
+ * Bind 2 bound it), then the new stream features -- no stream restart. */
+static void sasl2_success(pv_c2s *c, const unsigned char *data, size_t n)
+{
+	const char *full = c->bind2 ? bind2(c) : NULL;
+	pv_buf b;
+	pv_buf_init(&b);
+	pv_buf_puts(&b, "<success xmlns='" PV_NS_SASL2 "'>");
+	if (data && n) {
+		pv_buf_puts(&b, "<additional-data>");
+		put_base64(&b, data, n);
+		pv_buf_puts(&b, "</additional-data>");
+	}
+	pv_buf_puts(&b, "<authorization-identifier>");
+	if (full) {
+		pv_xml_escape(full, strlen(full), &b);
+	} else {
+		pv_xml_escape(c->sess->user, strlen(c->sess->user), &b);
+		pv_buf_puts(&b, "@");
+		pv_xml_escape(c->host->name, strlen(c->host->name), &b);
+	}
+	pv_buf_puts(&b, "</authorization-identifier>");
+	if (full)
+		pv_buf_puts(&b, "<bound xmlns='" PV_NS_BIND2 "'/>");
+	pv_buf_puts(&b, "</success>");
+	pv_c2s_write_raw(c, b.data, b.len);
+	pv_buf_fini(&b);
+	start_stream_features(c);
 }
 
 /* The result of one SASL step, on the loop thread. */
@@ -355,14 +432,19 @@ static void sasl_finish(pv_c2s *c, pv_sasl_rc rc, unsigned char *out, size_t out
 		c->authed = true;
 		c->srv->stats.c2s_auth_ok++;
 		c->sess->user = pv_strdup(user);
-		pv_info("c2s", "[%s] authenticated %s@%s", c->ip, user, c->host->name);
-		sasl_reply(c, "success", out ? out : (const unsigned char *)"", out ? outlen : 0);
+		pv_info("c2s", "[%s] authenticated %s@%s%s", c->ip, user, c->host->name,
+			c->sasl2 ? " (SASL2)" : "");
 		pv_sasl_free(c->sasl);
 		c->sasl = NULL;
-		c->restart = true;
 		pv_free(c->cb); /* no more SASL on this stream (RFC 6120 6.4.8) */
 		c->cb = NULL;
 		c->cblen = 0;
+		if (c->sasl2) {
+			sasl2_success(c, out, out ? outlen : 0);
+		} else {
+			sasl_reply(c, "success", out ? out : (const unsigned char *)"", out ? outlen : 0);
+			c->restart = true;
+		}
 	} else {
 		c->srv->stats.c2s_auth_fail++;
 		note_failure(c, user);
@@ -421,9 +503,10 @@ static void sasl_work_done(uv_work_t *req, int status)
 	}
 }
 
+/* One step with el's text as the client's data (el NULL: no data). */
 static void sasl_step(pv_c2s *c, pv_xml *el)
 {
-	char *txt = pv_xml_text(el);
+	char *txt = el ? pv_xml_text(el) : pv_strdup("");
 	unsigned char *in = NULL;
 	size_t inlen = 0;
 	const char *t = txt;
@@ -469,7 +552,7 @@ static void sasl_step(pv_c2s *c, pv_xml *el)
  * fall back to a weaker mechanism (or fail the RFC 5802 downgrade check). */
 static void choose_cb(pv_c2s *c, pv_xml *el)
 {
-	char *txt = pv_xml_text(el);
+	char *txt = el ? pv_xml_text(el) : NULL;
 	unsigned char *in = NULL;
 	size_t inlen = 0;
 	if (txt && *txt && pv_base64_decode(txt, strlen(txt), &in, &inlen) >= 0 && inlen > 12 &&
@@ -491,56 +574,79 @@ static void choose_cb(pv_c2s *c, pv_xml *el)
 	pv_free(txt);
 }
 
+/* <auth/> (RFC 6120) or <authenticate/> (XEP-0388): mechanism mech, the client's
+ * first data in el's text (el NULL: none). */
+static void sasl_begin(pv_c2s *c, const char *mech, pv_xml *el)
+{
+	if (!c->tls_done && pv_conf_bool(c->srv->conf, "c2s.require_encryption", true)) {
+		sasl_failure(c, "encryption-required");
+		return;
+	}
+	if (throttled(c, NULL)) {
+		sasl_failure(c, "temporary-auth-failure");
+		return;
+	}
+	pv_sasl_free(c->sasl);
+	choose_cb(c, el);
+	pv_sasl_ctx ctx = {
+		.get_cred = get_cred,
+		.ud = c,
+		.tls = c->tls_done,
+		.cb_type = c->cblen > 0 ? c->cbtype : NULL,
+		.cb_data = c->cb,
+		.cb_len = c->cblen > 0 ? (size_t)c->cblen : 0,
+		.offer_plus = c->cblen > 0,
+		.secret = c->srv->secret,
+		.secret_len = sizeof(c->srv->secret),
+		.fake_iterations = c->srv->lim.scram_iterations,
+		.host = c->host->name,
+	};
+	c->sasl = mech ? pv_sasl_new(mech, &ctx) : NULL;
+	c->sasl_slow = mech && strcmp(mech, "PLAIN") == 0;
+	if (!c->sasl) {
+		sasl_failure(c, "invalid-mechanism");
+		return;
+	}
+	sasl_step(c, el);
+}
+
 static void handle_sasl(pv_c2s *c, pv_xml *el)
 {
 	if (c->authed) {
+		/* RFC 6120 6.4.8; XEP-0388 ("Multiple Authentication") for <authenticate/>. */
 		pv_c2s_stream_error(c, "policy-violation", "already authenticated");
 		return;
 	}
-	if (pv_xml_is(el, "auth", PV_NS_SASL)) {
-		if (!c->tls_done && pv_conf_bool(c->srv->conf, "c2s.require_encryption", true)) {
-			sasl_failure(c, "encryption-required");
-			return;
-		}
-		if (throttled(c, NULL)) {
-			sasl_failure(c, "temporary-auth-failure");
-			return;
-		}
+	bool two = strcmp(el->ns, PV_NS_SASL2) == 0;
+	if (pv_xml_is(el, "auth", PV_NS_SASL) || pv_xml_is(el, "authenticate", PV_NS_SASL2)) {
+		c->sasl2 = two;
+		pv_xml *b = two ? pv_xml_child(el, "bind", PV_NS_BIND2) : NULL;
+		c->bind2 = b != NULL; /* XEP-0386: carried out at the success */
+		pv_free(c->bind2_tag);
+		c->bind2_tag = b ? pv_xml_child_text(b, "tag", PV_NS_BIND2) : NULL;
+		sasl_begin(c, pv_xml_attr(el, "mechanism"),
+			two ? pv_xml_child(el, "initial-response", PV_NS_SASL2) : el);
+		return;
+	}
+	bool response = strcmp(el->name, "response") == 0, abort = strcmp(el->name, "abort") == 0;
+	if (!response && !abort) {
+		pv_c2s_stream_error(c, "unsupported-stanza-type", NULL);
+		return;
+	}
+	if (!c->sasl || two != c->sasl2) {
+		/* Nothing under way, or an answer in the other profile than the exchange's. */
 		pv_sasl_free(c->sasl);
-		const char *mech = pv_xml_attr(el, "mechanism");
-		choose_cb(c, el);
-		pv_sasl_ctx ctx = {
-			.get_cred = get_cred,
-			.ud = c,
-			.tls = c->tls_done,
-			.cb_type = c->cblen > 0 ? c->cbtype : NULL,
-			.cb_data = c->cb,
-			.cb_len = c->cblen > 0 ? (size_t)c->cblen : 0,
-			.offer_plus = c->cblen > 0,
-			.secret = c->srv->secret,
-			.secret_len = sizeof(c->srv->secret),
-			.fake_iterations = c->srv->lim.scram_iterations,
-			.host = c->host->name,
-		};
-		c->sasl = mech ? pv_sasl_new(mech, &ctx) : NULL;
-		c->sasl_slow = mech && strcmp(mech, "PLAIN") == 0;
-		if (!c->sasl) {
-			sasl_failure(c, "invalid-mechanism");
-			return;
-		}
+		c->sasl = NULL;
+		c->sasl2 = two;
+		sasl_failure(c, abort ? "aborted" : "malformed-request");
+		return;
+	}
+	if (response) {
 		sasl_step(c, el);
-	} else if (pv_xml_is(el, "response", PV_NS_SASL)) {
-		if (!c->sasl) {
-			sasl_failure(c, "malformed-request");
-			return;
-		}
-		sasl_step(c, el);
-	} else if (pv_xml_is(el, "abort", PV_NS_SASL)) {
+	} else {
 		pv_sasl_free(c->sasl);
 		c->sasl = NULL;
 		sasl_failure(c, "aborted");
-	} else {
-		pv_c2s_stream_error(c, "unsupported-stanza-type", NULL);
 	}
 }
 
@@ -556,9 +662,15 @@ static void start_stream_features(pv_c2s *c)
 			pv_xml_add_child(st, "required", PV_NS_TLS);
 	}
 	if (!c->authed && (c->tls_done || !require_tls)) {
+		/* The same mechanisms in both profiles: RFC 6120's and XEP-0388's, the latter
+		 * with XEP-0386 binding inline (no inline features inside it yet). */
 		pv_xml *m = pv_xml_add_child(f, "mechanisms", PV_NS_SASL);
-		for (const char *const *p = pv_sasl_mechs(c->tls_done, c->cblen > 0); *p; p++)
+		pv_xml *a = pv_xml_add_child(f, "authentication", PV_NS_SASL2);
+		for (const char *const *p = pv_sasl_mechs(c->tls_done, c->cblen > 0); *p; p++) {
 			pv_xml_add_text(pv_xml_add_child(m, "mechanism", PV_NS_SASL), *p, strlen(*p));
+			pv_xml_add_text(pv_xml_add_child(a, "mechanism", PV_NS_SASL2), *p, strlen(*p));
+		}
+		pv_xml_add_child(pv_xml_add_child(a, "inline", PV_NS_SASL2), "bind", PV_NS_BIND2);
 		if (c->cblen > 0) {
 			/* XEP-0440: which channel-binding types we can verify. */
 			pv_xml *cbs = pv_xml_add_child(f, "sasl-channel-binding", "urn:xmpp:sasl-cb:0");
@@ -569,8 +681,11 @@ static void start_stream_features(pv_c2s *c)
 		}
 	}
 	if (c->authed) {
-		pv_xml_add_child(f, "bind", PV_NS_BIND);
-		pv_xml_add_child(pv_xml_add_child(f, "session", PV_NS_SESSION), "optional", PV_NS_SESSION);
+		if (!c->sess->bound) { /* XEP-0386 may have bound it already */
+			pv_xml_add_child(f, "bind", PV_NS_BIND);
+			pv_xml_add_child(pv_xml_add_child(f, "session", PV_NS_SESSION), "optional",
+				PV_NS_SESSION);
+		}
 		pv_xml_add_child(f, "sm", PV_NS_SM);
 	}
 	pv_event ev = {.host = c->host, .origin = c->sess, .payload = f};
@@ -658,6 +773,44 @@ static void handle_starttls(pv_c2s *c, pv_xml *el)
 	pv_xmlstream_stop(c->xs);
 }
 
+/* Binds the normalised resource norm to c's session (RFC 6120 7.7 rules: the new
+ * session wins a conflict).  NULL when bound, else the stanza error's condition, with
+ * its type and text. */
+static const char *bind_session(pv_c2s *c, const char *norm, const char **etype,
+	const char **text)
+{
+	pv_session *s = c->sess;
+	pv_session *old = pv_host_find_resource(c->host, s->user, norm);
+	if (old) {
+		/* RFC 6120 7.7.2.2: we let the new session win; the old one gets <conflict/>. */
+		pv_info("c2s", "[%s] resource conflict for %s@%s/%s: replacing the old session", c->ip,
+			s->user, c->host->name, norm);
+		old->resumable = false;
+		if (old->c2s)
+			pv_c2s_stream_error(old->c2s, "conflict", "replaced by a new session");
+		pv_session_unbind(old, "conflict");
+	}
+	pv_session *others[1];
+	if (pv_host_user_sessions(c->host, s->user, others, 1) >= c->srv->lim.max_resources) {
+		*etype = "wait";
+		*text = "too many resources";
+		return "resource-constraint";
+	}
+	if (pv_jid_make(&s->jid, s->user, c->host->name, norm) != 0) {
+		*etype = "modify";
+		*text = "invalid resource";
+		return "bad-request";
+	}
+	s->bound = true;
+	s->sid = pv_random_hex(16);
+	pv_host_register(c->host, s);
+	pv_map_put(c->srv->worker.by_sid, s->sid, s);
+	pv_info("c2s", "[%s] bound %s", c->ip, s->jid.full);
+	pv_event ev = {.host = c->host, .origin = s};
+	pv_fire(c->host, "resource-bind", &ev);
+	return NULL;
+}
+
 static void bind_resource(pv_c2s *c, pv_stanza *st, pv_xml *bind)
 {
 	pv_session *s = c->sess;
@@ -677,37 +830,16 @@ static void bind_resource(pv_c2s *c, pv_stanza *st, pv_xml *bind)
 	} else {
 		norm = pv_random_hex(8);
 	}
-	pv_session *old = pv_host_find_resource(c->host, s->user, norm);
-	if (old) {
-		/* RFC 6120 7.7.2.2: we let the new session win; the old one gets <conflict/>. */
-		pv_info("c2s", "[%s] resource conflict for %s@%s/%s: replacing the old session", c->ip,
-			s->user, c->host->name, norm);
-		old->resumable = false;
-		if (old->c2s)
-			pv_c2s_stream_error(old->c2s, "conflict", "replaced by a new session");
-		pv_session_unbind(old, "conflict");
-	}
-	pv_session *others[1];
-	if (pv_host_user_sessions(c->host, s->user, others, 1) >= c->srv->lim.max_resources) {
-		reply = pv_stanza_error(st, "wait", "resource-constraint", "too many resources");
+	const char *etype, *text;
+	const char *err = bind_session(c, norm, &etype, &text);
+	if (err) {
+		reply = pv_stanza_error(st, etype, err, text);
 		goto out;
 	}
-	if (pv_jid_make(&s->jid, s->user, c->host->name, norm) != 0) {
-		reply = pv_stanza_error(st, "modify", "bad-request", "invalid resource");
-		goto out;
-	}
-	s->bound = true;
-	s->sid = pv_random_hex(16);
-	pv_host_register(c->host, s);
-	pv_map_put(c->srv->worker.by_sid, s->sid, s);
 	reply = pv_stanza_iq_result(st);
 	pv_xml *b = pv_xml_add_child(reply->xml, "bind", PV_NS_BIND);
 	pv_xml *j = pv_xml_add_child(b, "jid", PV_NS_BIND);
 	pv_xml_add_text(j, s->jid.full, strlen(s->jid.full));
-	pv_stanza_set_to(reply, NULL);
-	pv_info("c2s", "[%s] bound %s", c->ip, s->jid.full);
-	pv_event ev = {.host = c->host, .origin = s};
-	pv_fire(c->host, "resource-bind", &ev);
 out:
 	if (reply) {
 		pv_stanza_set_to(reply, NULL);
@@ -910,11 +1042,11 @@ static void on_element(void *ud, pv_xml *el)
 	} else if (strcmp(ns, PV_NS_TLS) == 0) {
 		handle_starttls(c, el);
 	} else if (!c->tls_done && pv_conf_bool(c->srv->conf, "c2s.require_encryption", true) &&
-		   strcmp(ns, PV_NS_SASL) != 0) {
+		   strcmp(ns, PV_NS_SASL) != 0 && strcmp(ns, PV_NS_SASL2) != 0) {
 		/* RFC 6120 5.3.1: TLS is mandatory here and the client tried something else. */
 		pv_c2s_stream_error(c, strcmp(ns, PV_NS_CLIENT) == 0 ? "not-authorized" : "policy-violation",
 			"STARTTLS is required");
-	} else if (strcmp(ns, PV_NS_SASL) == 0) {
+	} else if (strcmp(ns, PV_NS_SASL) == 0 || strcmp(ns, PV_NS_SASL2) == 0) {
 		handle_sasl(c, el);
 	} else if (strcmp(ns, PV_NS_SM) == 0) {
 		if (!c->authed)
@@ -1130,6 +1262,7 @@ static void c2s_free(pv_c2s *c)
 	pv_xmlstream_free(c->xs);
 	pv_sasl_free(c->sasl);
 	pv_free(c->cb);
+	pv_free(c->bind2_tag);
 	pv_free(c);
 }
 

@@ -22,6 +22,8 @@ NS_STREAM = "http://etherx.jabber.org/streams"
 NS_CLIENT = "jabber:client"
 NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+NS_SASL2 = "urn:xmpp:sasl:2"
+NS_BIND2 = "urn:xmpp:bind:0"
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 NS_SM = "urn:xmpp:sm:3"
@@ -476,8 +478,43 @@ class RawClient:
         self.user = user
         return self.start()
 
-    def _sasl_next(self):
-        el = self.next(lambda e: ns_of(e.tag) == NS_SASL or e.tag == f"{{{NS_STREAM}}}error",
+    def sasl2_mechanisms(self, features=None):
+        f = features if features is not None else self.features
+        a = f.find(f"{{{NS_SASL2}}}authentication") if f is not None else None
+        return [] if a is None else [x.text for x in a.findall(f"{{{NS_SASL2}}}mechanism")]
+
+    def auth_sasl2(self, user, password, mech="SCRAM-SHA-256", bind=False, tag=None,
+                   extra=""):
+        """XEP-0388 SCRAM exchange, with a XEP-0386 binding when bind (and tag) are
+        given.  Checks the server signature, reads the features that follow <success/>
+        (no stream restart) and returns the <success/> element; self.jid is its
+        authorization identifier.  Raises AuthFailed(condition) on <failure/>."""
+        sc = Scram(mech, user, password)
+        inner = f"<initial-response>{base64.b64encode(sc.first()).decode()}</initial-response>"
+        if bind:
+            inner += (f"<bind xmlns='{NS_BIND2}'>"
+                      + (f"<tag>{escape(tag)}</tag>" if tag is not None else "") + "</bind>")
+        self.features = None
+        self.send(f"<authenticate xmlns='{NS_SASL2}' mechanism='{mech}'>{inner}{extra}"
+                  f"</authenticate>")
+        el = self._sasl_next(NS_SASL2)
+        assert local(el.tag) == "challenge", to_str(el)
+        server_first = base64.b64decode(el.text or "")
+        self.send(f"<response xmlns='{NS_SASL2}'>"
+                  f"{base64.b64encode(sc.final(server_first)).decode()}</response>")
+        el = self._sasl_next(NS_SASL2)
+        assert local(el.tag) == "success", to_str(el)
+        data = el.find(f"{{{NS_SASL2}}}additional-data")
+        assert data is not None and data.text, "SCRAM success must carry the server-final message"
+        sc.verify(base64.b64decode(data.text))
+        self.scram = sc
+        self.user = user
+        self.jid = el.find(f"{{{NS_SASL2}}}authorization-identifier").text
+        self.read_features()
+        return el
+
+    def _sasl_next(self, ns=NS_SASL):
+        el = self.next(lambda e: ns_of(e.tag) == ns or e.tag == f"{{{NS_STREAM}}}error",
                        what="SASL answer")
         if el.tag == f"{{{NS_STREAM}}}error":
             raise AuthFailed("stream-error:" + stream_error_condition(el), el)
