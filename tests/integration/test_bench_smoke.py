@@ -63,3 +63,15 @@ def test_login_storm_resumes_tls_sessions(server_factory):
     # without the flag nothing is resumed (and the key is not reported)
     res, report = run_bench(server, "--duration", "1", "--concurrency", "2", "login")
     assert res["logins"] > 0 and "tls_resumed" not in res, report
+
+
+@pytest.mark.pv_timeout(150)
+def test_login_storm_with_direct_tls_sasl2_and_bind2(server_factory):
+    """--direct-tls --sasl2: the storm logs in on the XEP-0368 port with XEP-0388 and a
+    XEP-0386 binding, every login of the window (the server offers both)."""
+    server = server_factory(users=USERS)
+    res, report = run_bench(server, "--port", str(server.tls_port), "--direct-tls", "--sasl2",
+                            "--duration", "1.5", "--concurrency", "2", "login")
+    assert res["scenario"] == "login" and res["failed"] == 0, report
+    assert res["logins"] > 0 and res["sasl2_logins"] == res["logins"], report
+    assert res["direct_tls"] == 1, report
