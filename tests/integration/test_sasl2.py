@@ -100,17 +100,19 @@ def test_unknown_mechanism(server, raw):
 
 def test_abort_and_a_response_in_the_other_profile(server, raw):
     c = tls_stream(raw, server)
-    first = base64.b64encode(b"n,,n=alice,r=abcdefgh").decode()
-    c.send(f"<authenticate xmlns='{NS_SASL2}' mechanism='SCRAM-SHA-256'>"
-           f"<initial-response>{first}</initial-response></authenticate>")
-    c.next(lambda e: e.tag == f"{{{NS_SASL2}}}challenge", what="challenge")
+
+    def begin_scram():
+        first = base64.b64encode(b"n,,n=alice,r=abcdefgh").decode()
+        c.send(f"<authenticate xmlns='{NS_SASL2}' mechanism='SCRAM-SHA-256'>"
+               f"<initial-response>{first}</initial-response></authenticate>")
+        c.next(lambda e: e.tag == f"{{{NS_SASL2}}}challenge", what="challenge")
+
+    begin_scram()
     # RFC 6120's <response/> does not continue a XEP-0388 exchange: it ends it
     c.send(f"<response xmlns='{NS_SASL}'>AAAA</response>")
     el, conds = failure_of(c)
     assert el.tag == f"{{{NS_SASL}}}failure" and conds == ["malformed-request"], to_str(el)
-    c.send(f"<authenticate xmlns='{NS_SASL2}' mechanism='SCRAM-SHA-256'>"
-           f"<initial-response>{first}</initial-response></authenticate>")
-    c.next(lambda e: e.tag == f"{{{NS_SASL2}}}challenge", what="challenge")
+    begin_scram()
     c.send(f"<abort xmlns='{NS_SASL2}'/>")
     el, conds = failure_of(c)
     assert el.tag == f"{{{NS_SASL2}}}failure" and conds == ["aborted"], to_str(el)
