@@ -354,9 +354,9 @@ static const char *bind_session(pv_c2s *c, const char *norm, const char **etype,
 	const char **text);
 
 /* XEP-0386: the resource is ours to make -- the client's tag (when it is a valid
- * resource), "/" and random hex.  NULL if the binding
- * failed (too many resources): the client then sees no <bound/> and binds the RFC 6120
- * way, which answers with the stanza error. */
+ * resource), "/" and random hex.  NULL if the binding failed (too many resources): the
+ * client then sees no <bound/> and binds the RFC 6120 way, which answers with the
+ * stanza error. */
 static const char *bind2(pv_c2s *c)
 {
 	char *rnd = pv_random_hex(8);
