@@ -362,11 +362,7 @@ static const char *bind2(pv_c2s *c)
 	char *rnd = pv_random_hex(8);
 	char *norm = NULL;
 	if (c->bind2_tag && *c->bind2_tag) {
-		size_t tl = strlen(c->bind2_tag);
-		char *want = pv_malloc(tl + 1 + strlen(rnd) + 1);
-		memcpy(want, c->bind2_tag, tl);
-		want[tl] = '/';
-		strcpy(want + tl + 1, rnd);
+		char *want = pv_sprintf("%s/%s", c->bind2_tag, rnd);
 		norm = pv_jid_norm_resource(want, strlen(want));
 		pv_free(want);
 	}
@@ -1027,6 +1023,12 @@ static void handle_sm(pv_c2s *c, pv_xml *el)
 
 /* ---- depth-1 elements ---- */
 
+/* RFC 6120's SASL or XEP-0388's: both go to handle_sasl. */
+static bool sasl_ns(const char *ns)
+{
+	return strcmp(ns, PV_NS_SASL) == 0 || strcmp(ns, PV_NS_SASL2) == 0;
+}
+
 static void on_element(void *ud, pv_xml *el)
 {
 	pv_c2s *c = ud;
@@ -1042,11 +1044,11 @@ static void on_element(void *ud, pv_xml *el)
 	} else if (strcmp(ns, PV_NS_TLS) == 0) {
 		handle_starttls(c, el);
 	} else if (!c->tls_done && pv_conf_bool(c->srv->conf, "c2s.require_encryption", true) &&
-		   strcmp(ns, PV_NS_SASL) != 0 && strcmp(ns, PV_NS_SASL2) != 0) {
+		   !sasl_ns(ns)) {
 		/* RFC 6120 5.3.1: TLS is mandatory here and the client tried something else. */
 		pv_c2s_stream_error(c, strcmp(ns, PV_NS_CLIENT) == 0 ? "not-authorized" : "policy-violation",
 			"STARTTLS is required");
-	} else if (strcmp(ns, PV_NS_SASL) == 0 || strcmp(ns, PV_NS_SASL2) == 0) {
+	} else if (sasl_ns(ns)) {
 		handle_sasl(c, el);
 	} else if (strcmp(ns, PV_NS_SM) == 0) {
 		if (!c->authed)

@@ -31,9 +31,9 @@
  * A <message> root also hosts the nodes under it (pv_xml_host, "carving" in xml.c):
  * CARVE_ROOM bytes of its allocation hold the body, its text and the usual small
  * extensions, then the pv_stanza record and JIDs that stanza.c carves, so a chat
- * message is one allocation instead of six or more.  Presence
- * stanzas are not hosts: a session keeps its last one for as long as it is online, and
- * unused carving room would be idle memory.
+ * message is one allocation instead of six or more.  Presence stanzas are not hosts: a
+ * session keeps its last one for as long as it is online, and unused carving room would
+ * be idle memory.
  *
  * Threading/ownership: one stream per session, used by its owning thread only.  Callbacks
  * run inside pv_xmlstream_feed(); they may call pv_xmlstream_stop() but must not call
