@@ -1751,23 +1751,46 @@ static void __attribute__((noreturn)) fatal(pv_store *st, const char *what)
 	abort();
 }
 
+/* Adds what a batch counted so far to the store's stats and clears it.  Called before
+ * anyone the counts cover is answered: a caller woken by pv_store_flush, or by its own
+ * read, must find its operation in pv_store_get_stats. */
+static void publish(pv_store *st, pv_store_stats *delta)
+{
+	pthread_mutex_lock(&st->mu);
+	st->stats.commits += delta->commits;
+	st->stats.writes += delta->writes;
+	st->stats.reads += delta->reads;
+	st->stats.fsync_us_total += delta->fsync_us_total;
+	pthread_mutex_unlock(&st->mu);
+	memset(delta, 0, sizeof(*delta));
+}
+
+/* finish for an op answered before the end of its batch (publish first). */
+static bool finish_now(pv_store *st, pv_store_stats *delta, pv_op *op)
+{
+	publish(st, delta);
+	return finish(st, op);
+}
+
 static void run_batch(pv_store *st, pv_op *list)
 {
 	pv_store_stats counts = {0}, *delta = &counts;
 	pv_op *pend = NULL, **pend_tail = &pend; /* answered after the COMMIT */
 	bool txn = false, wake = false, begin_failed = false;
+	size_t writes = 0; /* of this batch, settled at its end (st->unsettled) */
 
 	for (pv_op *op = list, *next; op; op = next) {
 		next = op->next;
 		op->next = NULL;
 		if (op->write) {
+			writes++;
 			delta->writes++;
 			/* After one failed BEGIN (the write lock stayed busy for BUSY_TIMEOUT_MS)
 			 * the rest of the batch fails at once instead of waiting again per write. */
 			if (!txn && (begin_failed || exec_plain(st, Q_BEGIN) < 0)) {
 				begin_failed = true;
 				op->rc = PV_EIO;
-				wake |= finish(st, op);
+				wake |= finish_now(st, delta, op);
 				continue;
 			}
 			txn = true;
@@ -1793,6 +1816,7 @@ static void run_batch(pv_store *st, pv_op *list)
 			/* SQLite rolled the whole transaction back by itself (disk full, I/O
 			 * error): everything this batch did so far is gone. */
 			pv_error(SUB, "transaction rolled back by sqlite, failing the batch so far");
+			publish(st, delta);
 			wake |= finish_list(st, pend, PV_EIO);
 			pend = NULL;
 			pend_tail = &pend;
@@ -1806,7 +1830,8 @@ static void run_batch(pv_store *st, pv_op *list)
 			*pend_tail = op;
 			pend_tail = &op->next;
 		} else {
-			wake |= finish(st, op);
+			/* a read (or flush marker) before this batch's first write */
+			wake |= finish_now(st, delta, op);
 		}
 	}
 
@@ -1819,16 +1844,9 @@ static void run_batch(pv_store *st, pv_op *list)
 		delta->fsync_us_total += mono_us() - t0;
 		delta->commits++;
 	}
-	/* Counted before anyone is answered: a caller woken by pv_store_flush must find its
-	 * writes in pv_store_get_stats. */
-	pthread_mutex_lock(&st->mu);
-	st->stats.commits += delta->commits;
-	st->stats.writes += delta->writes;
-	st->stats.reads += delta->reads;
-	st->stats.fsync_us_total += delta->fsync_us_total;
-	pthread_mutex_unlock(&st->mu);
+	publish(st, delta);
 	/* Committed (or failed): a read on another connection now sees them. */
-	atomic_fetch_sub_explicit(&st->unsettled, delta->writes, memory_order_release);
+	atomic_fetch_sub_explicit(&st->unsettled, writes, memory_order_release);
 	wake |= finish_list(st, pend, 0);
 	if (wake && st->async)
 		uv_async_send(st->async);
