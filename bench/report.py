@@ -204,11 +204,27 @@ def spread(vals, unit=""):
     return f(med) if n == 1 else f"{f(med)} [{f(vals[0])}–{f(vals[-1])}]"
 
 
+def login_kind(r):
+    """A login row's storm: "full" handshakes, "resumed" TLS sessions (--tls-resume), or
+    "reconnect" (bench/run's reconnect_storm: direct TLS, resumed, SASL2 + Bind 2 where
+    offered)."""
+    if r.get("direct_tls"):
+        return "reconnect"
+    return "resumed" if "tls_resumed" in r else "full"
+
+
+def is_(scenario, kind=None):
+    return lambda r: r.get("scenario") == scenario and (kind is None or login_kind(r) == kind)
+
+
+# (header, which rows, value, lower is better)
 ROUND_METRICS = [
-    ("chat", "delivered msgs/s", g("delivered_per_s"), False),
-    ("chat", "server CPU µs/msg", g("server_cpu_us_per_msg"), True),
-    ("login", "logins/s", g("logins_per_s"), False),
-    ("login", "server CPU ms/login", g("server_cpu_ms_per_login"), True),
+    ("delivered msgs/s", is_("chat"), g("delivered_per_s"), False),
+    ("server CPU µs/msg", is_("chat"), g("server_cpu_us_per_msg"), True),
+    ("logins/s", is_("login", "full"), g("logins_per_s"), False),
+    ("server CPU ms/login", is_("login", "full"), g("server_cpu_ms_per_login"), True),
+    ("reconnect: server CPU ms/login", is_("login", "reconnect"),
+     g("server_cpu_ms_per_login"), True),
 ]
 
 
@@ -218,28 +234,28 @@ def rounds_section(rounds):
     nr = len({r["round"] for r in rounds})
     servers = by_server(rounds)
 
-    def vals(srv, scen, get):
-        return {r["round"]: get(r) for r in rounds
-                if r["label"] == srv and r.get("scenario") == scen}
+    def vals(srv, which, get):
+        return {r["round"]: get(r) for r in rounds if r["label"] == srv and which(r)}
 
     md = ["## 6. Repeated rounds (the verdict)", "",
           f"{nr} rounds; in each, every server in turn was started for one saturation chat "
-          "window and one login storm, in reversed order every other round. Each cell is "
+          "window, one login storm of full handshakes and one reconnect storm (section 1), "
+          "in reversed order every other round. Each cell is "
           "the median over the rounds, with the lowest and highest in brackets. A ratio "
           "row takes peyvand's ratio to that server within each round (the two ran "
           "minutes apart) and gives the median of those ratios.", "",
-          "| server | " + " | ".join(m[1] for m in ROUND_METRICS) + " |",
+          "| server | " + " | ".join(m[0] for m in ROUND_METRICS) + " |",
           "|---" * (len(ROUND_METRICS) + 1) + "|"]
     for s in servers:
         md.append(f"| {s} | " + " | ".join(
-            spread(vals(s, sc, get).values()) for sc, _, get, _ in ROUND_METRICS) + " |")
+            spread(vals(s, which, get).values()) for _, which, get, _ in ROUND_METRICS) + " |")
     if "peyvand" in servers:
         for s in servers:
             if s == "peyvand":
                 continue
             cells = []
-            for sc, _, get, lower in ROUND_METRICS:
-                mine, theirs = vals("peyvand", sc, get), vals(s, sc, get)
+            for _, which, get, lower in ROUND_METRICS:
+                mine, theirs = vals("peyvand", which, get), vals(s, which, get)
                 rs = [(theirs[k] / mine[k]) if lower else (mine[k] / theirs[k])
                       for k in mine if k in theirs and mine[k] and theirs[k]]
                 cells.append(spread(rs, "×"))
@@ -285,8 +301,9 @@ def main():
 
     charts = []
     # --- login
-    login = [r for r in sc("login") if "tls_resumed" not in r]
-    resumed = [r for r in sc("login") if "tls_resumed" in r]
+    login = [r for r in sc("login") if login_kind(r) == "full"]
+    resumed = [r for r in sc("login") if login_kind(r) == "resumed"]
+    reconnect = [r for r in sc("login") if login_kind(r) == "reconnect"]
     if login:
         md += ["## 1. Login storm (TCP + TLS 1.3 + SCRAM + bind, keys cached client-side)", ""]
         md += table(login, [
@@ -314,6 +331,22 @@ def main():
             ("logins/s", g("logins_per_s"), False),
             ("server CPU ms/login", g("server_cpu_ms_per_login"), True),
             ("resumed", g("tls_resumed"), None),
+            ("logins", g("logins"), None),
+            ("login p50 ms", g("login_ms", "p50"), True),
+            ("login p99 ms", g("login_ms", "p99"), True),
+            ("failed", g("failed"), None)])
+        md += [""]
+    if reconnect:
+        md += ["### Reconnecting with the fewest round trips each server allows", "",
+               "Direct TLS (XEP-0368), the user's last TLS session resumed, and SASL2 with "
+               "Bind 2 inside it (XEP-0388, XEP-0386) where the server offers them; "
+               "`SASL2` counts those logins, 0 meaning the server was logged in to with "
+               "RFC 6120's SASL and bind.", ""]
+        md += table(reconnect, [
+            ("logins/s", g("logins_per_s"), False),
+            ("server CPU ms/login", g("server_cpu_ms_per_login"), True),
+            ("resumed", g("tls_resumed"), None),
+            ("SASL2", g("sasl2_logins"), None),
             ("logins", g("logins"), None),
             ("login p50 ms", g("login_ms", "p50"), True),
             ("login p99 ms", g("login_ms", "p99"), True),
@@ -453,7 +486,8 @@ def main():
            "concurrent login/close loops for the window; `key_derivations_in_window` = 0 "
            "shows the client did no PBKDF2 in it. The reconnecting run that follows on the "
            "same server start (`--tls-resume`) offers each user the TLS session of its "
-           "previous login.",
+           "previous login. The reconnect storm after it connects to the direct TLS port and "
+           "adds SASL2 + Bind 2 where offered (`--direct-tls --sasl2 --tls-resume`).",
            "- Idle: RSS (VmRSS) of the server process before the logins and after them plus "
            "a settle time, divided by the sessions.",
            "- Chat: every user online; each message carries a CLOCK_MONOTONIC timestamp in "

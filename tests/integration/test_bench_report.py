@@ -75,3 +75,24 @@ def test_no_rounds_no_section(tmp_path):
     md = report(tmp_path, [line(label="peyvand", scenario="chat", server_cpu_us_per_msg=12.0,
                                 delivered_per_s=70000)])
     assert "Repeated rounds" not in md
+
+
+def test_login_storms_are_told_apart(tmp_path):
+    """Full handshakes, resumed sessions (--tls-resume) and the reconnect storm
+    (--direct-tls --sasl2 --tls-resume) each get their own table, and the rounds a
+    column of the reconnect storm."""
+    rows = [line(label="peyvand", scenario="login", server_cpu_ms_per_login=0.46),
+            line(label="peyvand", scenario="login", server_cpu_ms_per_login=0.40, tls_resumed=9),
+            line(label="peyvand", scenario="login", server_cpu_ms_per_login=0.32, tls_resumed=9,
+                 direct_tls=1, sasl2_logins=9)]
+    for r, (full, rec) in {1: (0.46, 0.33), 2: (0.44, 0.31), 3: (0.48, 0.32)}.items():
+        rows.append(line(round=r, label="peyvand", scenario="login", server_cpu_ms_per_login=full))
+        rows.append(line(round=r, label="peyvand", scenario="login", server_cpu_ms_per_login=rec,
+                         tls_resumed=9, direct_tls=1, sasl2_logins=9))
+    md = report(tmp_path, rows)
+    assert row_of(md, "peyvand", "## 1. Login storm")[1] == "0.46"
+    assert row_of(md, "peyvand", "### Reconnecting clients")[1] == "0.4"
+    rec = row_of(md, "peyvand", "### Reconnecting with the fewest round trips")
+    assert rec[1] == "0.32" and rec[3] == "9", rec
+    p = row_of(md, "peyvand")
+    assert p[3] == "0.46 [0.44–0.48]" and p[4] == "0.32 [0.31–0.33]", p
