@@ -1830,7 +1830,7 @@ static void run_batch(pv_store *st, pv_op *list)
 			*pend_tail = op;
 			pend_tail = &op->next;
 		} else {
-			/* a read (or flush marker) before this batch's first write */
+			/* a read or flush marker outside a write transaction of this batch */
 			wake |= finish_now(st, delta, op);
 		}
 	}
