@@ -63,6 +63,7 @@
 #define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
 #define NS_SASL2 "urn:xmpp:sasl:2"
 #define NS_BIND2 "urn:xmpp:bind:0"
+#define NS_SM "urn:xmpp:sm:3"
 #define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
 #define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
 #define NS_CLIENT "jabber:client"
@@ -104,6 +105,8 @@ static struct {
 	bool tls_resume;    /* login: offer each user's last TLS session (ticket) */
 	bool direct_tls;    /* TLS from the first byte (XEP-0368), no STARTTLS */
 	bool sasl2;         /* XEP-0388 + XEP-0386 where offered: no restart, no bind iq */
+	bool sm;            /* login, with sasl2: XEP-0198 enabled inside the binding */
+	bool sm_resume;     /* ... and resumed inside the next <authenticate/> */
 } opt = {
 	.sc = SC_CHAT,
 	.label = "server",
@@ -162,6 +165,11 @@ static void usage(FILE *f)
 		"  --sasl2          authenticate with XEP-0388 and bind with XEP-0386 inside it\n"
 		"                   where the server offers both (else RFC 6120's way);\n"
 		"                   sasl2_logins counts them\n"
+		"  --sm             login, with --sasl2: enable XEP-0198 inside the binding\n"
+		"  --sm-resume      login, with --sasl2: as --sm, but each login drops the\n"
+		"                   connection without closing the stream (a phone losing its\n"
+		"                   network) and the next resumes that session inside\n"
+		"                   <authenticate/>; sm_resumed counts the resumptions\n"
 		"Output: one JSON line on stdout; a summary on stderr.\n");
 }
 
@@ -294,6 +302,7 @@ typedef struct done_rec {
 	int phase;
 	uint64_t ok, failed, sent, delivered, errors, dropped, stalls, derivations, resumed;
 	uint64_t sasl2;     /* logins done with XEP-0388 + XEP-0386 */
+	uint64_t sm_resumed; /* --sm-resume: logins that resumed a XEP-0198 session */
 	uint64_t gen_cpu_us;   /* this worker's user+system CPU in the phase */
 	double elapsed;        /* seconds from GO to DONE (or to the window's end) */
 	char mech[16];
@@ -351,6 +360,7 @@ typedef struct bconn {
 	bool capture, in_mechs, feat_tls, feat_bind, feat_session, session_optional;
 	bool mech256, mech1;
 	bool feat_sasl2, feat_bind2, sasl2, bound2; /* XEP-0388 / XEP-0386 */
+	bool sm_resumed;        /* XEP-0198: <resumed/> inside <success/> */
 	char iq_type[8], iq_id[40], msg_type[12];
 	char *iq_from;
 	bool iq_has_error;
@@ -382,6 +392,7 @@ struct user {
 	bconn *conn;            /* the online session, if any */
 	ukeys keys;
 	SSL_SESSION *tls_sess;  /* --tls-resume: the session of the last login */
+	char sm_id[96];         /* --sm-resume: the XEP-0198 session to resume ("": none) */
 	/* offline: messages this sender still has to send, and where */
 	uint64_t to_send, sent_off;
 	bool sender_done;
@@ -557,15 +568,23 @@ static void sasl_start(bconn *c)
 	char *gs2 = pv_sprintf("n,,%s", c->first_bare);
 	char *b64 = pv_base64_encode(gs2, strlen(gs2));
 	c->sasl2 = opt.sasl2 && c->feat_sasl2 && c->feat_bind2;
+	/* --sm-resume: resume the last session (h 0: a login storm's sessions get no
+	 * stanzas), and enable XEP-0198 in the binding in case that fails */
+	bool smr = c->sasl2 && opt.sm_resume, sme = c->sasl2 && opt.sm;
+	char *resume = smr && c->u->sm_id[0]
+		? pv_sprintf("<resume xmlns='" NS_SM "' previd='%s' h='0'/>", c->u->sm_id)
+		: pv_strdup("");
 	char *auth = c->sasl2
 		? pv_sprintf("<authenticate xmlns='" NS_SASL2 "' mechanism='%s'><initial-response>%s"
-			     "</initial-response><bind xmlns='" NS_BIND2 "'><tag>bench</tag></bind>"
+			     "</initial-response>%s<bind xmlns='" NS_BIND2 "'><tag>bench</tag>%s</bind>"
 			     "</authenticate>",
-			c->mech256 ? "SCRAM-SHA-256" : "SCRAM-SHA-1", b64)
+			c->mech256 ? "SCRAM-SHA-256" : "SCRAM-SHA-1", b64, resume,
+			sme ? "<enable xmlns='" NS_SM "' resume='true'/>" : "")
 		: pv_sprintf("<auth xmlns='" NS_SASL "' mechanism='%s'>%s</auth>",
 			c->mech256 ? "SCRAM-SHA-256" : "SCRAM-SHA-1", b64);
 	snprintf(W.res.mech, sizeof(W.res.mech), "%s", c->mech256 ? "SCRAM-SHA-256" : "SCRAM-SHA-1");
 	conn_sends(c, auth);
+	pv_free(resume);
 	pv_free(auth);
 	pv_free(b64);
 	pv_free(gs2);
@@ -766,7 +785,7 @@ static void handle_top(bconn *c)
 	case S_SASL2:
 		if (c->top == T_SUCCESS && c->sasl2) {
 			/* no restart: the features follow <success/>, the resource is bound */
-			if (!sasl_success(c) || !c->bound2)
+			if (!sasl_success(c) || !(c->bound2 || c->sm_resumed))
 				break;
 			c->st = S_FEATURES3;
 			return;
@@ -919,7 +938,7 @@ static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
 			c->capture = true;
 		} else if (!strcmp(name, NS_SASL2 " success")) {
 			c->top = T_SUCCESS; /* its data is in <additional-data/> */
-			c->bound2 = false;
+			c->bound2 = c->sm_resumed = false;
 		} else if (!strcmp(name, NS_SASL " failure") || !strcmp(name, NS_SASL2 " failure")) {
 			c->top = T_FAILURE;
 		} else if (!strcmp(name, NS_STREAM " error")) {
@@ -943,11 +962,16 @@ static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
 			c->capture = true;
 		} else if (c->top == T_SUCCESS && !strcmp(name, NS_BIND2 " bound")) {
 			c->bound2 = true;
+		} else if (c->top == T_SUCCESS && !strcmp(name, NS_SM " resumed")) {
+			c->sm_resumed = true;
 		} else if (c->top == T_MESSAGE && !strcmp(name, NS_CLIENT " body")) {
 			c->capture = true;
 		} else if (c->top == T_IQ && !strcmp(name, NS_CLIENT " error")) {
 			c->iq_has_error = true;
 		}
+	} else if (c->depth == 4 && c->top == T_SUCCESS && !strcmp(name, NS_SM " enabled")) {
+		/* success > bound > enabled: the session the next login resumes */
+		copy_attr(c->u->sm_id, sizeof(c->u->sm_id), attr(atts, "id"));
 	} else if (c->depth == 5) {
 		/* features > authentication > inline > bind */
 		if (c->top == T_FEATURES && c->feat_sasl2 && !strcmp(name, NS_BIND2 " bind"))
@@ -1244,6 +1268,8 @@ static void login_finished(bconn *c, bool ok)
 		W.res.failed++;
 	if (ok && c->sasl2)
 		W.res.sasl2++;
+	if (ok && c->sm_resumed)
+		W.res.sm_resumed++;
 	if (ok && opt.tls_resume && c->ssl) {
 		/* The ticket came before the bind result: the session is resumable now. */
 		if (SSL_session_reused(c->ssl))
@@ -1262,7 +1288,9 @@ static void login_finished(bconn *c, bool ok)
 		if (ok && W.phase == PH_MEASURE && W.phase_active)
 			hist_add(&W.res.lat, (now_ns() - c->t0) / 1000);
 		if (ok) {
-			conn_sends(c, "</stream:stream>");
+			/* --sm-resume: no </stream:stream>, so the session waits to be resumed */
+			if (!(opt.sm_resume && c->sasl2))
+				conn_sends(c, "</stream:stream>");
 			c->dead = true; /* close after this chunk; the slot goes on */
 		}
 		int slot = c->slot;
@@ -1832,6 +1860,7 @@ static void wait_all(int phase, double bound, done_rec *sum)
 		sum->derivations += r.derivations;
 		sum->resumed += r.resumed;
 		sum->sasl2 += r.sasl2;
+		sum->sm_resumed += r.sm_resumed;
 		sum->gen_cpu_us += r.gen_cpu_us;
 		if (r.elapsed > sum->elapsed)
 			sum->elapsed = r.elapsed;
@@ -1983,6 +2012,8 @@ static int run_parent(void)
 			j_num("tls_resumed", (double)d2.resumed);
 		if (opt.sasl2)
 			j_num("sasl2_logins", (double)d2.sasl2);
+		if (opt.sm_resume)
+			j_num("sm_resumed", (double)d2.sm_resumed);
 		if (opt.direct_tls)
 			j_num("direct_tls", 1);
 		j_lat("login_ms", &d2.lat, 0.001);
@@ -1998,6 +2029,8 @@ static int run_parent(void)
 			summary(", TLS resumed %" PRIu64, d2.resumed);
 		if (opt.sasl2)
 			summary(", SASL2+Bind2 %" PRIu64, d2.sasl2);
+		if (opt.sm_resume)
+			summary(", SM resumed %" PRIu64, d2.sm_resumed);
 		if (opt.npids && d2.ok)
 			summary(", server CPU %.3f ms/login", cpu_s(&s0, &s1) * 1e3 / (double)d2.ok);
 		summary(", generator CPU %.0f%%\n", gen_pct(&d2, opt.duration));
@@ -2185,6 +2218,7 @@ int main(int argc, char **argv)
 		{"per-user", 1, 0, 'o'}, {"timeout", 1, 0, 'T'}, {"server-pid", 1, 0, 'k'},
 		{"label", 1, 0, 'l'}, {"quiet", 0, 0, 'q'}, {"verbose", 0, 0, 'v'},
 		{"tls-resume", 0, 0, 'R'}, {"direct-tls", 0, 0, 'Z'}, {"sasl2", 0, 0, 'A'},
+		{"sm-resume", 0, 0, 'M'}, {"sm", 0, 0, 'E'},
 		{"help", 0, 0, '?'},
 		{0, 0, 0, 0}};
 	int ch;
@@ -2217,6 +2251,8 @@ int main(int argc, char **argv)
 		case 'R': opt.tls_resume = true; break;
 		case 'Z': opt.direct_tls = true; break;
 		case 'A': opt.sasl2 = true; break;
+		case 'M': opt.sm_resume = opt.sm = true; break;
+		case 'E': opt.sm = true; break;
 		case '?':
 		default: usage(ch == '?' && optopt == 0 ? stdout : stderr); return ch == '?' && optopt == 0 ? 0 : 2;
 		}
@@ -2232,6 +2268,8 @@ int main(int argc, char **argv)
 	if (sc < 0)
 		die("unknown scenario %s", argv[optind]);
 	opt.sc = (enum scenario)sc;
+	if (opt.sm && (!opt.sasl2 || opt.sc != SC_LOGIN))
+		die("--sm and --sm-resume are for the login scenario with --sasl2");
 	if (opt.domain[1])
 		opt.ndomains = 2;
 	if (opt.sc == SC_INTERCONNECT && opt.ndomains != 2)

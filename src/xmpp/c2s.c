@@ -34,8 +34,7 @@ struct pv_c2s {
 	pv_sasl *sasl;
 	int sasl_failures;
 	bool sasl2;                /* the exchange under way is XEP-0388's */
-	bool bind2;                /* ... and asked for a XEP-0386 binding */
-	char *bind2_tag;           /* the client's tag for it (NULL: none) */
+	struct sasl2_req *req;     /* ... and what its <authenticate/> asked for inline */
 	bool sasl_slow;            /* the mechanism's steps run in the thread pool */
 	bool busy, free_pending;   /* a thread-pool job holds this c2s */
 	unsigned char *cb;  /* channel binding data, CB_MAX bytes, until authenticated */
@@ -52,6 +51,28 @@ struct pv_c2s {
 	uint64_t tokens_ms;
 	bool paused;
 };
+
+/* What a XEP-0388 <authenticate/> asks for beside the authentication, kept until the
+ * exchange ends: a XEP-0386 binding (with XEP-0198 enabled inside it) or a XEP-0198
+ * resumption (which, when it works, replaces the binding). */
+typedef struct sasl2_req {
+	bool bind;                 /* <bind xmlns='urn:xmpp:bind:0'> */
+	char *tag;                 /* its <tag> (NULL: none) */
+	bool sm_enable;            /* <enable xmlns='urn:xmpp:sm:3'> inside the <bind> */
+	bool sm_resumable;         /* ... with resume='true' */
+	bool resume;               /* <resume xmlns='urn:xmpp:sm:3'> ... */
+	char *previd, *h;          /* ... its attributes as sent (NULL: missing) */
+} sasl2_req;
+
+static void sasl2_req_free(sasl2_req *r)
+{
+	if (!r)
+		return;
+	pv_free(r->tag);
+	pv_free(r->previd);
+	pv_free(r->h);
+	pv_free(r);
+}
 
 typedef struct throttle {
 	unsigned count;
@@ -352,17 +373,25 @@ static void sasl_reply(pv_c2s *c, const char *el, const unsigned char *data, siz
 
 static const char *bind_session(pv_c2s *c, const char *norm, const char **etype,
 	const char **text);
+/* XEP-0198 (below), also inline in XEP-0388 and XEP-0386 */
+static bool is_true(const char *v);
+static void sm_failed_to(pv_buf *out, const char *cond);
+static void sm_enable(pv_c2s *c, bool resumable, pv_buf *out);
+static const char *sm_resume_check(pv_c2s *c, const char *prev, const char *hs, pv_session **old,
+	uint32_t *h);
+static void sm_take_over(pv_c2s *c, pv_session *old, pv_buf *out);
+static void sm_resume_finish(pv_session *s, uint32_t h);
 
 /* XEP-0386: the resource is ours to make -- the client's tag (when it is a valid
  * resource), "/" and random hex.  NULL if the binding failed (too many resources): the
  * client then sees no <bound/> and binds the RFC 6120 way, which answers with the
  * stanza error. */
-static const char *bind2(pv_c2s *c)
+static const char *bind2(pv_c2s *c, const char *tag)
 {
 	char *rnd = pv_random_hex(8);
 	char *norm = NULL;
-	if (c->bind2_tag && *c->bind2_tag) {
-		char *want = pv_sprintf("%s/%s", c->bind2_tag, rnd);
+	if (tag && *tag) {
+		char *want = pv_sprintf("%s/%s", tag, rnd);
 		norm = pv_jid_norm_resource(want, strlen(want));
 		pv_free(want);
 	}
@@ -377,11 +406,65 @@ static const char *bind2(pv_c2s *c)
 	return err ? NULL : c->sess->jid.full;
 }
 
-/* XEP-0388 success: the server's final data, who the client now is (the full JID when
- * Bind 2 bound it), then the new stream features -- no stream restart. */
+/* The inline requests of an <authenticate/> (NULL when it has none). */
+static sasl2_req *sasl2_req_read(const pv_xml *auth)
+{
+	pv_xml *b = pv_xml_child(auth, "bind", PV_NS_BIND2);
+	pv_xml *rs = pv_xml_child(auth, "resume", PV_NS_SM);
+	if (!b && !rs)
+		return NULL;
+	sasl2_req *r = pv_calloc(1, sizeof(*r));
+	if (b) {
+		r->bind = true;
+		r->tag = pv_xml_child_text(b, "tag", PV_NS_BIND2);
+		pv_xml *en = pv_xml_child(b, "enable", PV_NS_SM);
+		r->sm_enable = en != NULL;
+		r->sm_resumable = en && is_true(pv_xml_attr(en, "resume"));
+	}
+	if (rs) {
+		r->previd = pv_strdup(pv_xml_attr(rs, "previd"));
+		r->h = pv_strdup(pv_xml_attr(rs, "h"));
+		r->resume = true;
+	}
+	return r;
+}
+
+/* XEP-0388 success: the server's final data, who the client now is, what became of the
+ * inline requests, then the new stream features -- no stream restart.  XEP-0198 (its
+ * SASL2 and Bind 2 section): a resumption asked for inline comes first and, when it
+ * works, replaces the binding; <resumed/> or <failed/> goes in the <success/>, the
+ * retransmission after the features.  An <enable/> inside the binding is answered
+ * inside <bound/>. */
 static void sasl2_success(pv_c2s *c, const unsigned char *data, size_t n)
 {
-	const char *full = c->bind2 ? bind2(c) : NULL;
+	sasl2_req *r = c->req;
+	c->req = NULL;
+	pv_buf sm, bound;
+	pv_buf_init(&sm);
+	pv_buf_init(&bound);
+	pv_session *resumed = NULL;
+	uint32_t h = 0;
+	const char *full = NULL;
+	if (r && r->resume) {
+		const char *cond = sm_resume_check(c, r->previd, r->h, &resumed, &h);
+		if (cond && !*cond)
+			goto done; /* h too high: a stream error, already sent */
+		if (cond)
+			sm_failed_to(&sm, cond);
+		else
+			sm_take_over(c, resumed, &sm);
+	}
+	if (resumed) {
+		full = c->sess->jid.full;
+	} else if (r && r->bind) {
+		full = bind2(c, r->tag);
+		if (full) {
+			pv_buf_puts(&bound, "<bound xmlns='" PV_NS_BIND2 "'>");
+			if (r->sm_enable)
+				sm_enable(c, r->sm_resumable, &bound);
+			pv_buf_puts(&bound, "</bound>");
+		}
+	}
 	pv_buf b;
 	pv_buf_init(&b);
 	pv_buf_puts(&b, "<success xmlns='" PV_NS_SASL2 "'>");
@@ -399,12 +482,30 @@ static void sasl2_success(pv_c2s *c, const unsigned char *data, size_t n)
 		pv_xml_escape(c->host->name, strlen(c->host->name), &b);
 	}
 	pv_buf_puts(&b, "</authorization-identifier>");
-	if (full)
-		pv_buf_puts(&b, "<bound xmlns='" PV_NS_BIND2 "'/>");
+	if (sm.len)
+		pv_buf_append(&b, sm.data, sm.len);
+	if (bound.len)
+		pv_buf_append(&b, bound.data, bound.len);
 	pv_buf_puts(&b, "</success>");
 	pv_c2s_write_raw(c, b.data, b.len);
 	pv_buf_fini(&b);
 	start_stream_features(c);
+	if (resumed)
+		sm_resume_finish(resumed, h);
+done:
+	pv_buf_fini(&sm);
+	pv_buf_fini(&bound);
+	sasl2_req_free(r);
+}
+
+/* An exchange that failed or was aborted: nothing of it, inline requests included
+ * (XEP-0388: none is processed after a failure), carries over to the next. */
+static void sasl_end(pv_c2s *c)
+{
+	pv_sasl_free(c->sasl);
+	c->sasl = NULL;
+	sasl2_req_free(c->req);
+	c->req = NULL;
 }
 
 /* The result of one SASL step, on the loop thread. */
@@ -415,8 +516,7 @@ static void sasl_finish(pv_c2s *c, pv_sasl_rc rc, unsigned char *out, size_t out
 		/* The account is under attack: refuse even a correct password for a while. */
 		sasl_failure(c, "temporary-auth-failure");
 		pv_info("c2s", "[%s] login for %s refused: too many failures", c->ip, user);
-		pv_sasl_free(c->sasl);
-		c->sasl = NULL;
+		sasl_end(c);
 		pv_free(out);
 		return;
 	}
@@ -446,8 +546,7 @@ static void sasl_finish(pv_c2s *c, pv_sasl_rc rc, unsigned char *out, size_t out
 		note_failure(c, user);
 		pv_info("c2s", "[%s] authentication failed user=%s reason=%s", c->ip, user ? user : "?", cond);
 		sasl_failure(c, cond);
-		pv_sasl_free(c->sasl);
-		c->sasl = NULL;
+		sasl_end(c);
 		/* RFC 6120 6.4.5: a reasonable number of retries, then the stream ends. */
 		if (++c->sasl_failures >= 5)
 			pv_c2s_stream_error(c, "policy-violation", "too many failed authentication attempts");
@@ -616,10 +715,8 @@ static void handle_sasl(pv_c2s *c, pv_xml *el)
 	bool two = strcmp(el->ns, PV_NS_SASL2) == 0;
 	if (pv_xml_is(el, "auth", PV_NS_SASL) || pv_xml_is(el, "authenticate", PV_NS_SASL2)) {
 		c->sasl2 = two;
-		pv_xml *b = two ? pv_xml_child(el, "bind", PV_NS_BIND2) : NULL;
-		c->bind2 = b != NULL; /* XEP-0386: carried out at the success */
-		pv_free(c->bind2_tag);
-		c->bind2_tag = b ? pv_xml_child_text(b, "tag", PV_NS_BIND2) : NULL;
+		sasl2_req_free(c->req); /* carried out at the success */
+		c->req = two ? sasl2_req_read(el) : NULL;
 		sasl_begin(c, pv_xml_attr(el, "mechanism"),
 			two ? pv_xml_child(el, "initial-response", PV_NS_SASL2) : el);
 		return;
@@ -631,8 +728,7 @@ static void handle_sasl(pv_c2s *c, pv_xml *el)
 	}
 	if (!c->sasl || two != c->sasl2) {
 		/* Nothing under way, or an answer in the other profile than the exchange's. */
-		pv_sasl_free(c->sasl);
-		c->sasl = NULL;
+		sasl_end(c);
 		c->sasl2 = two;
 		sasl_failure(c, abort ? "aborted" : "malformed-request");
 		return;
@@ -640,8 +736,7 @@ static void handle_sasl(pv_c2s *c, pv_xml *el)
 	if (response) {
 		sasl_step(c, el);
 	} else {
-		pv_sasl_free(c->sasl);
-		c->sasl = NULL;
+		sasl_end(c);
 		sasl_failure(c, "aborted");
 	}
 }
@@ -658,15 +753,19 @@ static void start_stream_features(pv_c2s *c)
 			pv_xml_add_child(st, "required", PV_NS_TLS);
 	}
 	if (!c->authed && (c->tls_done || !require_tls)) {
-		/* The same mechanisms in both profiles: RFC 6120's and XEP-0388's, the latter
-		 * with XEP-0386 binding inline (no inline features inside it yet). */
+		/* The same mechanisms in both profiles: RFC 6120's and XEP-0388's. */
 		pv_xml *m = pv_xml_add_child(f, "mechanisms", PV_NS_SASL);
 		pv_xml *a = pv_xml_add_child(f, "authentication", PV_NS_SASL2);
 		for (const char *const *p = pv_sasl_mechs(c->tls_done, c->cblen > 0); *p; p++) {
 			pv_xml_add_text(pv_xml_add_child(m, "mechanism", PV_NS_SASL), *p, strlen(*p));
 			pv_xml_add_text(pv_xml_add_child(a, "mechanism", PV_NS_SASL2), *p, strlen(*p));
 		}
-		pv_xml_add_child(pv_xml_add_child(a, "inline", PV_NS_SASL2), "bind", PV_NS_BIND2);
+		/* Inline: XEP-0198 resumption, and XEP-0386 binding with XEP-0198 enabled in it. */
+		pv_xml *in = pv_xml_add_child(a, "inline", PV_NS_SASL2);
+		pv_xml_add_child(in, "sm", PV_NS_SM);
+		pv_xml *bi = pv_xml_add_child(pv_xml_add_child(in, "bind", PV_NS_BIND2), "inline",
+			PV_NS_BIND2);
+		pv_xml_set_attr(pv_xml_add_child(bi, "feature", PV_NS_BIND2), "var", PV_NS_SM);
 		if (c->cblen > 0) {
 			/* XEP-0440: which channel-binding types we can verify. */
 			pv_xml *cbs = pv_xml_add_child(f, "sasl-channel-binding", "urn:xmpp:sasl-cb:0");
@@ -682,7 +781,8 @@ static void start_stream_features(pv_c2s *c)
 			pv_xml_add_child(pv_xml_add_child(f, "session", PV_NS_SESSION), "optional",
 				PV_NS_SESSION);
 		}
-		pv_xml_add_child(f, "sm", PV_NS_SM);
+		if (!c->sess->sm) /* XEP-0198 may be on already (inline, or resumed) */
+			pv_xml_add_child(f, "sm", PV_NS_SM);
 	}
 	pv_event ev = {.host = c->host, .origin = c->sess, .payload = f};
 	pv_fire(c->host, "stream-features", &ev);
@@ -892,14 +992,19 @@ static void handle_preauth_iq(pv_c2s *c, pv_stanza *st)
 
 /* ---- XEP-0198 ---- */
 
-static void sm_failed(pv_c2s *c, const char *cond, const char *h)
+/* <failed/> with a stanza error condition, appended to out. */
+static void sm_failed_to(pv_buf *out, const char *cond)
 {
-	char b[256];
-	if (h)
-		snprintf(b, sizeof(b), "<failed xmlns='" PV_NS_SM "' h='%s'><%s xmlns='" PV_NS_STANZAS "'/></failed>", h, cond);
-	else
-		snprintf(b, sizeof(b), "<failed xmlns='" PV_NS_SM "'><%s xmlns='" PV_NS_STANZAS "'/></failed>", cond);
-	write_str(c, b);
+	pv_buf_printf(out, "<failed xmlns='" PV_NS_SM "'><%s xmlns='" PV_NS_STANZAS "'/></failed>", cond);
+}
+
+static void sm_failed(pv_c2s *c, const char *cond)
+{
+	pv_buf b;
+	pv_buf_init(&b);
+	sm_failed_to(&b, cond);
+	pv_c2s_write_raw(c, b.data, b.len);
+	pv_buf_fini(&b);
 }
 
 static void too_high(pv_c2s *c, uint32_t h, uint64_t sent)
@@ -922,6 +1027,77 @@ static bool parse_h(const char *s, uint32_t *out)
 		return false;
 	*out = (uint32_t)v;
 	return true;
+}
+
+static bool is_true(const char *v)
+{
+	return v && (strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
+}
+
+/* XEP-0198 3 on a bound session: enabled, and the <enabled/> answer appended to out. */
+static void sm_enable(pv_c2s *c, bool resumable, pv_buf *out)
+{
+	pv_session *s = c->sess;
+	s->sm = true;
+	s->resumable = resumable;
+	s->out_base = s->out_acked = s->out_seq;
+	s->in.base = s->in.count;
+	pv_session_put_row(s);
+	if (s->resumable)
+		pv_buf_printf(out, "<enabled xmlns='" PV_NS_SM "' id='%s' resume='true' max='%u'/>",
+			s->sid, (unsigned)(c->srv->lim.resume_timeout_ms / 1000));
+	else
+		pv_buf_puts(out, "<enabled xmlns='" PV_NS_SM "'/>");
+}
+
+/* XEP-0198 5: may this authenticated, unbound stream resume session prev after h of its
+ * stanzas?  NULL with *old and *h set if so; else the <failed/> condition, or "" when
+ * h was too high (the stream error is sent). */
+static const char *sm_resume_check(pv_c2s *c, const char *prev, const char *hs, pv_session **old,
+	uint32_t *h)
+{
+	if (!parse_h(hs, h) || !prev)
+		return "bad-request";
+	pv_session *o = pv_host_find_sid(c->srv, prev);
+	if (!o || !o->resumable || o->host != c->host || !o->user ||
+	    strcmp(o->user, c->sess->user) != 0)
+		return "item-not-found"; /* someone else's or an expired session: one answer */
+	uint64_t acked;
+	if (pv_session_ack_check(o, *h, &acked) != 0) {
+		too_high(c, *h, o->out_seq - o->out_base);
+		return "";
+	}
+	*old = o;
+	return NULL;
+}
+
+/* The stream takes session old over (its connection, if still there, is dropped) and
+ * <resumed/> is appended to out.  Once that answer is written, sm_resume_finish
+ * retransmits what the client had not acknowledged. */
+static void sm_take_over(pv_c2s *c, pv_session *old, pv_buf *out)
+{
+	if (old->c2s) {
+		pv_c2s *oc = old->c2s;
+		old->c2s = NULL;
+		oc->sess = NULL;
+		pv_c2s_stream_error(oc, "conflict", "the session was resumed elsewhere");
+	}
+	pv_session_free(c->sess);
+	c->sess = old;
+	old->c2s = c;
+	if (old->hib_timer)
+		uv_timer_stop(old->hib_timer);
+	pv_store_sess_set_expiry(c->srv->store, old->sid, 0, NULL, NULL);
+	c->srv->stats.resumed++;
+	pv_buf_printf(out, "<resumed xmlns='" PV_NS_SM "' previd='%s' h='%u'/>", old->sid,
+		(unsigned)(uint32_t)(old->in.durable - old->in.base));
+	pv_info("c2s", "[%s] resumed %s%s", c->ip, old->jid.full, c->sasl2 ? " (SASL2)" : "");
+}
+
+static void sm_resume_finish(pv_session *s, uint32_t h)
+{
+	pv_session_ack_apply(s, h); /* no <r/> before the retransmission */
+	pv_session_resend_unacked(s);
 }
 
 static void handle_sm(pv_c2s *c, pv_xml *el)
@@ -953,69 +1129,36 @@ static void handle_sm(pv_c2s *c, pv_xml *el)
 	}
 	if (strcmp(name, "enable") == 0) {
 		if (!s || !s->bound || s->sm) {
-			sm_failed(c, "unexpected-request", NULL);
+			sm_failed(c, "unexpected-request");
 			return;
 		}
-		const char *r = pv_xml_attr(el, "resume");
-		s->sm = true;
-		s->resumable = r && (strcmp(r, "true") == 0 || strcmp(r, "1") == 0);
-		s->out_base = s->out_acked = s->out_seq;
-		s->in.base = s->in.count;
-		pv_session_put_row(s);
-		char b[256];
-		if (s->resumable)
-			snprintf(b, sizeof(b), "<enabled xmlns='" PV_NS_SM "' id='%s' resume='true' max='%u'/>",
-				s->sid, (unsigned)(c->srv->lim.resume_timeout_ms / 1000));
-		else
-			snprintf(b, sizeof(b), "<enabled xmlns='" PV_NS_SM "'/>");
-		write_str(c, b);
+		pv_buf b;
+		pv_buf_init(&b);
+		sm_enable(c, is_true(pv_xml_attr(el, "resume")), &b);
+		pv_c2s_write_raw(c, b.data, b.len);
+		pv_buf_fini(&b);
 		return;
 	}
 	if (strcmp(name, "resume") == 0) {
-		const char *prev = pv_xml_attr(el, "previd");
-		uint32_t h;
 		if (!c->authed || s->bound) {
-			sm_failed(c, "unexpected-request", NULL);
+			sm_failed(c, "unexpected-request");
 			return;
 		}
-		if (!parse_h(pv_xml_attr(el, "h"), &h) || !prev) {
-			sm_failed(c, "bad-request", NULL);
+		pv_session *old;
+		uint32_t h;
+		const char *cond = sm_resume_check(c, pv_xml_attr(el, "previd"), pv_xml_attr(el, "h"),
+			&old, &h);
+		if (cond) {
+			if (*cond)
+				sm_failed(c, cond);
 			return;
 		}
-		pv_session *old = pv_host_find_sid(c->srv, prev);
-		if (!old || !old->resumable || old->host != c->host || !old->user ||
-		    strcmp(old->user, s->user) != 0) {
-			/* Someone else's or an expired session: the same answer either way. */
-			sm_failed(c, "item-not-found", NULL);
-			return;
-		}
-		uint64_t acked;
-		if (pv_session_ack_check(old, h, &acked) != 0) {
-			too_high(c, h, old->out_seq - old->out_base);
-			return;
-		}
-		/* Take over: the old connection (if still there) is dropped. */
-		if (old->c2s) {
-			pv_c2s *oc = old->c2s;
-			old->c2s = NULL;
-			oc->sess = NULL;
-			pv_c2s_stream_error(oc, "conflict", "the session was resumed elsewhere");
-		}
-		pv_session_free(s);
-		c->sess = old;
-		old->c2s = c;
-		if (old->hib_timer) {
-			uv_timer_stop(old->hib_timer);
-		}
-		pv_store_sess_set_expiry(c->srv->store, old->sid, 0, NULL, NULL);
-		c->srv->stats.resumed++;
-		char b[256];
-		snprintf(b, sizeof(b), "<resumed xmlns='" PV_NS_SM "' previd='%s' h='%u'/>", old->sid,
-			(unsigned)(uint32_t)(old->in.durable - old->in.base));
-		write_str(c, b);
-		pv_info("c2s", "[%s] resumed %s", c->ip, old->jid.full);
-		pv_session_ack_apply(old, h); /* no <r/> before the retransmission */
-		pv_session_resend_unacked(old);
+		pv_buf b;
+		pv_buf_init(&b);
+		sm_take_over(c, old, &b);
+		pv_c2s_write_raw(c, b.data, b.len);
+		pv_buf_fini(&b);
+		sm_resume_finish(old, h);
 		return;
 	}
 	pv_c2s_stream_error(c, "unsupported-stanza-type", NULL);
@@ -1264,7 +1407,7 @@ static void c2s_free(pv_c2s *c)
 	pv_xmlstream_free(c->xs);
 	pv_sasl_free(c->sasl);
 	pv_free(c->cb);
-	pv_free(c->bind2_tag);
+	sasl2_req_free(c->req);
 	pv_free(c);
 }
 

@@ -484,16 +484,18 @@ class RawClient:
         return [] if a is None else [x.text for x in a.findall(f"{{{NS_SASL2}}}mechanism")]
 
     def auth_sasl2(self, user, password, mech="SCRAM-SHA-256", bind=False, tag=None,
-                   extra=""):
+                   extra="", bind_extra=""):
         """XEP-0388 SCRAM exchange, with a XEP-0386 binding when bind (and tag) are
-        given.  Checks the server signature, reads the features that follow <success/>
-        (no stream restart) and returns the <success/> element; self.jid is its
-        authorization identifier.  Raises AuthFailed(condition) on <failure/>."""
+        given; extra goes inside <authenticate/>, bind_extra inside <bind/>.  Checks the
+        server signature, reads the features that follow <success/> (no stream restart)
+        and returns the <success/> element; self.jid is its authorization identifier.
+        Raises AuthFailed(condition) on <failure/>."""
         sc = Scram(mech, user, password)
         inner = f"<initial-response>{base64.b64encode(sc.first()).decode()}</initial-response>"
         if bind:
             inner += (f"<bind xmlns='{NS_BIND2}'>"
-                      + (f"<tag>{escape(tag)}</tag>" if tag is not None else "") + "</bind>")
+                      + (f"<tag>{escape(tag)}</tag>" if tag is not None else "")
+                      + bind_extra + "</bind>")
         self.features = None
         self.send(f"<authenticate xmlns='{NS_SASL2}' mechanism='{mech}'>{inner}{extra}"
                   f"</authenticate>")

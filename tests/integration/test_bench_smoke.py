@@ -75,3 +75,20 @@ def test_login_storm_with_direct_tls_sasl2_and_bind2(server_factory):
     assert res["scenario"] == "login" and res["failed"] == 0, report
     assert res["logins"] > 0 and res["sasl2_logins"] == res["logins"], report
     assert res["direct_tls"] == 1, report
+
+
+@pytest.mark.pv_timeout(150)
+def test_login_storm_resumes_sm_sessions_inline(server_factory):
+    """--sm-resume: each login drops its connection without closing the stream and the
+    user's next login resumes that XEP-0198 session inside <authenticate/>: every login
+    of the window is a resumption (the warm-up logins enabled SM inside the binding)."""
+    server = server_factory(users=USERS)
+    res, report = run_bench(server, "--port", str(server.tls_port), "--direct-tls", "--sasl2",
+                            "--sm-resume", "--duration", "1.5", "--concurrency", "2", "login")
+    assert res["failed"] == 0 and res["logins"] > 0, report
+    assert res["sm_resumed"] == res["logins"], report
+    # the flag needs XEP-0388 (the resumption rides in <authenticate/>)
+    tool = find_binary("PEYVAND_BENCH_BIN", "peyvand-bench")
+    p = subprocess.run([tool, "--sm-resume", "login"], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode != 0 and "--sasl2" in p.stderr, p.stderr

@@ -1,12 +1,15 @@
 """Logging in with XEP-0388 (SASL2: no stream restart) and XEP-0386 (Bind 2: the
-resource bound inside the authentication), beside RFC 6120's SASL and binding."""
+resource bound inside the authentication), beside RFC 6120's SASL and binding; and
+XEP-0198 inline in both (enable inside the binding, resumption inside the
+authentication: a reconnecting phone is back in one round trip after TLS)."""
 import base64
+import time
 
 import pytest
 
 from helpers import USERS, jid
-from rawxmpp import (NS_BIND, NS_BIND2, NS_SASL, NS_SASL2, NS_SM, AuthFailed, local,
-                     stanza_error_condition, to_str)
+from rawxmpp import (NS_BIND, NS_BIND2, NS_SASL, NS_SASL2, NS_SM, NS_STANZAS,
+                     AuthFailed, body_of, is_message, local, stanza_error_condition, to_str)
 
 
 def tls_stream(raw, server, direct_tls=False):
@@ -34,6 +37,11 @@ def test_offered_after_tls_with_the_same_mechanisms_and_bind2(server, raw):
     assert "SCRAM-SHA-256" in c.sasl2_mechanisms(f)
     inline = f.find(f"{{{NS_SASL2}}}authentication/{{{NS_SASL2}}}inline")
     assert inline is not None and inline.find(f"{{{NS_BIND2}}}bind") is not None, to_str(f)
+    # XEP-0198 inline: resumption in the authentication, enable in the binding
+    assert inline.find(f"{{{NS_SM}}}sm") is not None, to_str(f)
+    feats = [x.get("var") for x in
+             inline.findall(f"{{{NS_BIND2}}}bind/{{{NS_BIND2}}}inline/{{{NS_BIND2}}}feature")]
+    assert feats == [NS_SM], to_str(f)
 
 
 def test_authenticate_before_tls_is_refused(server, raw):
@@ -187,3 +195,158 @@ def test_bind2_over_the_resource_limit_leaves_the_stream_unbound(server_factory,
     res = c.iq("set", f"<bind xmlns='{NS_BIND}'/>", to="")
     assert stanza_error_condition(res) == "resource-constraint", to_str(res)
     first.ping()
+
+
+# --- XEP-0198 inline ------------------------------------------------------------------
+
+ENABLE = f"<enable xmlns='{NS_SM}' resume='true'/>"
+
+
+def resume_el(previd, h):
+    return f"<resume xmlns='{NS_SM}' previd='{previd}' h='{h}'/>"
+
+
+def sm_child(ok, name):
+    return ok.find(f"{{{NS_SM}}}{name}")
+
+
+def sm_phone(raw, server, user="bob", tag="phone"):
+    """A SASL2 login that binds and enables resumable SM in the same round trip."""
+    c = tls_stream(raw, server, direct_tls=True)
+    ok = c.auth_sasl2(user, USERS[user], bind=True, tag=tag, bind_extra=ENABLE)
+    enabled = ok.find(f"{{{NS_BIND2}}}bound/{{{NS_SM}}}enabled")
+    assert enabled is not None and enabled.get("resume") == "true" and enabled.get("id"), \
+        to_str(ok)
+    c.sm_enabled, c.sm_in, c.sm_out, c.sm_id = True, 0, 0, enabled.get("id")
+    return c, ok
+
+
+def test_enable_inside_bind2_counts_from_the_first_stanza(server, raw):
+    c, ok = sm_phone(raw, server)
+    assert int(ok.find(f"{{{NS_BIND2}}}bound/{{{NS_SM}}}enabled").get("max")) > 0, to_str(ok)
+    assert not c.has_feature(f"{{{NS_SM}}}sm"), "SM offered again after it was enabled inline"
+    # enabling again on this stream is refused (XEP-0198 3: at most once)
+    c.send(f"<enable xmlns='{NS_SM}'/>")
+    el = c.next(lambda e: ns_is_sm(e) and local(e.tag) in ("enabled", "failed"),
+                what="answer to a second <enable/>")
+    assert local(el.tag) == "failed" and el.find(f"{{{NS_STANZAS}}}unexpected-request") \
+        is not None, to_str(el)
+    c.ping()
+    c.message(c.jid, "to myself")
+    c.wait_message("to myself")
+    assert c.request_ack() == 2, "the server counts the ping and the message, nothing before"
+    assert c.sm_in == 2, "the server sent two stanzas since the inline enable"
+
+
+def ns_is_sm(el):
+    return el.tag.startswith(f"{{{NS_SM}}}")
+
+
+def test_resume_inside_authenticate_skips_bind2_and_retransmits(server, raw):
+    bob, _ = sm_phone(raw, server)
+    bob.auto_ack = False
+    bob.presence()
+    old_full, previd = bob.jid, bob.sm_id
+    alice = tls_stream(raw, server)
+    alice.auth_sasl2("alice", USERS["alice"], bind=True)
+    for i in (1, 2):
+        alice.message(old_full, f"m{i}")
+    first = bob.wait_message("m1")
+    h = bob.h_of[id(first)]
+    bob.wait_message("m2")
+    bob_sent = bob.sm_out
+    bob.abort()
+    time.sleep(0.3)
+    alice.message(old_full, "m3")   # while bob is away
+    alice.ping()
+
+    bob2 = tls_stream(raw, server, direct_tls=True)
+    # the binding beside the resumption must be ignored when the resumption works
+    ok = bob2.auth_sasl2("bob", USERS["bob"], bind=True, tag="other", bind_extra=ENABLE,
+                         extra=resume_el(previd, h))
+    resumed = sm_child(ok, "resumed")
+    assert resumed is not None, to_str(ok)
+    assert resumed.get("previd") == previd and int(resumed.get("h")) == bob_sent, to_str(ok)
+    assert ok.find(f"{{{NS_BIND2}}}bound") is None, "bound a resource on a resumed session"
+    assert bob2.jid == old_full, "the authorization identifier is the resumed session's JID"
+    assert not bob2.has_feature(f"{{{NS_SM}}}sm") and \
+        not bob2.has_feature(f"{{{NS_BIND}}}bind"), to_str(bob2.features)
+    got = [body_of(e) for e in bob2.collect(lambda e: is_message(e), 1.5)]
+    assert got == ["m2", "m3"], f"retransmitted after the inline resumption: {got}"
+    alice.message(old_full, "m4")
+    bob2.wait_message("m4")
+    bob2.ping()
+
+
+def test_failed_inline_resume_still_binds(server, raw):
+    c = tls_stream(raw, server)
+    ok = c.auth_sasl2("bob", USERS["bob"], bind=True, tag="fresh", bind_extra=ENABLE,
+                      extra=resume_el("no-such-session", 0))
+    failed = sm_child(ok, "failed")
+    assert failed is not None and failed.find(f"{{{NS_STANZAS}}}item-not-found") is not None, \
+        to_str(ok)
+    bound = ok.find(f"{{{NS_BIND2}}}bound")
+    assert bound is not None and bound.find(f"{{{NS_SM}}}enabled") is not None, to_str(ok)
+    assert c.jid.startswith(jid("bob") + "/fresh/"), c.jid
+    c.ping()
+    # a <resume/> without its attributes is a bad request, answered the same way
+    d = tls_stream(raw, server)
+    ok = d.auth_sasl2("bob", USERS["bob"], extra=f"<resume xmlns='{NS_SM}'/>")
+    failed = sm_child(ok, "failed")
+    assert failed is not None and failed.find(f"{{{NS_STANZAS}}}bad-request") is not None, \
+        to_str(ok)
+    assert d.has_feature(f"{{{NS_BIND}}}bind") and d.has_feature(f"{{{NS_SM}}}sm")
+
+
+def test_inline_resume_of_someone_elses_session_fails(server, raw):
+    alice, _ = sm_phone(raw, server, "alice")
+    carol = tls_stream(raw, server)
+    ok = carol.auth_sasl2("carol", USERS["carol"], bind=True, extra=resume_el(alice.sm_id, 0))
+    failed = sm_child(ok, "failed")
+    assert failed is not None and failed.find(f"{{{NS_STANZAS}}}item-not-found") is not None, \
+        to_str(ok)
+    assert carol.jid.startswith(jid("carol") + "/"), carol.jid
+    carol.ping()
+    alice.ping()    # not taken over
+
+
+def test_inline_resume_with_h_too_high_is_a_stream_error(server, raw):
+    bob, _ = sm_phone(raw, server)
+    bob.ping()
+    previd = bob.sm_id
+    bob.abort()
+    time.sleep(0.3)
+    c = tls_stream(raw, server)
+    with pytest.raises(AuthFailed) as e:
+        c.auth_sasl2("bob", USERS["bob"], extra=resume_el(previd, 50))
+    assert e.value.condition == "stream-error:undefined-condition", e.value.condition
+    assert e.value.el.find(f"{{{NS_SM}}}handled-count-too-high") is not None, \
+        to_str(e.value.el)
+    # the session is still there to resume with a right h
+    c2 = tls_stream(raw, server)
+    ok = c2.auth_sasl2("bob", USERS["bob"], extra=resume_el(previd, 1))
+    assert sm_child(ok, "resumed") is not None, to_str(ok)
+    c2.ping()
+
+
+def test_inline_resume_takes_over_a_live_connection(server, raw):
+    bob, _ = sm_phone(raw, server)
+    previd = bob.sm_id
+    c = tls_stream(raw, server)
+    ok = c.auth_sasl2("bob", USERS["bob"], extra=resume_el(previd, 0))
+    assert sm_child(ok, "resumed") is not None, to_str(ok)
+    assert bob.expect_stream_error() == "conflict"
+    c.ping()
+
+
+def test_failed_authentication_processes_nothing_inline(server, raw):
+    bob, _ = sm_phone(raw, server)
+    previd = bob.sm_id
+    c = tls_stream(raw, server)
+    with pytest.raises(AuthFailed):
+        c.auth_sasl2("bob", "wrong", extra=resume_el(previd, 0))
+    bob.ping()      # still connected: nothing was resumed
+    # the next attempt on the stream carries only its own requests
+    ok = c.auth_sasl2("bob", USERS["bob"])
+    assert sm_child(ok, "resumed") is None and sm_child(ok, "failed") is None, to_str(ok)
+    assert c.has_feature(f"{{{NS_BIND}}}bind"), to_str(c.features)
