@@ -205,9 +205,11 @@ def spread(vals, unit=""):
 
 
 def login_kind(r):
-    """A login row's storm: "full" handshakes, "resumed" TLS sessions (--tls-resume), or
+    """A login row's storm: "full" handshakes, "resumed" TLS sessions (--tls-resume),
     "reconnect" (bench/run's reconnect_storm: direct TLS, resumed, SASL2 + Bind 2 where
-    offered)."""
+    offered), or "sm-resume" (resume_storm: the same, resuming a XEP-0198 session)."""
+    if "sm_resumed" in r:
+        return "sm-resume"
     if r.get("direct_tls"):
         return "reconnect"
     return "resumed" if "tls_resumed" in r else "full"
@@ -304,6 +306,7 @@ def main():
     login = [r for r in sc("login") if login_kind(r) == "full"]
     resumed = [r for r in sc("login") if login_kind(r) == "resumed"]
     reconnect = [r for r in sc("login") if login_kind(r) == "reconnect"]
+    sm_resume = [r for r in sc("login") if login_kind(r) == "sm-resume"]
     if login:
         md += ["## 1. Login storm (TCP + TLS 1.3 + SCRAM + bind, keys cached client-side)", ""]
         md += table(login, [
@@ -346,6 +349,24 @@ def main():
             ("logins/s", g("logins_per_s"), False),
             ("server CPU ms/login", g("server_cpu_ms_per_login"), True),
             ("resumed", g("tls_resumed"), None),
+            ("SASL2", g("sasl2_logins"), None),
+            ("logins", g("logins"), None),
+            ("login p50 ms", g("login_ms", "p50"), True),
+            ("login p99 ms", g("login_ms", "p99"), True),
+            ("failed", g("failed"), None)])
+        md += [""]
+    if sm_resume:
+        md += ["### Reconnecting phones that resume their session (XEP-0198)", "",
+               "As above, and each login resumes the user's stream management session, "
+               "which its previous login enabled and left by dropping the connection "
+               "without closing the stream (a phone losing its network). The resumption "
+               "rides inside SASL2's `<authenticate/>` where offered, else it replaces "
+               "the RFC 6120 bind. `SM resumed` counts the logins that resumed.", ""]
+        md += table(sm_resume, [
+            ("logins/s", g("logins_per_s"), False),
+            ("server CPU ms/login", g("server_cpu_ms_per_login"), True),
+            ("SM resumed", g("sm_resumed"), None),
+            ("TLS resumed", g("tls_resumed"), None),
             ("SASL2", g("sasl2_logins"), None),
             ("logins", g("logins"), None),
             ("login p50 ms", g("login_ms", "p50"), True),
@@ -487,7 +508,8 @@ def main():
            "shows the client did no PBKDF2 in it. The reconnecting run that follows on the "
            "same server start (`--tls-resume`) offers each user the TLS session of its "
            "previous login. The reconnect storm after it connects to the direct TLS port and "
-           "adds SASL2 + Bind 2 where offered (`--direct-tls --sasl2 --tls-resume`).",
+           "adds SASL2 + Bind 2 where offered (`--direct-tls --sasl2 --tls-resume`); the "
+           "resume storm adds `--sm-resume` (XEP-0198 resumption in place of the binding).",
            "- Idle: RSS (VmRSS) of the server process before the logins and after them plus "
            "a settle time, divided by the sessions.",
            "- Chat: every user online; each message carries a CLOCK_MONOTONIC timestamp in "

@@ -165,11 +165,13 @@ static void usage(FILE *f)
 		"  --sasl2          authenticate with XEP-0388 and bind with XEP-0386 inside it\n"
 		"                   where the server offers both (else RFC 6120's way);\n"
 		"                   sasl2_logins counts them\n"
-		"  --sm             login, with --sasl2: enable XEP-0198 inside the binding\n"
-		"  --sm-resume      login, with --sasl2: as --sm, but each login drops the\n"
-		"                   connection without closing the stream (a phone losing its\n"
-		"                   network) and the next resumes that session inside\n"
-		"                   <authenticate/>; sm_resumed counts the resumptions\n"
+		"  --sm             login: enable XEP-0198 (resumable) once bound; inside the\n"
+		"                   binding with --sasl2 where the server offers it\n"
+		"  --sm-resume      login: as --sm, but each login drops the connection\n"
+		"                   without closing the stream (a phone losing its network)\n"
+		"                   and the next resumes that session: <resume/> in place of\n"
+		"                   the binding, or inside <authenticate/> with --sasl2;\n"
+		"                   sm_resumed counts the resumptions\n"
 		"Output: one JSON line on stdout; a summary on stderr.\n");
 }
 
@@ -328,11 +330,11 @@ static int write_full(int fd, const void *p, size_t n)
 
 enum cstate {
 	S_CONNECTING, S_FEATURES1, S_STARTTLS, S_HANDSHAKE, S_FEATURES2, S_REGISTER, S_SASL1,
-	S_SASL2, S_FEATURES3, S_BIND, S_SESSION, S_ONLINE, S_CLOSED
+	S_SASL2, S_FEATURES3, S_BIND, S_SESSION, S_SM_ENABLE, S_SM_RESUME, S_ONLINE, S_CLOSED
 };
 
 enum top { T_OTHER, T_FEATURES, T_PROCEED, T_TLSFAIL, T_CHALLENGE, T_SUCCESS, T_FAILURE,
-	T_IQ, T_MESSAGE, T_PRESENCE, T_STREAMERR };
+	T_IQ, T_MESSAGE, T_PRESENCE, T_STREAMERR, T_SM_ENABLED, T_SM_RESUMED, T_SM_FAILED };
 
 enum purpose { P_SETUP, P_STORM, P_REGISTER };
 
@@ -358,6 +360,8 @@ typedef struct bconn {
 	int depth;
 	enum top top;
 	bool capture, in_mechs, feat_tls, feat_bind, feat_session, session_optional;
+	bool feat_sm;           /* XEP-0198 offered in the features */
+	bool sm_on;             /* ... and enabled or resumed on this stream */
 	bool mech256, mech1;
 	bool feat_sasl2, feat_bind2, sasl2, bound2; /* XEP-0388 / XEP-0386 */
 	bool sm_resumed;        /* XEP-0198: <resumed/> inside <success/> */
@@ -694,6 +698,22 @@ static void send_bind(bconn *c)
 	c->st = S_BIND;
 }
 
+/* The resource is bound: with --sm, XEP-0198 is enabled next unless it is on already
+ * (inline in Bind 2); a server without it fails the login. */
+static void bound_done(bconn *c)
+{
+	if (!opt.sm || c->sm_on) {
+		login_finished(c, true);
+		return;
+	}
+	if (!c->feat_sm) {
+		login_finished(c, false);
+		return;
+	}
+	conn_sends(c, "<enable xmlns='" NS_SM "' resume='true'/>");
+	c->st = S_SM_ENABLE;
+}
+
 static void send_register(bconn *c)
 {
 	pv_buf b;
@@ -808,13 +828,40 @@ static void handle_top(bconn *c)
 		if (c->top != T_FEATURES)
 			return;
 		if (c->sasl2) {
-			login_finished(c, true);
+			bound_done(c);
+			return;
+		}
+		if (opt.sm_resume && c->u->sm_id[0] && c->feat_sm) {
+			/* XEP-0198 5, the classic way: <resume/> in place of the binding */
+			char b[200];
+			snprintf(b, sizeof(b), "<resume xmlns='" NS_SM "' previd='%s' h='0'/>", c->u->sm_id);
+			conn_sends(c, b);
+			c->st = S_SM_RESUME;
 			return;
 		}
 		if (!c->feat_bind)
 			break;
 		send_bind(c);
 		return;
+	case S_SM_RESUME:
+		if (c->top == T_SM_RESUMED) {
+			c->sm_resumed = c->sm_on = true;
+			login_finished(c, true);
+			return;
+		}
+		if (c->top != T_SM_FAILED)
+			return;
+		c->u->sm_id[0] = '\0'; /* gone (expired, or the server restarted): a new one */
+		send_bind(c);
+		return;
+	case S_SM_ENABLE:
+		if (c->top == T_SM_ENABLED) {
+			login_finished(c, true);
+			return;
+		}
+		if (c->top != T_SM_FAILED)
+			return;
+		break;
 	case S_BIND:
 		if (c->top != T_IQ || strcmp(c->iq_id, "bind1"))
 			return;
@@ -826,14 +873,14 @@ static void handle_top(bconn *c)
 			c->st = S_SESSION;
 			return;
 		}
-		login_finished(c, true);
+		bound_done(c);
 		return;
 	case S_SESSION:
 		if (c->top != T_IQ || strcmp(c->iq_id, "sess1"))
 			return;
 		if (strcmp(c->iq_type, "result"))
 			break;
-		login_finished(c, true);
+		bound_done(c);
 		return;
 	case S_ONLINE:
 		if (c->top == T_IQ && (!strcmp(c->iq_type, "get") || !strcmp(c->iq_type, "set"))) {
@@ -913,6 +960,7 @@ static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
 		if (!strcmp(name, NS_STREAM " features")) {
 			c->top = T_FEATURES;
 			c->feat_tls = c->feat_bind = c->feat_session = c->mech256 = c->mech1 = false;
+			c->feat_sm = false;
 			c->feat_sasl2 = c->feat_bind2 = false;
 			c->session_optional = false;
 		} else if (!strcmp(name, NS_CLIENT " message")) {
@@ -943,6 +991,13 @@ static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
 			c->top = T_FAILURE;
 		} else if (!strcmp(name, NS_STREAM " error")) {
 			c->top = T_STREAMERR;
+		} else if (!strcmp(name, NS_SM " enabled")) {
+			c->top = T_SM_ENABLED;
+			copy_attr(c->u->sm_id, sizeof(c->u->sm_id), attr(atts, "id"));
+		} else if (!strcmp(name, NS_SM " resumed")) {
+			c->top = T_SM_RESUMED;
+		} else if (!strcmp(name, NS_SM " failed")) {
+			c->top = T_SM_FAILED;
 		} else {
 			c->top = T_OTHER;
 		}
@@ -958,12 +1013,14 @@ static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
 				c->feat_session = true;
 			else if (!strcmp(name, NS_SASL2 " authentication"))
 				c->feat_sasl2 = true;
+			else if (!strcmp(name, NS_SM " sm"))
+				c->feat_sm = true;
 		} else if (c->top == T_SUCCESS && !strcmp(name, NS_SASL2 " additional-data")) {
 			c->capture = true;
 		} else if (c->top == T_SUCCESS && !strcmp(name, NS_BIND2 " bound")) {
 			c->bound2 = true;
 		} else if (c->top == T_SUCCESS && !strcmp(name, NS_SM " resumed")) {
-			c->sm_resumed = true;
+			c->sm_resumed = c->sm_on = true;
 		} else if (c->top == T_MESSAGE && !strcmp(name, NS_CLIENT " body")) {
 			c->capture = true;
 		} else if (c->top == T_IQ && !strcmp(name, NS_CLIENT " error")) {
@@ -972,6 +1029,7 @@ static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
 	} else if (c->depth == 4 && c->top == T_SUCCESS && !strcmp(name, NS_SM " enabled")) {
 		/* success > bound > enabled: the session the next login resumes */
 		copy_attr(c->u->sm_id, sizeof(c->u->sm_id), attr(atts, "id"));
+		c->sm_on = true;
 	} else if (c->depth == 5) {
 		/* features > authentication > inline > bind */
 		if (c->top == T_FEATURES && c->feat_sasl2 && !strcmp(name, NS_BIND2 " bind"))
@@ -1289,7 +1347,7 @@ static void login_finished(bconn *c, bool ok)
 			hist_add(&W.res.lat, (now_ns() - c->t0) / 1000);
 		if (ok) {
 			/* --sm-resume: no </stream:stream>, so the session waits to be resumed */
-			if (!(opt.sm_resume && c->sasl2))
+			if (!opt.sm_resume)
 				conn_sends(c, "</stream:stream>");
 			c->dead = true; /* close after this chunk; the slot goes on */
 		}
@@ -2268,8 +2326,8 @@ int main(int argc, char **argv)
 	if (sc < 0)
 		die("unknown scenario %s", argv[optind]);
 	opt.sc = (enum scenario)sc;
-	if (opt.sm && (!opt.sasl2 || opt.sc != SC_LOGIN))
-		die("--sm and --sm-resume are for the login scenario with --sasl2");
+	if (opt.sm && opt.sc != SC_LOGIN)
+		die("--sm and --sm-resume are for the login scenario");
 	if (opt.domain[1])
 		opt.ndomains = 2;
 	if (opt.sc == SC_INTERCONNECT && opt.ndomains != 2)

@@ -78,13 +78,15 @@ def test_no_rounds_no_section(tmp_path):
 
 
 def test_login_storms_are_told_apart(tmp_path):
-    """Full handshakes, resumed sessions (--tls-resume) and the reconnect storm
-    (--direct-tls --sasl2 --tls-resume) each get their own table, and the rounds a
-    column of the reconnect storm."""
+    """Full handshakes, resumed sessions (--tls-resume), the reconnect storm
+    (--direct-tls --sasl2 --tls-resume) and the resume storm (and --sm-resume) each get
+    their own table, and the rounds a column of the reconnect storm."""
     rows = [line(label="peyvand", scenario="login", server_cpu_ms_per_login=0.46),
             line(label="peyvand", scenario="login", server_cpu_ms_per_login=0.40, tls_resumed=9),
             line(label="peyvand", scenario="login", server_cpu_ms_per_login=0.32, tls_resumed=9,
-                 direct_tls=1, sasl2_logins=9)]
+                 direct_tls=1, sasl2_logins=9),
+            line(label="peyvand", scenario="login", server_cpu_ms_per_login=0.43, tls_resumed=9,
+                 direct_tls=1, sasl2_logins=9, sm_resumed=8)]
     for r, (full, rec) in {1: (0.46, 0.33), 2: (0.44, 0.31), 3: (0.48, 0.32)}.items():
         rows.append(line(round=r, label="peyvand", scenario="login", server_cpu_ms_per_login=full))
         rows.append(line(round=r, label="peyvand", scenario="login", server_cpu_ms_per_login=rec,
@@ -94,5 +96,7 @@ def test_login_storms_are_told_apart(tmp_path):
     assert row_of(md, "peyvand", "### Reconnecting clients")[1] == "0.4"
     rec = row_of(md, "peyvand", "### Reconnecting with the fewest round trips")
     assert rec[1] == "0.32" and rec[3] == "9", rec
+    smr = row_of(md, "peyvand", "### Reconnecting phones that resume their session")
+    assert smr[1] == "0.43" and smr[2] == "8", smr
     p = row_of(md, "peyvand")
     assert p[3] == "0.46 [0.44–0.48]" and p[4] == "0.32 [0.31–0.33]", p
