@@ -78,17 +78,21 @@ def test_login_storm_with_direct_tls_sasl2_and_bind2(server_factory):
 
 
 @pytest.mark.pv_timeout(150)
-def test_login_storm_resumes_sm_sessions_inline(server_factory):
+@pytest.mark.parametrize("how", ["sasl2", "classic"])
+def test_login_storm_resumes_sm_sessions(server_factory, how):
     """--sm-resume: each login drops its connection without closing the stream and the
-    user's next login resumes that XEP-0198 session inside <authenticate/>: every login
-    of the window is a resumption (the warm-up logins enabled SM inside the binding)."""
+    user's next login resumes that XEP-0198 session, inside <authenticate/> (SASL2) or
+    with <resume/> after the stream restart: every login of the window is a resumption
+    (the warm-up logins enabled SM, inside the binding or after it)."""
     server = server_factory(users=USERS)
-    res, report = run_bench(server, "--port", str(server.tls_port), "--direct-tls", "--sasl2",
-                            "--sm-resume", "--duration", "1.5", "--concurrency", "2", "login")
+    args = (["--port", str(server.tls_port), "--direct-tls", "--sasl2"] if how == "sasl2"
+            else [])
+    res, report = run_bench(server, *args, "--sm-resume", "--duration", "1.5",
+                            "--concurrency", "2", "login")
     assert res["failed"] == 0 and res["logins"] > 0, report
     assert res["sm_resumed"] == res["logins"], report
-    # the flag needs XEP-0388 (the resumption rides in <authenticate/>)
+    assert res.get("sasl2_logins", 0) == (res["logins"] if how == "sasl2" else 0), report
+    # the flag is for login storms only
     tool = find_binary("PEYVAND_BENCH_BIN", "peyvand-bench")
-    p = subprocess.run([tool, "--sm-resume", "login"], capture_output=True, text=True,
-                       timeout=30)
-    assert p.returncode != 0 and "--sasl2" in p.stderr, p.stderr
+    p = subprocess.run([tool, "--sm-resume", "chat"], capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0 and "login" in p.stderr, p.stderr
