@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "peyvand/pv_directory.h"
 #include "peyvand/pv_log.h"
 #include "peyvand/pv_wheel.h"
 #include "xmpp/sasl/sasl.h"
@@ -58,6 +59,7 @@ struct pv_c2s {
 typedef struct sasl2_req {
 	bool bind;                 /* <bind xmlns='urn:xmpp:bind:0'> */
 	char *tag;                 /* its <tag> (NULL: none) */
+	char *ua;                  /* the <user-agent id> of the <authenticate/> (NULL: none) */
 	bool sm_enable;            /* <enable xmlns='urn:xmpp:sm:3'> inside the <bind> */
 	bool sm_resumable;         /* ... with resume='true' */
 	bool resume;               /* <resume xmlns='urn:xmpp:sm:3'> ... */
@@ -69,6 +71,7 @@ static void sasl2_req_free(sasl2_req *r)
 	if (!r)
 		return;
 	pv_free(r->tag);
+	pv_free(r->ua);
 	pv_free(r->previd);
 	pv_free(r->h);
 	pv_free(r);
@@ -373,6 +376,7 @@ static void sasl_reply(pv_c2s *c, const char *el, const unsigned char *data, siz
 
 static const char *bind_session(pv_c2s *c, const char *norm, const char **etype,
 	const char **text);
+static void replace_session(pv_c2s *c, pv_session *old, const char *why);
 /* XEP-0198 (below), also inline in XEP-0388 and XEP-0386 */
 static bool is_true(const char *v);
 static void sm_failed_to(pv_buf *out, const char *cond);
@@ -382,22 +386,55 @@ static const char *sm_resume_check(pv_c2s *c, const char *prev, const char *hs, 
 static void sm_take_over(pv_c2s *c, pv_session *old, pv_buf *out);
 static void sm_resume_finish(pv_session *s, uint32_t h);
 
-/* XEP-0386: the resource is ours to make -- the client's tag (when it is a valid
- * resource), "/" and random hex.  NULL if the binding failed (too many resources): the
- * client then sees no <bound/> and binds the RFC 6120 way, which answers with the
- * stanza error. */
-static const char *bind2(pv_c2s *c, const char *tag)
+/* The resource suffix of one client of one account (XEP-0386 "stable resource
+ * identifiers"): a keyed hash of the account and the client's SASL2 <user-agent id>,
+ * so the id itself never shows (the XEP forbids exposing it).  16 characters of
+ * base32: 80 bits.  NULL if the hash fails. */
+static char *client_suffix(pv_c2s *c, const char *ua)
 {
-	char *rnd = pv_random_hex(8);
+	char *in = pv_sprintf("urn:peyvand:bind2:0 %zu:%s %s", strlen(c->sess->user), c->sess->user, ua);
+	char h[PV_BLIND_LEN];
+	int rc = pv_blind(c->srv->secret, sizeof(c->srv->secret), in, h);
+	pv_free(in);
+	return rc == 0 ? pv_strndup(h, 16) : NULL;
+}
+
+/* XEP-0386: the resource is ours to make -- the client's tag (when it is a valid
+ * resource), "/" and a suffix: the same one every time for a client that names itself
+ * with a <user-agent id> (client_suffix), random hex otherwise.  The same client's
+ * earlier session, under this resource or under another tag, is replaced ("the server
+ * SHOULD terminate any earlier sessions from the same client"): a phone that could not
+ * resume gets its new session at once, and the old one's unacknowledged messages are
+ * rerouted now rather than when its resumption time runs out.  NULL if the binding
+ * failed (too many resources): the client then sees no <bound/> and binds the RFC 6120
+ * way, which answers with the stanza error. */
+static const char *bind2(pv_c2s *c, const char *tag, const char *ua)
+{
+	char *sfx = ua && *ua ? client_suffix(c, ua) : NULL;
+	bool stable = sfx != NULL;
+	if (!sfx)
+		sfx = pv_random_hex(8);
 	char *norm = NULL;
 	if (tag && *tag) {
-		char *want = pv_sprintf("%s/%s", tag, rnd);
+		char *want = pv_sprintf("%s/%s", tag, sfx);
 		norm = pv_jid_norm_resource(want, strlen(want));
 		pv_free(want);
 	}
 	if (!norm)
-		norm = pv_strdup(rnd);
-	pv_free(rnd);
+		norm = pv_strdup(sfx);
+	if (stable) {
+		pv_session *all[64];
+		size_t n = pv_host_user_sessions(c->host, c->sess->user, all, 64);
+		size_t sl = strlen(sfx);
+		for (size_t i = 0; i < n && i < 64; i++) {
+			const char *r = all[i]->jid.resource;
+			size_t rl = r ? strlen(r) : 0;
+			if (all[i] != c->sess && rl >= sl && strcmp(r + rl - sl, sfx) == 0 &&
+			    (rl == sl || r[rl - sl - 1] == '/') && strcmp(r, norm) != 0)
+				replace_session(c, all[i], "the same client bound again");
+		}
+	}
+	pv_free(sfx);
 	const char *etype, *text;
 	const char *err = bind_session(c, norm, &etype, &text);
 	if (err)
@@ -417,6 +454,10 @@ static sasl2_req *sasl2_req_read(const pv_xml *auth)
 	if (b) {
 		r->bind = true;
 		r->tag = pv_xml_child_text(b, "tag", PV_NS_BIND2);
+		pv_xml *ua = pv_xml_child(auth, "user-agent", PV_NS_SASL2);
+		const char *id = ua ? pv_xml_attr(ua, "id") : NULL;
+		if (id && *id && strlen(id) <= 1024)
+			r->ua = pv_strdup(id);
 		pv_xml *en = pv_xml_child(b, "enable", PV_NS_SM);
 		r->sm_enable = en != NULL;
 		r->sm_resumable = en && is_true(pv_xml_attr(en, "resume"));
@@ -457,7 +498,7 @@ static void sasl2_success(pv_c2s *c, const unsigned char *data, size_t n)
 	if (resumed) {
 		full = c->sess->jid.full;
 	} else if (r && r->bind) {
-		full = bind2(c, r->tag);
+		full = bind2(c, r->tag, r->ua);
 		if (full) {
 			pv_buf_puts(&bound, "<bound xmlns='" PV_NS_BIND2 "'>");
 			if (r->sm_enable)
@@ -872,20 +913,24 @@ static void handle_starttls(pv_c2s *c, pv_xml *el)
 /* Binds the normalised resource norm to c's session (RFC 6120 7.7 rules: the new
  * session wins a conflict).  NULL when bound, else the stanza error's condition, with
  * its type and text. */
+/* RFC 6120 7.7.2.2: the new session wins; the old one, connected or waiting to be
+ * resumed, ends with <conflict/> and its unacknowledged messages are rerouted. */
+static void replace_session(pv_c2s *c, pv_session *old, const char *why)
+{
+	pv_info("c2s", "[%s] %s for %s: replacing the old session", c->ip, why, old->jid.full);
+	old->resumable = false;
+	if (old->c2s)
+		pv_c2s_stream_error(old->c2s, "conflict", "replaced by a new session");
+	pv_session_unbind(old, "conflict");
+}
+
 static const char *bind_session(pv_c2s *c, const char *norm, const char **etype,
 	const char **text)
 {
 	pv_session *s = c->sess;
 	pv_session *old = pv_host_find_resource(c->host, s->user, norm);
-	if (old) {
-		/* RFC 6120 7.7.2.2: we let the new session win; the old one gets <conflict/>. */
-		pv_info("c2s", "[%s] resource conflict for %s@%s/%s: replacing the old session", c->ip,
-			s->user, c->host->name, norm);
-		old->resumable = false;
-		if (old->c2s)
-			pv_c2s_stream_error(old->c2s, "conflict", "replaced by a new session");
-		pv_session_unbind(old, "conflict");
-	}
+	if (old)
+		replace_session(c, old, "resource conflict");
 	pv_session *others[1];
 	if (pv_host_user_sessions(c->host, s->user, others, 1) >= c->srv->lim.max_resources) {
 		*etype = "wait";

@@ -350,3 +350,73 @@ def test_failed_authentication_processes_nothing_inline(server, raw):
     ok = c.auth_sasl2("bob", USERS["bob"])
     assert sm_child(ok, "resumed") is None and sm_child(ok, "failed") is None, to_str(ok)
     assert c.has_feature(f"{{{NS_BIND}}}bind"), to_str(c.features)
+
+
+# --- stable resources (XEP-0386 "Resource identifier generation") ----------------------
+
+def ua(id_):
+    return (f"<user-agent xmlns='{NS_SASL2}' id='{id_}'><software>raw</software>"
+            f"<device>test</device></user-agent>")
+
+
+def test_user_agent_id_gives_a_stable_resource_and_replaces_the_old_session(server, raw):
+    uid = "d4c5e0b2-7f4e-4a8e-9a51-3f0c8f1e2a77"
+    a = tls_stream(raw, server)
+    a.auth_sasl2("alice", USERS["alice"], bind=True, tag="Phone", extra=ua(uid))
+    bare, _, res = a.jid.partition("/")
+    assert bare == jid("alice") and res.startswith("Phone/"), a.jid
+    assert uid not in a.jid and uid.replace("-", "") not in a.jid, "the id must not show"
+    a.ping()
+    b = tls_stream(raw, server)
+    b.auth_sasl2("alice", USERS["alice"], bind=True, tag="Phone", extra=ua(uid))
+    assert b.jid == a.jid, "the same client must get the same resource"
+    assert a.expect_stream_error() == "conflict"
+    b.ping()
+    # another client of the account, or the same id on another account: other resources
+    c = tls_stream(raw, server)
+    c.auth_sasl2("alice", USERS["alice"], bind=True, tag="Phone", extra=ua(uid + "-2"))
+    d = tls_stream(raw, server)
+    d.auth_sasl2("bob", USERS["bob"], bind=True, tag="Phone", extra=ua(uid))
+    assert c.jid != b.jid and d.jid.partition("/")[2] != b.jid.partition("/")[2], (c.jid, d.jid)
+    b.ping()
+    c.ping()
+
+
+def test_the_same_client_under_another_tag_replaces_its_session(server, raw):
+    uid = "5b0b9f3c-1111-4c1e-8d7e-0d9a3e6b4c21"
+    a = tls_stream(raw, server)
+    a.auth_sasl2("alice", USERS["alice"], bind=True, tag="Old", extra=ua(uid))
+    other = tls_stream(raw, server)
+    other.auth_sasl2("alice", USERS["alice"], bind=True, tag="Old")   # no id: not the same
+    b = tls_stream(raw, server)
+    b.auth_sasl2("alice", USERS["alice"], bind=True, tag="New", extra=ua(uid))
+    assert b.jid.partition("/")[2].startswith("New/"), b.jid
+    assert b.jid.rsplit("/", 1)[1] == a.jid.rsplit("/", 1)[1], (a.jid, b.jid)
+    assert a.expect_stream_error() == "conflict"
+    other.ping()
+    b.ping()
+
+
+def test_a_phone_that_could_not_resume_gets_its_messages_at_once(server, raw):
+    """The phone's old session waits to be resumed; the phone logs in afresh instead
+    (it lost its SM state).  The old session is replaced at the bind, so what it held
+    is rerouted now, not when its resumption time runs out."""
+    uid = "0f6a2c1e-2222-4b7a-b2c4-5e8d9f0a1b3c"
+    bob = tls_stream(raw, server, direct_tls=True)
+    bob.auth_sasl2("bob", USERS["bob"], bind=True, tag="phone", bind_extra=ENABLE,
+                   extra=ua(uid))
+    bob.sm_enabled, bob.sm_in, bob.sm_out = True, 0, 0
+    bob.auto_ack = False
+    bob.presence()
+    alice = tls_stream(raw, server)
+    alice.auth_sasl2("alice", USERS["alice"], bind=True)
+    alice.message(bob.jid, "held by the old session")
+    bob.wait_message("held by the old session")
+    bob.abort()                      # never acked
+    time.sleep(0.3)
+    bob2 = tls_stream(raw, server, direct_tls=True)
+    bob2.auth_sasl2("bob", USERS["bob"], bind=True, tag="phone", extra=ua(uid))
+    assert bob2.jid == bob.jid
+    bob2.presence()                  # offline storage delivers once the session is available
+    m = bob2.wait_message("held by the old session", timeout=5)
+    assert m.get("to") in (bob.jid, jid("bob")), to_str(m)
