@@ -123,6 +123,8 @@ struct pv_session {
 	bool store_queued;
 	bool row_stored;           /* its sessions row exists (written lazily: XEP-0198 enable or
 	                            * the first stored message), so logins cost no disk write */
+	bool expiry_stored;        /* ... and holds a resumption deadline (restart recovery or a
+	                            * clean stop wrote it), which a resumption must clear */
 };
 
 
@@ -208,6 +210,8 @@ int pv_sessions_restore(pv_server *srv);                 /* at start-up */
 void pv_sessions_init(pv_server *srv);                   /* worker state of session.c */
 /* Writes the session's row (sid, account, SM state) now or again after a change. */
 void pv_session_put_row(pv_session *s);
+/* At a clean stop: writes when each session waiting to be resumed expires. */
+void pv_sessions_store_expiries(pv_server *srv);
 /* Stores every message still waiting for its recipient's ack (at shutdown). */
 void pv_sessions_store_pending(pv_server *srv);
 void pv_session_reroute_unacked(pv_session *s);

@@ -405,6 +405,7 @@ void pv_server_fini(pv_server *srv)
 		/* Commit what is queued and run the pending completions while the sessions
 		 * and links they refer to still exist; then free memory only (sessions and
 		 * link queues stay on disk for after the restart). */
+		pv_sessions_store_expiries(srv);
 		pv_sessions_store_pending(srv);
 		pv_store_close(srv->store);
 		srv->store = NULL;

@@ -583,8 +583,32 @@ void pv_session_hibernate(pv_session *s)
 		s->hib_timer->data = s;
 	}
 	uv_timer_start(s->hib_timer, hib_expired, s->srv->lim.resume_timeout_ms, 0);
-	pv_store_sess_set_expiry(s->srv->store, s->sid,
-		pv_wall_s() + (int64_t)(s->srv->lim.resume_timeout_ms / 1000), NULL, NULL);
+	/* Nothing is written.  A phone that changes networks hibernates and resumes within
+	 * seconds, and each of the two used to commit its own write of the deadline (the
+	 * commonest reconnect: 15 % of its CPU, bench/NOTES.md).  The row keeps expires 0,
+	 * which restart recovery after a kill -9 reads as a full resume_timeout from the
+	 * restart: a little longer than the session had left, never shorter.  A clean stop
+	 * writes the real deadlines (pv_sessions_store_expiries). */
+}
+
+static int store_expiry(void *ud, const char *key, void *val)
+{
+	(void)key;
+	pv_session *s = val;
+	int64_t now = *(const int64_t *)ud;
+	if (!s->c2s && s->row_stored && s->hib_timer && uv_is_active((uv_handle_t *)s->hib_timer)) {
+		uint64_t left_ms = uv_timer_get_due_in(s->hib_timer);
+		pv_store_sess_set_expiry(s->srv->store, s->sid, now + (int64_t)((left_ms + 999) / 1000),
+			NULL, NULL);
+		s->expiry_stored = true;
+	}
+	return 0;
+}
+
+void pv_sessions_store_expiries(pv_server *srv)
+{
+	int64_t now = pv_wall_s();
+	pv_map_each(srv->worker.by_sid, store_expiry, &now);
 }
 
 /* ---- start-up: sessions that were alive when the server stopped ---- */
@@ -690,6 +714,7 @@ int pv_sessions_restore(pv_server *srv)
 		uv_timer_start(s->hib_timer, hib_expired, (uint64_t)(left > 0 ? left : 1) * 1000, 0);
 		if (!ss->expires)
 			pv_store_sess_set_expiry(srv->store, ss->sid, now + left, NULL, NULL);
+		s->expiry_stored = true;
 	}
 	for (size_t i = 0; i < rc.n; i++)
 		pv_store_sess_fini(&rc.list[i]);

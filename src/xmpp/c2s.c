@@ -1132,7 +1132,10 @@ static void sm_take_over(pv_c2s *c, pv_session *old, pv_buf *out)
 	old->c2s = c;
 	if (old->hib_timer)
 		uv_timer_stop(old->hib_timer);
-	pv_store_sess_set_expiry(c->srv->store, old->sid, 0, NULL, NULL);
+	if (old->expiry_stored) { /* only restart recovery and clean stops write one */
+		pv_store_sess_set_expiry(c->srv->store, old->sid, 0, NULL, NULL);
+		old->expiry_stored = false;
+	}
 	c->srv->stats.resumed++;
 	pv_buf_printf(out, "<resumed xmlns='" PV_NS_SM "' previd='%s' h='%u'/>", old->sid,
 		(unsigned)(uint32_t)(old->in.durable - old->in.base));

@@ -210,6 +210,44 @@ def test_unacked_go_offline_when_resumption_expires(server_factory, raw):
     assert got == ["keep 1", "keep 2"], f"unacked messages after the session expired: {got}"
 
 
+@pytest.mark.parametrize("how", ["term", "kill"], ids=["sigterm", "kill-9"])
+def test_waiting_session_across_a_restart(server_factory, raw, how):
+    """Waiting to be resumed costs no write (core/session.c, pv_session_hibernate).  A
+    clean stop writes the deadline, so after it the session still expires on time and
+    its messages go offline; after kill -9 no deadline was written and the session gets
+    a full resume_timeout from the restart: longer than it had left, never shorter."""
+    srv = server_factory({"sm": {"resume_timeout": "6s"}})
+    bob = login_raw(raw, srv, "bob", "phone", sm=True, presence=True)
+    bob.auto_ack = False
+    alice = login_raw(raw, srv, "alice", "a")
+    alice.message(jid("bob"), "held across the restart")
+    bob.wait_message("held across the restart")
+    alice.ping()
+    previd = bob.sm_id
+    bob.abort()
+    t0 = time.monotonic()
+    time.sleep(3)
+    srv.restart(how)
+    alice.abort()
+    time.sleep(max(0.0, t0 + 7.5 - time.monotonic()))   # past the first deadline
+    late = raw(srv.port)
+    late.start()
+    late.starttls()
+    late.auth_scram("bob", USERS["bob"])
+    el = late.sm_resume(previd, 0)
+    if how == "term":
+        assert local(el.tag) == "failed", f"resumed past the deadline kept over a clean stop: " \
+                                          f"{to_str(el)}"
+        late.bind("back")
+        late.presence()
+        got = messages(late.collect(lambda e: True, 2.0))
+        assert got == ["held across the restart"], f"after the session expired: {got}"
+    else:
+        assert local(el.tag) == "resumed", f"a waiting session was lost with kill -9: {to_str(el)}"
+        got = messages(late.collect(lambda e: True, 2.0))
+        assert got == ["held across the restart"], f"retransmitted after resume: {got}"
+
+
 # --- when a sender is acked (core/session.c: a client's message is not written to disk
 # on its way to another client unless the recipient is slow to acknowledge it) --------
 
