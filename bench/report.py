@@ -227,6 +227,8 @@ ROUND_METRICS = [
     ("server CPU ms/login", is_("login", "full"), g("server_cpu_ms_per_login"), True),
     ("reconnect: server CPU ms/login", is_("login", "reconnect"),
      g("server_cpu_ms_per_login"), True),
+    ("SM resume: server CPU ms/login", is_("login", "sm-resume"),
+     g("server_cpu_ms_per_login"), True),
 ]
 
 
@@ -241,8 +243,8 @@ def rounds_section(rounds):
 
     md = ["## 6. Repeated rounds (the verdict)", "",
           f"{nr} rounds; in each, every server in turn was started for one saturation chat "
-          "window, one login storm of full handshakes and one reconnect storm (section 1), "
-          "in reversed order every other round. Each cell is "
+          "window, one login storm of full handshakes, one reconnect storm and one resume "
+          "storm (section 1), in reversed order every other round. Each cell is "
           "the median over the rounds, with the lowest and highest in brackets. A ratio "
           "row takes peyvand's ratio to that server within each round (the two ran "
           "minutes apart) and gives the median of those ratios.", "",

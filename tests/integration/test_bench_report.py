@@ -80,7 +80,7 @@ def test_no_rounds_no_section(tmp_path):
 def test_login_storms_are_told_apart(tmp_path):
     """Full handshakes, resumed sessions (--tls-resume), the reconnect storm
     (--direct-tls --sasl2 --tls-resume) and the resume storm (and --sm-resume) each get
-    their own table, and the rounds a column of the reconnect storm."""
+    their own table, and the rounds a column each for the reconnect and resume storms."""
     rows = [line(label="peyvand", scenario="login", server_cpu_ms_per_login=0.46),
             line(label="peyvand", scenario="login", server_cpu_ms_per_login=0.40, tls_resumed=9),
             line(label="peyvand", scenario="login", server_cpu_ms_per_login=0.32, tls_resumed=9,
@@ -91,6 +91,9 @@ def test_login_storms_are_told_apart(tmp_path):
         rows.append(line(round=r, label="peyvand", scenario="login", server_cpu_ms_per_login=full))
         rows.append(line(round=r, label="peyvand", scenario="login", server_cpu_ms_per_login=rec,
                          tls_resumed=9, direct_tls=1, sasl2_logins=9))
+        rows.append(line(round=r, label="peyvand", scenario="login",
+                         server_cpu_ms_per_login=rec + 0.02, tls_resumed=9, direct_tls=1,
+                         sasl2_logins=9, sm_resumed=9))
     md = report(tmp_path, rows)
     assert row_of(md, "peyvand", "## 1. Login storm")[1] == "0.46"
     assert row_of(md, "peyvand", "### Reconnecting clients")[1] == "0.4"
@@ -100,3 +103,4 @@ def test_login_storms_are_told_apart(tmp_path):
     assert smr[1] == "0.43" and smr[2] == "8", smr
     p = row_of(md, "peyvand")
     assert p[3] == "0.46 [0.44–0.48]" and p[4] == "0.32 [0.31–0.33]", p
+    assert p[5] == "0.34 [0.33–0.35]", p
