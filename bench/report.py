@@ -327,54 +327,39 @@ def main():
             ["logins/s", "ms"])
         charts.append((png, err))
         md += ["", f"![login]({Path(png).name})", ""]
-    if resumed:
-        md += ["### Reconnecting clients (each login resumes the user's last TLS 1.3 session)", "",
-               "`resumed` counts the logins whose handshake the server resumed; 0 means the "
-               "server issued no ticket the client could use, so every login was a full "
-               "handshake again.", ""]
-        md += table(resumed, [
-            ("logins/s", g("logins_per_s"), False),
-            ("server CPU ms/login", g("server_cpu_ms_per_login"), True),
-            ("resumed", g("tls_resumed"), None),
-            ("logins", g("logins"), None),
+    # the reconnecting storms: one table each, the same columns around their counts
+    head = [("logins/s", g("logins_per_s"), False),
+            ("server CPU ms/login", g("server_cpu_ms_per_login"), True)]
+    tail = [("logins", g("logins"), None),
             ("login p50 ms", g("login_ms", "p50"), True),
             ("login p99 ms", g("login_ms", "p99"), True),
-            ("failed", g("failed"), None)])
-        md += [""]
-    if reconnect:
-        md += ["### Reconnecting with the fewest round trips each server allows", "",
-               "Direct TLS (XEP-0368), the user's last TLS session resumed, and SASL2 with "
-               "Bind 2 inside it (XEP-0388, XEP-0386) where the server offers them; "
-               "`SASL2` counts those logins, 0 meaning the server was logged in to with "
-               "RFC 6120's SASL and bind.", ""]
-        md += table(reconnect, [
-            ("logins/s", g("logins_per_s"), False),
-            ("server CPU ms/login", g("server_cpu_ms_per_login"), True),
-            ("resumed", g("tls_resumed"), None),
-            ("SASL2", g("sasl2_logins"), None),
-            ("logins", g("logins"), None),
-            ("login p50 ms", g("login_ms", "p50"), True),
-            ("login p99 ms", g("login_ms", "p99"), True),
-            ("failed", g("failed"), None)])
-        md += [""]
-    if sm_resume:
-        md += ["### Reconnecting phones that resume their session (XEP-0198)", "",
-               "As above, and each login resumes the user's stream management session, "
-               "which its previous login enabled and left by dropping the connection "
-               "without closing the stream (a phone losing its network). The resumption "
-               "rides inside SASL2's `<authenticate/>` where offered, else it replaces "
-               "the RFC 6120 bind. `SM resumed` counts the logins that resumed.", ""]
-        md += table(sm_resume, [
-            ("logins/s", g("logins_per_s"), False),
-            ("server CPU ms/login", g("server_cpu_ms_per_login"), True),
-            ("SM resumed", g("sm_resumed"), None),
-            ("TLS resumed", g("tls_resumed"), None),
-            ("SASL2", g("sasl2_logins"), None),
-            ("logins", g("logins"), None),
-            ("login p50 ms", g("login_ms", "p50"), True),
-            ("login p99 ms", g("login_ms", "p99"), True),
-            ("failed", g("failed"), None)])
-        md += [""]
+            ("failed", g("failed"), None)]
+    storms = [
+        (resumed, "### Reconnecting clients (each login resumes the user's last TLS 1.3 session)",
+         "`resumed` counts the logins whose handshake the server resumed; 0 means the "
+         "server issued no ticket the client could use, so every login was a full "
+         "handshake again.",
+         [("resumed", g("tls_resumed"), None)]),
+        (reconnect, "### Reconnecting with the fewest round trips each server allows",
+         "Direct TLS (XEP-0368), the user's last TLS session resumed, and SASL2 with "
+         "Bind 2 inside it (XEP-0388, XEP-0386) where the server offers them; "
+         "`SASL2` counts those logins, 0 meaning the server was logged in to with "
+         "RFC 6120's SASL and bind.",
+         [("resumed", g("tls_resumed"), None), ("SASL2", g("sasl2_logins"), None)]),
+        (sm_resume, "### Reconnecting phones that resume their session (XEP-0198)",
+         "As above, and each login resumes the user's stream management session, "
+         "which its previous login enabled and left by dropping the connection "
+         "without closing the stream (a phone losing its network). The resumption "
+         "rides inside SASL2's `<authenticate/>` where offered, else it replaces "
+         "the RFC 6120 bind. `SM resumed` counts the logins that resumed.",
+         [("SM resumed", g("sm_resumed"), None), ("TLS resumed", g("tls_resumed"), None),
+          ("SASL2", g("sasl2_logins"), None)]),
+    ]
+    for storm, title, text, counts in storms:
+        if storm:
+            md += [title, "", text, ""]
+            md += table(storm, head + counts + tail)
+            md += [""]
     # --- idle
     idle = sc("idle")
     if idle:
