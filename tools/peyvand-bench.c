@@ -165,8 +165,9 @@ static void usage(FILE *f)
 		"  --sasl2          authenticate with XEP-0388 and bind with XEP-0386 inside it\n"
 		"                   where the server offers both (else RFC 6120's way);\n"
 		"                   sasl2_logins counts them\n"
-		"  --sm             login: enable XEP-0198 (resumable) once bound; inside the\n"
-		"                   binding with --sasl2 where the server offers it\n"
+		"  --sm             login, chat: enable XEP-0198 (resumable) once bound; inside\n"
+		"                   the binding with --sasl2 where the server offers it; chat\n"
+		"                   users count what they receive and answer the server's <r/>\n"
 		"  --sm-resume      login: as --sm, but each login drops the connection\n"
 		"                   without closing the stream (a phone losing its network)\n"
 		"                   and the next resumes that session: <resume/> in place of\n"
@@ -334,7 +335,8 @@ enum cstate {
 };
 
 enum top { T_OTHER, T_FEATURES, T_PROCEED, T_TLSFAIL, T_CHALLENGE, T_SUCCESS, T_FAILURE,
-	T_IQ, T_MESSAGE, T_PRESENCE, T_STREAMERR, T_SM_ENABLED, T_SM_RESUMED, T_SM_FAILED };
+	T_IQ, T_MESSAGE, T_PRESENCE, T_STREAMERR, T_SM_ENABLED, T_SM_RESUMED, T_SM_FAILED,
+	T_SM_R };
 
 enum purpose { P_SETUP, P_STORM, P_REGISTER };
 
@@ -362,6 +364,7 @@ typedef struct bconn {
 	bool capture, in_mechs, feat_tls, feat_bind, feat_session, session_optional;
 	bool feat_sm;           /* XEP-0198 offered in the features */
 	bool sm_on;             /* ... and enabled or resumed on this stream */
+	uint32_t sm_h;          /* stanzas received since then (XEP-0198 h) */
 	bool mech256, mech1;
 	bool feat_sasl2, feat_bind2, sasl2, bound2; /* XEP-0388 / XEP-0386 */
 	bool sm_resumed;        /* XEP-0198: <resumed/> inside <success/> */
@@ -746,6 +749,17 @@ static void tls_start(bconn *c)
 /* A complete top-level element arrived (depth 2). */
 static void handle_top(bconn *c)
 {
+	if (c->sm_on) {
+		/* XEP-0198: count what the server sent, answer its requests */
+		if (c->top == T_MESSAGE || c->top == T_IQ || c->top == T_PRESENCE)
+			c->sm_h++;
+		if (c->top == T_SM_R) {
+			char b[80];
+			snprintf(b, sizeof(b), "<a xmlns='" NS_SM "' h='%" PRIu32 "'/>", c->sm_h);
+			conn_sends(c, b);
+			return;
+		}
+	}
 	if (c->top == T_STREAMERR || c->top == T_FAILURE || c->top == T_TLSFAIL) {
 		c->dead = true;
 		if (c->st != S_ONLINE)
@@ -856,6 +870,7 @@ static void handle_top(bconn *c)
 		return;
 	case S_SM_ENABLE:
 		if (c->top == T_SM_ENABLED) {
+			c->sm_on = true;
 			login_finished(c, true);
 			return;
 		}
@@ -998,6 +1013,8 @@ static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
 			c->top = T_SM_RESUMED;
 		} else if (!strcmp(name, NS_SM " failed")) {
 			c->top = T_SM_FAILED;
+		} else if (!strcmp(name, NS_SM " r")) {
+			c->top = T_SM_R;
 		} else {
 			c->top = T_OTHER;
 		}
@@ -2149,6 +2166,8 @@ static int run_parent(void)
 		j_num("online", (double)d.ok);
 		j_num("login_failed", (double)d.failed);
 		j_str("mech", d.mech);
+		if (opt.sm)
+			j_num("sm", 1);
 		j_num("rate_offered", opt.rate);
 		j_num("duration_s", opt.duration);
 		j_num("sent", (double)d2.sent);
@@ -2326,8 +2345,10 @@ int main(int argc, char **argv)
 	if (sc < 0)
 		die("unknown scenario %s", argv[optind]);
 	opt.sc = (enum scenario)sc;
-	if (opt.sm && opt.sc != SC_LOGIN)
-		die("--sm and --sm-resume are for the login scenario");
+	if (opt.sm_resume && opt.sc != SC_LOGIN)
+		die("--sm-resume is for the login scenario");
+	if (opt.sm && opt.sc != SC_LOGIN && opt.sc != SC_CHAT)
+		die("--sm is for the login and chat scenarios");
 	if (opt.domain[1])
 		opt.ndomains = 2;
 	if (opt.sc == SC_INTERCONNECT && opt.ndomains != 2)

@@ -104,3 +104,14 @@ def test_login_storms_are_told_apart(tmp_path):
     p = row_of(md, "peyvand")
     assert p[3] == "0.46 [0.44–0.48]" and p[4] == "0.32 [0.31–0.33]", p
     assert p[5] == "0.34 [0.33–0.35]", p
+
+
+def test_chat_with_stream_management_gets_its_own_table(tmp_path):
+    rows = [line(label="peyvand", scenario="chat", delivered_per_s=70000,
+                 server_cpu_us_per_msg=14.0),
+            line(label="peyvand", scenario="chat", delivered_per_s=45000,
+                 server_cpu_us_per_msg=22.0, sm=1)]
+    md = report(tmp_path, rows)
+    assert row_of(md, "peyvand", "### At saturation (each")[:2] == ["70,000", "14"], md
+    assert row_of(md, "peyvand", "### At saturation, every client with stream")[:2] == \
+        ["45,000", "22"], md

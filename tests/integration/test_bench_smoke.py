@@ -50,6 +50,16 @@ def test_ten_users_chat_for_two_seconds(server_factory):
 
 
 @pytest.mark.pv_timeout(150)
+def test_chat_with_stream_management(server_factory):
+    """--sm in chat: every user enables XEP-0198, counts what it receives and answers
+    the server's <r/>; messages still flow and the server acknowledges them."""
+    server = server_factory(users=USERS)
+    res, report = run_bench(server, "--duration", "2", "--warmup", "0.5", "--sm", "chat")
+    assert res["sm"] == 1 and res["online"] == 10 and res["login_failed"] == 0, report
+    assert res["delivered"] > 0 and res["errors"] == 0 and res["dropped"] == 0, report
+
+
+@pytest.mark.pv_timeout(150)
 def test_login_storm_resumes_tls_sessions(server_factory):
     """--tls-resume: every measured login offers the user's last TLS 1.3 ticket and
     the server takes it (the server's ticket still reaches a client that logs in)."""
