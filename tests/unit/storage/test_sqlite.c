@@ -23,6 +23,7 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -803,6 +804,39 @@ static void test_group_commit(void **state)
 	assert_true(s1.fsync_us_total >= s0.fsync_us_total);
 	run_until(f, &f->counted, 1000);
 	assert_int_equal(pv_store_offline_count(f->st, "a.test", "juliet"), 1000);
+}
+
+/* Commit pacing (sqlite.c, PACE_US = 2 ms): writes that trickle in back to back, one
+ * every ~100 us here, are gathered instead of committed one by one.  Whatever the speed
+ * of the machine, commits can be no more frequent than one per 2 ms (plus the first
+ * and the last); without pacing a fast disk commits nearly every write alone. */
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void test_commit_pacing(void **state)
+{
+	fx *f = *state;
+	pv_store_stats s0, s1;
+	pv_store_get_stats(f->st, &s0);
+	uint64_t t0 = now_us();
+	for (int i = 0; i < 400; i++) {
+		pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, on_count, f);
+		usleep(100);
+	}
+	pv_store_flush(f->st);
+	uint64_t elapsed = now_us() - t0;
+	pv_store_get_stats(f->st, &s1);
+	assert_int_equal(s1.writes - s0.writes, 400);
+	uint64_t commits = s1.commits - s0.commits;
+	assert_true(commits >= 1);
+	assert_true(commits <= elapsed / 2000 + 3);
+	run_until(f, &f->counted, 400);
+	/* a reader blocked on the queue is not held back: it gets all 400 at once */
+	assert_int_equal(pv_store_offline_count(f->st, "a.test", "juliet"), 400);
 }
 
 /* Deterministic variant: another connection holds the write lock while the writes
@@ -1673,6 +1707,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_inline_done, setup_inline, teardown),
 		cmocka_unit_test_setup_teardown(test_many_async_writers, setup_loop, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup_loop, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_pacing, setup_loop, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_locked, setup_loop, teardown),
 		cmocka_unit_test(test_schema_too_new),
 		cmocka_unit_test(test_migrate_from_v1),
