@@ -76,6 +76,7 @@ typedef struct pv_outrec {
 	pv_stanza *st;
 	bool durable;              /* a message: never dropped when the session ends */
 	bool stored;               /* also in the stored outbound queue (outq) */
+	uint32_t tick;             /* the worker's store_tick when it was queued (session.c) */
 	pv_hold *hold;             /* the sender's acknowledgement waits for this message to be
 	                            * safe: taken by the kernel (no XEP-0198), acked by the
 	                            * client, or stored; NULL once it is */
@@ -135,7 +136,8 @@ struct pv_worker {
 	pv_stanza *cur_stanza;     /* that stanza when it came from a client: its only copy is
 	                            * in memory and its sender waits on cur_hold */
 	pv_session *store_list;    /* sessions with unacked, unstored messages (session.c) */
-	uv_timer_t store_timer;
+	uv_timer_t store_timer;    /* ticks every sm.store_after while that list is not empty */
+	uint32_t store_tick;       /* ... counting its ticks */
 	pv_map *conn_per_ip;       /* ip -> (uintptr_t) count */
 	pv_map *auth_fail;         /* "ip:..." / "acct:..." -> pv_throttle */
 	size_t nconns;

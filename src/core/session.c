@@ -75,30 +75,50 @@ static void outq_append(pv_session *s, uint64_t seq, pv_stanza *st, pv_hold *h)
 		h ? pv_hold_store_done : NULL, h);
 }
 
-/* Appends the session's unstored messages to outq; each one's hold is released when
- * its row is committed. */
-static void store_unacked(pv_session *s)
+/* Appends to outq the session's unstored messages queued before tick `before` (all of
+ * them when `all`); each one's hold is released when its row is committed.  The session
+ * leaves the list once none is left unstored. */
+static void store_unacked(pv_session *s, bool all, uint32_t before)
 {
+	bool left = false;
 	for (pv_outrec *o = s->unacked; o; o = o->next) {
 		if (!o->durable || o->stored)
 			continue;
+		if (!all && (int32_t)(o->tick - before) >= 0) {
+			left = true;
+			continue;
+		}
 		outq_append(s, o->seq, o->st, o->hold);
 		o->hold = NULL;
 		o->stored = true;
 	}
-	store_list_del(s);
+	if (!left)
+		store_list_del(s);
 }
 
 void pv_sessions_store_pending(pv_server *srv)
 {
 	while (srv->worker.store_list)
-		store_unacked(srv->worker.store_list);
+		store_unacked(srv->worker.store_list, true, 0);
 }
 
+/* Every sm.store_after while sessions wait for acks.  A message queued under tick t is
+ * stored at the tick after next, t + 2, if still unacknowledged: it has then waited
+ * between one and two periods, never less than sm.store_after.  (Storing everything at
+ * each tick stored messages a moment old: at saturation with XEP-0198 clients, whose
+ * acks come well within the period, that was a stored copy and a delete per message
+ * for nothing.) */
 static void store_timer_cb(uv_timer_t *t)
 {
 	pv_server *srv = t->data;
-	pv_sessions_store_pending(srv);
+	pv_worker *w = &srv->worker;
+	uint32_t now = ++w->store_tick;
+	for (pv_session *s = w->store_list, *nx; s; s = nx) {
+		nx = s->store_next;
+		store_unacked(s, false, now - 1);
+	}
+	if (w->store_list)
+		uv_timer_start(&w->store_timer, store_timer_cb, srv->lim.sm_store_after_ms, 0);
 }
 
 void pv_sessions_init(pv_server *srv)
@@ -119,8 +139,8 @@ static void store_list_add(pv_session *s)
 	if (w->store_list)
 		w->store_list->store_prev = s;
 	w->store_list = s;
-	/* One timer for all sessions: a session added later waits up to twice as long,
-	 * which only delays its sender's ack, never loses anything. */
+	/* One timer for all sessions (store_timer_cb): a message waits one to two periods
+	 * before it is stored, which only delays its sender's ack, never loses anything. */
 	if (!uv_is_active((uv_handle_t *)&w->store_timer))
 		uv_timer_start(&w->store_timer, store_timer_cb, s->srv->lim.sm_store_after_ms, 0);
 }
@@ -343,6 +363,7 @@ void pv_session_send(pv_session *s, pv_stanza *st)
 		o->durable = durable;
 		o->stored = durable && !fast;
 		o->hold = h;
+		o->tick = s->srv->worker.store_tick;
 		if (s->unacked_tail)
 			s->unacked_tail->next = o;
 		else

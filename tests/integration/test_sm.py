@@ -276,6 +276,28 @@ def test_sender_ack_waits_for_recipient_ack_or_storage(server_factory, raw):
     assert messages(bob2.collect(lambda e: True, 2.0)) == ["slow"]
 
 
+def test_a_message_waits_the_whole_store_after_before_it_is_stored(server_factory, raw):
+    """sm.store_after counts from each message, not from the first of a burst: one sent
+    just before the timer's tick is not stored (and its sender not acked) at that tick,
+    but a whole period later or more."""
+    srv = server_factory({"sm": {"store_after": "2s"}})
+    bob = login_raw(raw, srv, "bob", "phone", sm=True, presence=True)
+    bob.auto_ack = False
+    bob.drain(0.3)
+    alice = login_raw(raw, srv, "alice", "a", sm=True)
+    alice.message(jid("bob"), "first")          # starts the 2 s timer
+    bob.wait_message("first")
+    time.sleep(1.6)
+    alice.message(jid("bob"), "second")         # 0.4 s before its tick
+    bob.wait_message("second")
+    t0 = time.monotonic()
+    alice.send(f"<r xmlns='{NS_SM}'/>")
+    el = alice.next(lambda e: e.tag == f"{{{NS_SM}}}a" and e.get("h") == "2", 20,
+                    "<a h='2'/>")
+    waited = time.monotonic() - t0
+    assert waited >= 1.5, f"'second' was stored {waited:.2f} s after it was sent: {to_str(el)}"
+
+
 def test_recipient_ack_releases_sender_ack(server_factory, raw):
     """bob acks at once: alice is acked long before sm.store_after would store anything."""
     srv = server_factory({"sm": {"store_after": "60s"}})
