@@ -105,8 +105,8 @@ static struct {
 	bool tls_resume;    /* login: offer each user's last TLS session (ticket) */
 	bool direct_tls;    /* TLS from the first byte (XEP-0368), no STARTTLS */
 	bool sasl2;         /* XEP-0388 + XEP-0386 where offered: no restart, no bind iq */
-	bool sm;            /* login, with sasl2: XEP-0198 enabled inside the binding */
-	bool sm_resume;     /* ... and resumed inside the next <authenticate/> */
+	bool sm;            /* login, chat: XEP-0198 on (inside Bind 2 where offered) */
+	bool sm_resume;     /* login: ... and the next login of the user resumes it */
 } opt = {
 	.sc = SC_CHAT,
 	.label = "server",
@@ -575,8 +575,8 @@ static void sasl_start(bconn *c)
 	char *gs2 = pv_sprintf("n,,%s", c->first_bare);
 	char *b64 = pv_base64_encode(gs2, strlen(gs2));
 	c->sasl2 = opt.sasl2 && c->feat_sasl2 && c->feat_bind2;
-	/* --sm-resume: resume the last session (h 0: a login storm's sessions get no
-	 * stanzas), and enable XEP-0198 in the binding in case that fails */
+	/* --sm-resume: resume the user's last session (h 0: a login storm's sessions get no
+	 * stanzas); --sm: enable XEP-0198 in the binding, which a working resumption skips */
 	bool smr = c->sasl2 && opt.sm_resume, sme = c->sasl2 && opt.sm;
 	char *resume = smr && c->u->sm_id[0]
 		? pv_sprintf("<resume xmlns='" NS_SM "' previd='%s' h='0'/>", c->u->sm_id)
