@@ -564,6 +564,13 @@ static bool keys_derive(user *u, const EVP_MD *md, int hash, const unsigned char
 	return true;
 }
 
+/* XEP-0198 5: resume the user's last session.  h is 0: a login storm's sessions get
+ * no stanzas. */
+static char *resume_xml(const user *u)
+{
+	return pv_sprintf("<resume xmlns='" NS_SM "' previd='%s' h='0'/>", u->sm_id);
+}
+
 static void sasl_start(bconn *c)
 {
 	c->md = c->mech256 ? EVP_sha256() : EVP_sha1();
@@ -575,12 +582,10 @@ static void sasl_start(bconn *c)
 	char *gs2 = pv_sprintf("n,,%s", c->first_bare);
 	char *b64 = pv_base64_encode(gs2, strlen(gs2));
 	c->sasl2 = opt.sasl2 && c->feat_sasl2 && c->feat_bind2;
-	/* --sm-resume: resume the user's last session (h 0: a login storm's sessions get no
-	 * stanzas); --sm: enable XEP-0198 in the binding, which a working resumption skips */
+	/* --sm-resume: resume the user's last session inside <authenticate/>; --sm: enable
+	 * XEP-0198 in the binding, which a working resumption skips */
 	bool smr = c->sasl2 && opt.sm_resume, sme = c->sasl2 && opt.sm;
-	char *resume = smr && c->u->sm_id[0]
-		? pv_sprintf("<resume xmlns='" NS_SM "' previd='%s' h='0'/>", c->u->sm_id)
-		: pv_strdup("");
+	char *resume = smr && c->u->sm_id[0] ? resume_xml(c->u) : pv_strdup("");
 	char *auth = c->sasl2
 		? pv_sprintf("<authenticate xmlns='" NS_SASL2 "' mechanism='%s'><initial-response>%s"
 			     "</initial-response>%s<bind xmlns='" NS_BIND2 "'><tag>bench</tag>%s</bind>"
@@ -847,9 +852,9 @@ static void handle_top(bconn *c)
 		}
 		if (opt.sm_resume && c->u->sm_id[0] && c->feat_sm) {
 			/* XEP-0198 5, the classic way: <resume/> in place of the binding */
-			char b[200];
-			snprintf(b, sizeof(b), "<resume xmlns='" NS_SM "' previd='%s' h='0'/>", c->u->sm_id);
+			char *b = resume_xml(c->u);
 			conn_sends(c, b);
+			pv_free(b);
 			c->st = S_SM_RESUME;
 			return;
 		}

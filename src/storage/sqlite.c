@@ -1872,8 +1872,7 @@ static void *store_thread(void *arg)
 			pthread_cond_wait(&st->cv, &st->mu);
 		if (!st->head)
 			break; /* stopping and drained */
-		uint64_t now = mono_us();
-		if (!st->stop && !st->nsync && now - st->batch_us < PACE_US) {
+		if (!st->stop && !st->nsync && mono_us() - st->batch_us < PACE_US) {
 			/* Pacing (PACE_US): wait for more, woken early by a blocked caller. */
 			uint64_t due = st->batch_us + PACE_US;
 			struct timespec ts = {.tv_sec = (time_t)(due / 1000000),
@@ -1884,16 +1883,15 @@ static void *store_thread(void *arg)
 		}
 		st->batch_us = mono_us();
 		pv_op *list = st->head, *last = list;
-		size_t n = 1;
-		for (; (n < BATCH_MAX || last->glue) && last->next; n++)
+		st->nsync -= list->sync;
+		for (size_t n = 1; (n < BATCH_MAX || last->glue) && last->next; n++) {
 			last = last->next;
+			st->nsync -= last->sync;
+		}
 		st->head = last->next;
 		if (!st->head)
 			st->tail = NULL;
 		last->next = NULL;
-		for (pv_op *o = list; o; o = o->next)
-			if (o->sync)
-				st->nsync--;
 		pthread_mutex_unlock(&st->mu);
 
 		run_batch(st, list);

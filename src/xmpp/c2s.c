@@ -910,9 +910,6 @@ static void handle_starttls(pv_c2s *c, pv_xml *el)
 	pv_xmlstream_stop(c->xs);
 }
 
-/* Binds the normalised resource norm to c's session (RFC 6120 7.7 rules: the new
- * session wins a conflict).  NULL when bound, else the stanza error's condition, with
- * its type and text. */
 /* RFC 6120 7.7.2.2: the new session wins; the old one, connected or waiting to be
  * resumed, ends with <conflict/> and its unacknowledged messages are rerouted. */
 static void replace_session(pv_c2s *c, pv_session *old, const char *why)
@@ -924,6 +921,9 @@ static void replace_session(pv_c2s *c, pv_session *old, const char *why)
 	pv_session_unbind(old, "conflict");
 }
 
+/* Binds the normalised resource norm to c's session (RFC 6120 7.7 rules: the new
+ * session wins a conflict).  NULL when bound, else the stanza error's condition, with
+ * its type and text. */
 static const char *bind_session(pv_c2s *c, const char *norm, const char **etype,
 	const char **text)
 {
