@@ -93,8 +93,12 @@ void pv_store_roster_del(pv_store *st, const char *host, const char *user,
 	const char *jid, uint64_t ver, pv_store_done_fn done, void *ud);
 
 /* ---- offline messages (XEP-0160), in arrival order ---- */
+/* Appends a message unless the user's queue already holds `max` (max < 0: no limit);
+ * a full queue fails the write with PV_ELIMIT and stores nothing.  The count is taken
+ * inside the write, in commit order, so the caller needs no read (which would wait for
+ * every write queued before it) and two pushes can never both take the last place. */
 void pv_store_offline_push(pv_store *st, const char *host, const char *user,
-	const char *xml, size_t len, pv_store_done_fn done, void *ud);
+	const char *xml, size_t len, int max, pv_store_done_fn done, void *ud);
 /* Calls cb for each stored message in order (id increasing).  Returns count or <0. */
 int pv_store_offline_list(pv_store *st, const char *host, const char *user,
 	void (*cb)(void *ud, int64_t id, int64_t stamp, const char *xml, size_t len), void *ud);

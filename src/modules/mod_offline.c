@@ -19,7 +19,10 @@
  * TODO: a resource whose initial presence had a negative priority and later raises it
  * gets the messages only at its next login.
  *
- * Threading: hooks run on the host's worker loop; the store reads are synchronous. */
+ * The quota is counted inside the write (pv_store_offline_push): a read here would wait
+ * for every write queued before it, a commit per stored message under load.
+ * Threading: hooks run on the host's worker loop; the queue's read at login is
+ * synchronous. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -69,6 +72,37 @@ static bool only_chat_states(const pv_xml *m)
 	return states;
 }
 
+/* A message on its way into the queue: its sender's hold, and the message itself for
+ * the error that answers it if the queue turns out to be full or the write fails. */
+typedef struct pushed {
+	pv_host *host;             /* hosts live until the server stops, after the store */
+	pv_stanza *st;
+	pv_hold *hold;
+} pushed;
+
+static void on_pushed(void *ud, int rc)
+{
+	pushed *p = ud;
+	if (rc < 0) {
+		bool full = rc == PV_ELIMIT;
+		if (full)
+			pv_info("offline", "%s: queue full, message refused", p->st->to.bare);
+		else
+			pv_error("offline", "%s: storing a message failed rc=%d", p->st->to.bare, rc);
+		/* XEP-0160 section 2, step 3; a failed write may succeed if sent again. */
+		pv_stanza *e = pv_stanza_error(p->st, full ? "cancel" : "wait",
+			full ? "service-unavailable" : "internal-server-error", NULL);
+		if (e) {
+			pv_stanza_set_from(e, p->st->to.full);
+			pv_route(p->host, e);
+			pv_stanza_unref(e);
+		}
+	}
+	pv_hold_release(p->hold);
+	pv_stanza_unref(p->st);
+	pv_free(p);
+}
+
 static int on_offline(pv_event *ev, void *ud)
 {
 	const offline_cfg *cfg = ud;
@@ -81,18 +115,6 @@ static int on_offline(pv_event *ev, void *ud)
 	bool force = pv_xml_child(st->xml, "store", NS_HINTS) != NULL;
 	if (!force && (pv_xml_child(st->xml, "no-store", NS_HINTS) || only_chat_states(st->xml))) {
 		pv_debug("offline", "%s: not stored (hint or chat state only)", st->to.bare);
-		return PV_HANDLED;
-	}
-
-	pv_store *store = pv_host_store(h);
-	int count = pv_store_offline_count(store, pv_host_name(h), user);
-	if (count < 0) {
-		pv_reply_error(ev, "wait", "internal-server-error");
-		return PV_HANDLED;
-	}
-	if (count >= cfg->max_per_user) {
-		pv_info("offline", "%s: queue full (%d), message refused", st->to.bare, count);
-		pv_reply_error(ev, "cancel", "service-unavailable");
 		return PV_HANDLED;
 	}
 
@@ -109,8 +131,12 @@ static int on_offline(pv_event *ev, void *ud)
 	pv_buf b;
 	pv_buf_init(&b);
 	pv_xml_serialize(cp->xml, NULL, &b);
-	pv_hold *hold = pv_hold_take();
-	pv_store_offline_push(store, pv_host_name(h), user, b.data, b.len, pv_hold_store_done, hold);
+	pushed *p = pv_malloc(sizeof(*p));
+	p->host = h;
+	p->st = pv_stanza_ref((pv_stanza *)st);
+	p->hold = pv_hold_take();
+	pv_store_offline_push(pv_host_store(h), pv_host_name(h), user, b.data, b.len,
+		cfg->max_per_user, on_pushed, p);
 	pv_buf_fini(&b);
 	pv_stanza_unref(cp);
 	return PV_HANDLED;

@@ -859,8 +859,25 @@ static int run_roster_get(pv_store *st, pv_op *op)
 
 /* ---- offline (storage thread) ---- */
 
+static int run_offline_count(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_OFFLINE_COUNT);
+	bind_hu(s, op);
+	int rc = sqlite3_step(s);
+	int ret = rc == SQLITE_ROW ? (int)sqlite3_column_int64(s, 0) : sqlerr(st, rc, Q_OFFLINE_COUNT);
+	sqlite3_reset(s);
+	return ret;
+}
+
 static int run_offline_push(pv_store *st, pv_op *op)
 {
+	if (op->n2 >= 0) {
+		int n = run_offline_count(st, op);
+		if (n < 0)
+			return n;
+		if (n >= op->n2)
+			return PV_ELIMIT;
+	}
 	sqlite3_stmt *s = q(st, Q_OFFLINE_PUSH);
 	bind_hu(s, op);
 	sqlite3_bind_int64(s, 3, op->n1);
@@ -889,16 +906,6 @@ static int run_offline_delete(pv_store *st, pv_op *op)
 	bind_hu(s, op);
 	sqlite3_bind_int64(s, 3, op->n1);
 	return exec_q(st, Q_OFFLINE_DELETE, s);
-}
-
-static int run_offline_count(pv_store *st, pv_op *op)
-{
-	sqlite3_stmt *s = q(st, Q_OFFLINE_COUNT);
-	bind_hu(s, op);
-	int rc = sqlite3_step(s);
-	int ret = rc == SQLITE_ROW ? (int)sqlite3_column_int64(s, 0) : sqlerr(st, rc, Q_OFFLINE_COUNT);
-	sqlite3_reset(s);
-	return ret;
 }
 
 /* ---- kv (storage thread) ---- */
@@ -2485,13 +2492,14 @@ void pv_store_roster_del(pv_store *st, const char *host, const char *user,
 }
 
 void pv_store_offline_push(pv_store *st, const char *host, const char *user,
-	const char *xml, size_t len, pv_store_done_fn done, void *ud)
+	const char *xml, size_t len, int max, pv_store_done_fn done, void *ud)
 {
 	PV_ASSERT(host && user && xml);
 	pv_op *op = op_new(run_offline_push, true, host, user);
 	op->data = bytes_dup(xml, len);
 	op->dlen = len;
 	op->n1 = pv_wall_s(); /* arrival time, not commit time */
+	op->n2 = max;
 	submit(st, op, done, ud);
 }
 

@@ -163,6 +163,37 @@ def test_offline_messages_in_order_with_delay(server, slix, run):
     run(scenario())
 
 
+def test_full_offline_queue_refuses_with_service_unavailable(server_factory, raw):
+    """XEP-0160 section 2: past offline.max_per_user the sender gets service-unavailable
+    for each refused message (its id, from the recipient's bare JID), nothing else is
+    lost, and the stream goes on; the queue has room again once delivered."""
+    srv = server_factory({"hosts": {"localhost": host_config(
+        "localhost", offline={"max_per_user": 2})}})
+    alice = login_raw(raw, srv, "alice")
+    for i in range(4):
+        alice.message(jid("bob"), f"queued {i}", id=f"q{i}")
+    for i in (2, 3):
+        e = alice.next(lambda el: el.get("id") == f"q{i}", 10, f"the error for q{i}")
+        assert stanza_error_condition(e) == "service-unavailable", to_str(e)
+        assert e.get("from") == jid("bob"), to_str(e)
+        assert e.find("{jabber:client}error").get("type") == "cancel", to_str(e)
+    assert alice.collect(lambda el: el.get("id") in ("q0", "q1"), 0.5) == []
+    alice.ping(timeout=10)  # the stream still works
+
+    bob = login_raw(raw, srv, "bob", resource="b")
+    bob.presence()
+    assert [body_of(bob.wait_message(timeout=10)) for _ in range(2)] == ["queued 0", "queued 1"]
+    assert bob.collect(lambda el: is_message(el) and body_of(el), 0.5) == []
+    bob.send("</stream:stream>")
+    bob.expect_closed()
+    alice.message(jid("bob"), "room again", id="q4")
+    alice.ping(timeout=10)
+    assert alice.collect(lambda el: el.get("id") == "q4", 0.3) == []
+    bob2 = login_raw(raw, srv, "bob", resource="b2")
+    bob2.presence()
+    assert body_of(bob2.wait_message(timeout=10)) == "room again"
+
+
 def test_negative_priority_only_goes_offline(server, slix, run):
     hidden = slix(jid("alice") + "/hidden", USERS["alice"])
     bob = slix(jid("bob") + "/b", USERS["bob"])

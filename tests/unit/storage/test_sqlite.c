@@ -408,9 +408,9 @@ static void test_offline(void **state)
 	 * the second before the stamp's (this test failed so in CI once). */
 	int64_t t0 = pv_wall_s();
 	for (size_t i = 0; i < PV_ARRAY_LEN(cases); i++)
-		pv_store_offline_push(st, "a.test", "juliet", cases[i].xml, cases[i].len, on_done,
-			W(f, 0));
-	pv_store_offline_push(st, "a.test", "romeo", "<message/>", 10, on_done, W(f, 0));
+		pv_store_offline_push(st, "a.test", "juliet", cases[i].xml, cases[i].len, -1,
+			on_done, W(f, 0));
+	pv_store_offline_push(st, "a.test", "romeo", "<message/>", 10, -1, on_done, W(f, 0));
 
 	msgs m = {0};
 	assert_int_equal(pv_store_offline_list(st, "a.test", "juliet", collect_msg, &m), 3);
@@ -432,11 +432,45 @@ static void test_offline(void **state)
 
 	/* A later message gets a larger id than any deleted one. */
 	pv_store_offline_delete(st, "a.test", "juliet", INT64_MAX, on_done, W(f, 0));
-	pv_store_offline_push(st, "a.test", "juliet", "<m/>", 4, on_done, W(f, 0));
+	pv_store_offline_push(st, "a.test", "juliet", "<m/>", 4, -1, on_done, W(f, 0));
 	msgs m3 = {0};
 	assert_int_equal(pv_store_offline_list(st, "a.test", "juliet", collect_msg, &m3), 1);
 	assert_true(m3.id[0] > m.id[2]);
 	assert_int_equal(pv_store_offline_count(st, "b.test", "juliet"), 0);
+}
+
+/* The quota is counted inside the write, in commit order: of four pushes queued at once
+ * against a limit of three, with one message already stored, exactly the first two get
+ * in and the others fail alone; other users' queues do not count. */
+static void test_offline_quota(void **state)
+{
+	fx *f = *state;
+	pv_store *st = f->st;
+	pv_store_offline_push(st, "a.test", "juliet", "<m id='0'/>", 11, 3, on_done, W(f, 0));
+	pv_store_offline_push(st, "a.test", "romeo", "<m/>", 4, 1, on_done, W(f, 0));
+	pv_store_offline_push(st, "b.test", "juliet", "<m/>", 4, 1, on_done, W(f, 0));
+	pv_store_offline_push(st, "a.test", "juliet", "<m id='1'/>", 11, 3, on_done, W(f, 0));
+	pv_store_offline_push(st, "a.test", "juliet", "<m id='2'/>", 11, 3, on_done, W(f, 0));
+	pv_store_offline_push(st, "a.test", "juliet", "<m id='3'/>", 11, 3, on_done,
+		W(f, PV_ELIMIT));
+	pv_store_offline_push(st, "a.test", "juliet", "<m id='4'/>", 11, 3, on_done,
+		W(f, PV_ELIMIT));
+	/* No limit, and a limit of none. */
+	pv_store_offline_push(st, "a.test", "romeo", "<m/>", 4, -1, on_done, W(f, 0));
+	pv_store_offline_push(st, "a.test", "tybalt", "<m/>", 4, 0, on_done, W(f, PV_ELIMIT));
+	msgs m = {0};
+	assert_int_equal(pv_store_offline_list(st, "a.test", "juliet", collect_msg, &m), 3);
+	for (int i = 0; i < 3; i++) {
+		char want[16];
+		snprintf(want, sizeof(want), "<m id='%d'/>", i);
+		assert_string_equal(m.xml[i], want);
+	}
+	assert_int_equal(pv_store_offline_count(st, "a.test", "romeo"), 2);
+	assert_int_equal(pv_store_offline_count(st, "a.test", "tybalt"), 0);
+	/* Room again once delivered. */
+	pv_store_offline_delete(st, "a.test", "juliet", INT64_MAX, on_done, W(f, 0));
+	pv_store_offline_push(st, "a.test", "juliet", "<m id='5'/>", 11, 3, on_done, W(f, 0));
+	assert_int_equal(pv_store_offline_count(st, "a.test", "juliet"), 1);
 }
 
 /* ---- kv ---- */
@@ -629,7 +663,7 @@ static void fill_user(fx *f, const char *user, const char *sid)
 		.resource = "r", .sm = true};
 	assert_int_equal(pv_store_user_create(st, "a.test", user, &c, 1), 0);
 	pv_store_roster_put(st, "a.test", user, &it, 7, on_done, W(f, 0));
-	pv_store_offline_push(st, "a.test", user, "<m/>", 4, on_done, W(f, 0));
+	pv_store_offline_push(st, "a.test", user, "<m/>", 4, -1, on_done, W(f, 0));
 	pv_store_kv_put(st, "a.test", user, "vcard", "", "<v/>", 4, on_done, W(f, 0));
 	pv_store_sess_put(st, &s, on_done, W(f, 0));
 	pv_store_outq_append(st, sid, 1, "<q/>", 4, on_done, W(f, 0));
@@ -683,7 +717,7 @@ static void test_read_after_queued_write(void **state)
 		cell *c = W(f, 0);
 		if (!first)
 			first = c;
-		pv_store_offline_push(st, "a.test", "juliet", "<m/>", 4, on_done, c);
+		pv_store_offline_push(st, "a.test", "juliet", "<m/>", 4, -1, on_done, c);
 		pv_store_kv_put(st, "a.test", "juliet", "private", "k", (const char *)&i, sizeof i,
 			on_done, W(f, 0));
 		/* Without a loop the write is complete on return; with one, done has not run
@@ -712,13 +746,13 @@ static void test_inline_done(void **state)
 {
 	fx *f = *state;
 	cell *c = W(f, 0);
-	pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, on_done, c);
+	pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, -1, on_done, c);
 	assert_int_equal(c->called, 1);
 	assert_int_equal(c->rc, 0);
 	c = W(f, PV_ENOENT);
 	pv_store_sess_set_h(f->st, "none", 1, on_done, c);
 	assert_int_equal(c->called, 1);
-	pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, NULL, NULL); /* done NULL */
+	pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, -1, NULL, NULL); /* done NULL */
 	assert_int_equal(pv_store_offline_count(f->st, "a.test", "juliet"), 2);
 }
 
@@ -733,9 +767,9 @@ static void *produce(void *arg)
 	for (int i = 0; i < p->n; i++) {
 		char xml[64];
 		int len = snprintf(xml, sizeof xml, "<m from='%d' n='%d'/>", p->id, i);
-		pv_store_offline_push(p->f->st, "a.test", "juliet", xml, (size_t)len, on_count, p->f);
+		pv_store_offline_push(p->f->st, "a.test", "juliet", xml, (size_t)len, -1, on_count, p->f);
 		if (i % 100 == 0)
-			pv_store_offline_push(p->f->st, "a.test", "juliet", "<m/>", 4, NULL, NULL);
+			pv_store_offline_push(p->f->st, "a.test", "juliet", "<m/>", 4, -1, NULL, NULL);
 	}
 	return NULL;
 }
@@ -795,7 +829,7 @@ static void test_group_commit(void **state)
 	pv_store_stats s0, s1;
 	pv_store_get_stats(f->st, &s0);
 	for (int i = 0; i < 1000; i++)
-		pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, on_count, f);
+		pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, -1, on_count, f);
 	pv_store_flush(f->st);
 	pv_store_get_stats(f->st, &s1);
 	assert_int_equal(s1.writes - s0.writes, 1000);
@@ -824,7 +858,7 @@ static void test_commit_pacing(void **state)
 	pv_store_get_stats(f->st, &s0);
 	uint64_t t0 = now_us();
 	for (int i = 0; i < 400; i++) {
-		pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, on_count, f);
+		pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, -1, on_count, f);
 		usleep(100);
 	}
 	pv_store_flush(f->st);
@@ -852,7 +886,7 @@ static void test_group_commit_locked(void **state)
 	pv_store_stats s0, s1;
 	pv_store_get_stats(f->st, &s0);
 	for (int i = 0; i < 1000; i++)
-		pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, on_count, f);
+		pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, -1, on_count, f);
 	usleep(100 * 1000);
 	assert_int_equal(f->counted, 0);
 	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
@@ -906,7 +940,7 @@ static void test_loop_reads_see_queued_writes(void **state)
 	assert_int_equal(sqlite3_open(path, &sd.db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(sd.db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
 	for (int i = 0; i < 10; i++)
-		pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, on_count, f);
+		pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, -1, on_count, f);
 	assert_int_equal(pthread_create(&t, NULL, commit_later, &sd), 0);
 	assert_int_equal(pv_store_offline_count(f->st, "a.test", "juliet"), 10);
 	pthread_join(t, NULL);
@@ -938,7 +972,7 @@ static void done_then_write(void *ud, int rc)
 	assert_int_equal(rc, 0);
 	/* A done callback may use the store, even while pv_store_close drains. */
 	if (done_then_write_calls++ < 3)
-		pv_store_offline_push(st, "a.test", "juliet", "<chained/>", 10, done_then_write, st);
+		pv_store_offline_push(st, "a.test", "juliet", "<chained/>", 10, -1, done_then_write, st);
 	assert_true(pv_store_offline_count(st, "a.test", "juliet") >= 1);
 }
 
@@ -950,7 +984,7 @@ static void test_reopen(void **state)
 	cell *k = W(f, 0);
 	pv_store_kv_put(f->st, "a.test", "juliet", "private", "k", "v", 1, on_done, k);
 	done_then_write_calls = 0;
-	pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, done_then_write, f->st);
+	pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, -1, done_then_write, f->st);
 	pv_store_close(f->st); /* runs pending dones, including the chained writes' */
 	f->st = NULL;
 	assert_int_equal(k->called, 1);
@@ -1542,7 +1576,7 @@ static void crash_push(crash_ctx *c)
 		pv_store_s2s_push(c->st, "a.test", "b.test", (uint64_t)i + 1, CRASH_CREATED + i, xml,
 			(size_t)len, crash_done, &crash_args[i]);
 	else
-		pv_store_offline_push(c->st, "a.test", "juliet", xml, (size_t)len, crash_done,
+		pv_store_offline_push(c->st, "a.test", "juliet", xml, (size_t)len, -1, crash_done,
 			&crash_args[i]);
 }
 
@@ -1694,6 +1728,7 @@ int main(void)
 		BOTH(test_accounts),
 		BOTH(test_roster),
 		BOTH(test_offline),
+		BOTH(test_offline_quota),
 		BOTH(test_kv),
 		BOTH(test_sessions),
 		BOTH(test_user_delete_all),
