@@ -337,6 +337,8 @@ struct pv_op {
 	bool write;
 	bool glue;                   /* in one transaction with the next op (pv_store_batch_*) */
 	bool sync;              /* a caller waits on sem */
+	bool accounts;          /* a write that may change users or creds rows, or a read of
+	                         * nothing else (see read_here) */
 	int rc;
 	pv_store_done_fn done;
 	void *ud;
@@ -398,10 +400,12 @@ struct pv_store {
 
 	/* Reads on the loop thread's own connection (see call()).  `reader` is a second
 	 * pv_store of which only db and stmt are used; `unsettled` counts the writes queued
-	 * (or staged) and not yet committed or failed, from any thread. */
+	 * (or staged) and not yet committed or failed, from any thread, and
+	 * `unsettled_accounts` those of them that are account writes. */
 	pv_store *reader;
 	pthread_t loop_thread;
-	_Atomic size_t unsettled;
+	_Atomic size_t unsettled, unsettled_accounts;
+	const pv_op *running;        /* storage thread: the write being run (see q()) */
 };
 
 static void sess_free_fields(pv_store_sess *s)
@@ -505,8 +509,17 @@ static int sqlerr(pv_store *st, int rc, int qid)
 }
 
 /* A cached statement, reset and with its bindings cleared, ready to bind. */
+/* The statements that change accounts: only a write marked `accounts` may run them, or
+ * a read of accounts on the loop thread could miss a change still queued (read_here). */
+static bool changes_accounts(int qid)
+{
+	return qid == Q_USER_INSERT || qid == Q_USER_DELETE || qid == Q_CRED_INSERT
+		|| qid == Q_CRED_DELETE_ALL;
+}
+
 static sqlite3_stmt *q(pv_store *st, int qid)
 {
+	PV_ASSERT(!changes_accounts(qid) || (st->running && st->running->accounts));
 	sqlite3_stmt *s = st->stmt[qid];
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -1795,13 +1808,14 @@ static void run_batch(pv_store *st, pv_op *list)
 	pv_store_stats counts = {0}, *delta = &counts;
 	pv_op *pend = NULL, **pend_tail = &pend; /* answered after the COMMIT */
 	bool txn = false, wake = false, begin_failed = false;
-	size_t writes = 0; /* of this batch, settled at its end (st->unsettled) */
+	size_t writes = 0, account_writes = 0; /* of this batch, settled at its end */
 
 	for (pv_op *op = list, *next; op; op = next) {
 		next = op->next;
 		op->next = NULL;
 		if (op->write) {
 			writes++;
+			account_writes += op->accounts;
 			delta->writes++;
 			/* After one failed BEGIN (the write lock stayed busy for BUSY_TIMEOUT_MS)
 			 * the rest of the batch fails at once instead of waiting again per write. */
@@ -1815,7 +1829,9 @@ static void run_batch(pv_store *st, pv_op *list)
 			if (exec_plain(st, Q_SAVEPOINT) < 0) {
 				op->rc = PV_EIO;
 			} else {
+				st->running = op;
 				op->rc = op->run(st, op);
+				st->running = NULL;
 				if (!sqlite3_get_autocommit(st->db)) {
 					if (op->rc < 0 && exec_plain(st, Q_ROLLBACK_TO) < 0)
 						fatal(st, "ROLLBACK TO");
@@ -1864,6 +1880,7 @@ static void run_batch(pv_store *st, pv_op *list)
 	}
 	publish(st, delta);
 	/* Committed (or failed): a read on another connection now sees them. */
+	atomic_fetch_sub_explicit(&st->unsettled_accounts, account_writes, memory_order_release);
 	atomic_fetch_sub_explicit(&st->unsettled, writes, memory_order_release);
 	wake |= finish_list(st, pend, 0);
 	if (wake && st->async)
@@ -1914,6 +1931,8 @@ static void enqueue(pv_store *st, pv_op *op)
 {
 	if (op->write)
 		atomic_fetch_add_explicit(&st->unsettled, 1, memory_order_relaxed);
+	if (op->write && op->accounts)
+		atomic_fetch_add_explicit(&st->unsettled_accounts, 1, memory_order_relaxed);
 	if (st->staging && !op->sync) {
 		/* Held back until pv_store_batch_end queues the whole group at once. */
 		op->next = NULL;
@@ -1971,11 +1990,18 @@ void pv_store_batch_end(pv_store *st)
  * (nothing is queued, and WAL readers see every committed transaction).  This skips the
  * round trip to the storage thread: two context switches and ~7 futex calls per login
  * (the scheduler alone was 4.4 % of a login's CPU; 0.492 -> 0.474 ms per login,
- * bench/NOTES.md).  Other threads, and reads while writes are in flight, queue as before. */
+ * bench/NOTES.md).  A read of accounts only (`accounts`: does the user exist, its
+ * credentials) needs only the account writes settled: no other write changes what it
+ * reads (q() enforces that).  Under load some write is always in flight, and such a
+ * read queued behind it cost a commit of its own per message to an offline user
+ * (bench/NOTES.md, tenth run).  Other threads, and other reads while writes are in
+ * flight, queue as before. */
 static bool read_here(pv_store *st, const pv_op *op)
 {
-	return st->reader && !op->write && op->run && pthread_equal(pthread_self(), st->loop_thread)
-		&& atomic_load_explicit(&st->unsettled, memory_order_acquire) == 0;
+	if (!st->reader || op->write || !op->run || !pthread_equal(pthread_self(), st->loop_thread))
+		return false;
+	return atomic_load_explicit(op->accounts ? &st->unsettled_accounts : &st->unsettled,
+		memory_order_acquire) == 0;
 }
 
 /* Queues op and waits until it is answered.  The caller still owns op. */
@@ -2347,6 +2373,7 @@ static int account_write(pv_store *st, op_run_fn run, const char *host, const ch
 	if (!host || !user || creds_check(creds, ncreds) < 0)
 		return PV_EINVAL;
 	pv_op *op = op_new(run, true, host, user);
+	op->accounts = true;
 	op->creds = creds_dup(creds, ncreds);
 	op->ncreds = ncreds;
 	op->n1 = pv_wall_s();
@@ -2378,6 +2405,7 @@ int pv_store_user_get_cred(pv_store *st, const char *host, const char *user,
 	if (!host || !user || !mech || !out)
 		return PV_EINVAL;
 	pv_op *op = op_new(run_user_get_cred, false, host, user);
+	op->accounts = true;
 	op->s1 = pv_strdup(mech);
 	int rc = call(st, op);
 	if (rc == 0)
@@ -2391,6 +2419,7 @@ int pv_store_user_exists(pv_store *st, const char *host, const char *user)
 	if (!host || !user)
 		return PV_EINVAL;
 	pv_op *op = op_new(run_user_exists, false, host, user);
+	op->accounts = true;
 	int rc = call(st, op);
 	op_free(op);
 	return rc;
@@ -3179,6 +3208,7 @@ int pv_store_user_create_phone(pv_store *st, const char *host, const char *user,
 	if (!host || !user || !e164 || creds_check(creds, ncreds) < 0)
 		return PV_EINVAL;
 	pv_op *op = op_new(run_user_create_phone, true, host, user);
+	op->accounts = true;
 	op->creds = creds_dup(creds, ncreds);
 	op->ncreds = ncreds;
 	op->n1 = pv_wall_s();

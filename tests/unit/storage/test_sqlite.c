@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -962,6 +963,77 @@ static void test_loop_reads_see_queued_writes(void **state)
 	assert_int_equal(s0.reads, s1.reads + 1);
 }
 
+/* A read of accounts (does the user exist, its credentials) waits only for account
+ * writes: other writes held uncommitted (as above) do not hold it back, so routing to an
+ * offline user under load costs no commit of its own.  An account write still queued is
+ * waited for. */
+typedef struct {
+	side sd;
+	_Atomic int committed;
+} side2;
+
+static void *commit_later2(void *arg)
+{
+	side2 *s2 = arg;
+	usleep(100 * 1000);
+	atomic_store(&s2->committed, 1);
+	assert_int_equal(sqlite3_exec(s2->sd.db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	return NULL;
+}
+
+static void *create_elsewhere(void *arg)
+{
+	side2 *s2 = arg;
+	pv_scram_cred c = mkcred("SCRAM-SHA-1", 6, 20);
+	assert_int_equal(pv_store_user_create(s2->sd.st, "a.test", "romeo", &c, 1), 0);
+	return NULL;
+}
+
+static void test_account_reads_pass_other_writes(void **state)
+{
+	fx *f = *state;
+	pv_store_stats s0, s1;
+	char path[128];
+	side2 s2 = {.sd = {.st = f->st}};
+	pthread_t t, u;
+	pv_scram_cred c = mkcred("SCRAM-SHA-1", 5, 20), got;
+	assert_int_equal(pv_store_user_create(f->st, "a.test", "juliet", &c, 1), 0);
+
+	snprintf(path, sizeof path, "%s/peyvand.sqlite", f->dir);
+	assert_int_equal(sqlite3_open(path, &s2.sd.db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(s2.sd.db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < 10; i++)
+		pv_store_offline_push(f->st, "a.test", "juliet", "<m/>", 4, -1, on_count, f);
+	assert_int_equal(pthread_create(&t, NULL, commit_later2, &s2), 0);
+	pv_store_get_stats(f->st, &s0);
+	assert_int_equal(pv_store_user_exists(f->st, "a.test", "juliet"), 1);
+	assert_int_equal(pv_store_user_exists(f->st, "a.test", "romeo"), 0);
+	assert_int_equal(pv_store_user_get_cred(f->st, "a.test", "juliet", "SCRAM-SHA-1", &got), 0);
+	assert_int_equal(got.iterations, c.iterations);
+	assert_int_equal(atomic_load(&s2.committed), 0); /* none of them waited */
+	pv_store_get_stats(f->st, &s1);
+	assert_int_equal(s1.reads_loop, s0.reads_loop + 3);
+	/* Any other read still waits for the offline messages. */
+	assert_int_equal(pv_store_offline_count(f->st, "a.test", "juliet"), 10);
+	assert_int_equal(atomic_load(&s2.committed), 1);
+	pthread_join(t, NULL);
+	run_until(f, &f->counted, 10);
+
+	/* An account write held uncommitted: the read queues behind it and sees it. */
+	atomic_store(&s2.committed, 0);
+	assert_int_equal(sqlite3_exec(s2.sd.db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(pthread_create(&u, NULL, create_elsewhere, &s2), 0);
+	usleep(200 * 1000); /* queued by now: its thread has nothing else to do */
+	assert_int_equal(pthread_create(&t, NULL, commit_later2, &s2), 0);
+	pv_store_get_stats(f->st, &s0);
+	assert_int_equal(pv_store_user_exists(f->st, "a.test", "romeo"), 1);
+	pv_store_get_stats(f->st, &s1);
+	assert_int_equal(s1.reads_loop, s0.reads_loop);
+	pthread_join(t, NULL);
+	pthread_join(u, NULL);
+	sqlite3_close(s2.sd.db);
+}
+
 /* ---- close, reopen, migrations ---- */
 
 static int done_then_write_calls;
@@ -1749,6 +1821,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_s2s_epoch_race, setup_loop, teardown),
 		cmocka_unit_test(test_crash),
 		cmocka_unit_test_setup_teardown(test_loop_reads_see_queued_writes, setup_loop, teardown),
+		cmocka_unit_test_setup_teardown(test_account_reads_pass_other_writes, setup_loop,
+			teardown),
 		cmocka_unit_test(test_crash_s2s),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
