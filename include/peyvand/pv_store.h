@@ -263,10 +263,12 @@ int pv_store_consent_log_head(pv_store *st, const char *host, const char *user, 
 int pv_store_consent_log_verify(pv_store *st, const char *host, const char *user,
 	uint64_t *bad_seq);
 
-/* Evidence: which log entry a delivered cross-provider stanza rested on. */
+/* Evidence: which log entry a delivered cross-provider stanza rested on.  The entry is
+ * the user's latest when the write runs, that is after every log write queued before it
+ * (read inside the write: a read first would cost a commit under load). */
 void pv_store_consent_evidence(pv_store *st, const char *host, const char *user,
-	const char *sender, const char *stanza_id, uint64_t entry_seq, int64_t stamp,
-	pv_store_done_fn done, void *ud);
+	const char *sender, const char *stanza_id, int64_t stamp, pv_store_done_fn done,
+	void *ud);
 /* Looks up the evidence for a stanza id (the latest record when a sender reused the
  * id); PV_ENOENT when none.  Any output may be NULL; caller frees *sender. */
 int pv_store_consent_evidence_get(pv_store *st, const char *host, const char *user,

@@ -262,11 +262,8 @@ static void evidence(pv_host *h, const char *user, const pv_stanza *st)
 {
 	if (st->kind != PV_ST_MESSAGE || !st->id)
 		return;
-	uint64_t head = 0;
-	pv_store *store = pv_host_store(h);
-	pv_store_consent_log_head(store, pv_host_name(h), user, &head);
-	pv_store_consent_evidence(store, pv_host_name(h), user, st->from.bare, st->id, head, pv_wall_s(),
-		NULL, NULL);
+	pv_store_consent_evidence(pv_host_store(h), pv_host_name(h), user, st->from.bare, st->id,
+		pv_wall_s(), NULL, NULL);
 }
 
 static int on_remote(pv_event *ev, void *ud)

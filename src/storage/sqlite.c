@@ -1404,12 +1404,16 @@ static int run_consent_log_head(pv_store *st, pv_op *op)
 
 static int run_consent_evidence(pv_store *st, pv_op *op)
 {
+	int64_t stamp = op->n2;
+	int rc = run_consent_log_head(st, op); /* the head into n2 */
+	if (rc < 0)
+		return rc;
 	sqlite3_stmt *s = q(st, Q_CEVID_INSERT);
 	bind_hu(s, op);
 	bind_str(s, 3, op->s2);
 	bind_str(s, 4, op->s1);
-	sqlite3_bind_int64(s, 5, op->n1);
-	sqlite3_bind_int64(s, 6, op->n2);
+	sqlite3_bind_int64(s, 5, op->n2);
+	sqlite3_bind_int64(s, 6, stamp);
 	return exec_q(st, Q_CEVID_INSERT, s);
 }
 
@@ -2972,14 +2976,13 @@ out:
 }
 
 void pv_store_consent_evidence(pv_store *st, const char *host, const char *user,
-	const char *sender, const char *stanza_id, uint64_t entry_seq, int64_t stamp,
-	pv_store_done_fn done, void *ud)
+	const char *sender, const char *stanza_id, int64_t stamp, pv_store_done_fn done,
+	void *ud)
 {
 	PV_ASSERT(host && user && sender && stanza_id);
 	pv_op *op = op_new(run_consent_evidence, true, host, user);
 	op->s1 = pv_strdup(sender);
 	op->s2 = pv_strdup(stanza_id);
-	op->n1 = (int64_t)entry_seq;
 	op->n2 = stamp;
 	submit(st, op, done, ud);
 }

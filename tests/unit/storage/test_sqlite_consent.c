@@ -665,31 +665,42 @@ static void test_evidence(void **state)
 	uint64_t seq = 0;
 	int64_t stamp = 0;
 
+	mkuser(st, "juliet");
 	assert_int_equal(pv_store_consent_evidence_get(st, H, "juliet", "m1", &sender, &seq, &stamp),
 		PV_ENOENT);
 	assert_null(sender);
-	pv_store_consent_evidence(st, H, "juliet", "ali@eitaa.example", "m1", 3, 1700000000,
-		on_done, W(f, 0));
-	pv_store_consent_evidence(st, H, "juliet", "bob@bale.example", "m2", 0, 1700000001,
-		on_done, W(f, 0));
+	/* Each record names the log entry latest when it is written: after every log write
+	 * queued before it, with nothing read in between. */
+	pv_store_consent_evidence(st, H, "juliet", "bob@bale.example", "m0", 1699999999, on_done,
+		W(f, 0));
+	pv_store_consent_log(st, H, "juliet", "policy everyone", 1, on_done, W(f, 0));
+	pv_store_consent_log(st, H, "juliet", "allow ali@eitaa.example", 2, on_done, W(f, 0));
+	pv_store_consent_evidence(st, H, "juliet", "ali@eitaa.example", "m1", 1700000000, on_done,
+		W(f, 0));
+	pv_store_consent_evidence(st, H, "juliet", "bob@bale.example", "m2", 1700000001, on_done,
+		W(f, 0));
+	pv_store_consent_log(st, H, "juliet", "provider bale.example contacts", 3, on_done, W(f, 0));
 	/* The sender reused id m1: both records stay, the lookup gives the latest. */
-	pv_store_consent_evidence(st, H, "juliet", "ali@eitaa.example", "m1", 4, 1700000002,
-		on_done, W(f, 0));
-	pv_store_consent_evidence(st, H, "romeo", "eve@x.example", "m1", 9, 5, on_done, W(f, 0));
+	pv_store_consent_evidence(st, H, "juliet", "ali@eitaa.example", "m1", 1700000002, on_done,
+		W(f, 0));
+	pv_store_consent_evidence(st, H, "romeo", "eve@x.example", "m1", 5, on_done, W(f, 0));
 
 	assert_int_equal(pv_store_consent_evidence_get(st, H, "juliet", "m1", &sender, &seq, &stamp),
 		0);
 	assert_string_equal(sender, "ali@eitaa.example");
-	assert_int_equal(seq, 4);
+	assert_int_equal(seq, 3);
 	assert_int_equal(stamp, 1700000002);
 	free(sender);
 	assert_int_equal(pv_store_consent_evidence_get(st, H, "juliet", "m2", &sender, &seq, NULL),
 		0);
 	assert_string_equal(sender, "bob@bale.example");
-	assert_int_equal(seq, 0);
+	assert_int_equal(seq, 2);
 	free(sender);
+	assert_int_equal(pv_store_consent_evidence_get(st, H, "juliet", "m0", NULL, &seq, &stamp), 0);
+	assert_int_equal(seq, 0);
+	assert_int_equal(stamp, 1699999999);
 	assert_int_equal(pv_store_consent_evidence_get(st, H, "romeo", "m1", NULL, &seq, &stamp), 0);
-	assert_int_equal(seq, 9);
+	assert_int_equal(seq, 0); /* no log at all */
 	assert_int_equal(stamp, 5);
 	assert_int_equal(pv_store_consent_evidence_get(st, H, "juliet", "m3", NULL, NULL, NULL),
 		PV_ENOENT);
@@ -939,7 +950,7 @@ static void fill_consent(fx *f, const char *user)
 	pv_store_consent_set_sender(st, H, user, "ali@eitaa.example", 1, on_done, W(f, 0));
 	pv_store_consent_log(st, H, user, "policy everyone", 1, on_done, W(f, 0));
 	pv_store_consent_log(st, H, user, "allow ali@eitaa.example", 2, on_done, W(f, 0));
-	pv_store_consent_evidence(st, H, user, "ali@eitaa.example", "m1", 2, 3, on_done, W(f, 0));
+	pv_store_consent_evidence(st, H, user, "ali@eitaa.example", "m1", 3, on_done, W(f, 0));
 	pv_store_request_hold(st, H, user, "bob@bale.example", 4, "<m/>", 4, on_done, W(f, 0));
 	pv_store_block_set(st, H, user, "spam.example", true, on_done, W(f, 0));
 	pv_report r = {.stamp = 5, .host = H, .user = (char *)user, .sender = "spam@bale.example"};
