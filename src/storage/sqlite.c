@@ -324,6 +324,19 @@ static const char *const q_sql[Q__N] = {
 typedef struct pv_op pv_op;
 typedef int (*op_run_fn)(pv_store *st, pv_op *op);
 
+/* Which rows an operation touches, for read_here: a write names the kinds it may
+ * change, a read the kinds it reads (kinds_of; q() checks both).  K_ALL is the safe
+ * default: an unmarked write holds back every read, an unmarked read waits for every
+ * write.  The kinds are the reads that a busy loop must not wait for. */
+enum {
+	K_ACCOUNTS = 1,              /* users, creds */
+	K_BLOCK = 2,                 /* blocklist */
+	K_CONSENT = 4,               /* consent_policy, consent_provider, consent_sender */
+	K_OTHER = 8,                 /* every other table */
+	K_ALL = 15,
+	K_N = 4
+};
+
 /* One result row of a list read; which fields mean what depends on the read. */
 typedef struct op_row {
 	int64_t a, b;
@@ -337,8 +350,7 @@ struct pv_op {
 	bool write;
 	bool glue;                   /* in one transaction with the next op (pv_store_batch_*) */
 	bool sync;              /* a caller waits on sem */
-	bool accounts;          /* a write that may change users or creds rows, or a read of
-	                         * nothing else (see read_here) */
+	unsigned char kinds;    /* K_*: what it touches (kinds_of) */
 	int rc;
 	pv_store_done_fn done;
 	void *ud;
@@ -399,13 +411,13 @@ struct pv_store {
 	pv_op *stage_head, *stage_tail;
 
 	/* Reads on the loop thread's own connection (see call()).  `reader` is a second
-	 * pv_store of which only db and stmt are used; `unsettled` counts the writes queued
-	 * (or staged) and not yet committed or failed, from any thread, and
-	 * `unsettled_accounts` those of them that are account writes. */
+	 * pv_store of which only db, stmt and running are used; unsettled[k] counts the
+	 * writes of kind 1 << k queued (or staged) and not yet committed or failed, from any
+	 * thread. */
 	pv_store *reader;
 	pthread_t loop_thread;
-	_Atomic size_t unsettled, unsettled_accounts;
-	const pv_op *running;        /* storage thread: the write being run (see q()) */
+	_Atomic size_t unsettled[K_N];
+	const pv_op *running;        /* the operation being run on this connection (q()) */
 };
 
 static void sess_free_fields(pv_store_sess *s)
@@ -484,11 +496,14 @@ static char *bytes_dup(const char *p, size_t n)
 	return d;
 }
 
+static unsigned kinds_of(op_run_fn run);
+
 static pv_op *op_new(op_run_fn run, bool write, const char *host, const char *user)
 {
 	pv_op *op = pv_calloc(1, sizeof *op);
 	op->run = run;
 	op->write = write;
+	op->kinds = (unsigned char)kinds_of(run);
 	op->host = pv_strdup(host);
 	op->user = pv_strdup(user);
 	return op;
@@ -509,18 +524,31 @@ static int sqlerr(pv_store *st, int rc, int qid)
 }
 
 /* A cached statement, reset and with its bindings cleared, ready to bind. */
-/* The statements that change accounts: only a write marked `accounts` may run them, or
- * a read of accounts on the loop thread could miss a change still queued (read_here). */
-static bool changes_accounts(int qid)
+/* The kind of rows a statement touches (see K_*). */
+static unsigned kind_of(int qid)
 {
-	return qid == Q_USER_INSERT || qid == Q_USER_DELETE || qid == Q_CRED_INSERT
-		|| qid == Q_CRED_DELETE_ALL;
+	switch (qid) {
+	case Q_USER_INSERT: case Q_USER_EXISTS: case Q_USER_LIST: case Q_USER_DELETE:
+	case Q_CRED_INSERT: case Q_CRED_GET: case Q_CRED_DELETE_ALL:
+		return K_ACCOUNTS;
+	case Q_BLOCK_LIST: case Q_BLOCK_ADD: case Q_BLOCK_DEL: case Q_BLOCK_CLEAR:
+		return K_BLOCK;
+	case Q_CPOL_GET: case Q_CPOL_SET: case Q_CPOL_DELETE_ALL: case Q_CPROV_LIST:
+	case Q_CPROV_SET: case Q_CPROV_DEL: case Q_CPROV_DELETE_ALL: case Q_CSEND_LIST:
+	case Q_CSEND_SET: case Q_CSEND_DEL: case Q_CSEND_DELETE_ALL:
+		return K_CONSENT;
+	default:
+		return K_OTHER;
+	}
 }
 
 static sqlite3_stmt *q(pv_store *st, int qid)
 {
-	PV_ASSERT(!changes_accounts(qid) || (st->running && st->running->accounts));
 	sqlite3_stmt *s = st->stmt[qid];
+	/* A write changes only rows of its kinds, a read reads only its kinds; otherwise
+	 * read_here could answer from before a write still queued. */
+	const pv_op *op = st->running;
+	PV_ASSERT(!op || (kind_of(qid) & op->kinds) || (op->write && sqlite3_stmt_readonly(s)));
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
 	return s;
@@ -1812,14 +1840,14 @@ static void run_batch(pv_store *st, pv_op *list)
 	pv_store_stats counts = {0}, *delta = &counts;
 	pv_op *pend = NULL, **pend_tail = &pend; /* answered after the COMMIT */
 	bool txn = false, wake = false, begin_failed = false;
-	size_t writes = 0, account_writes = 0; /* of this batch, settled at its end */
+	size_t writes[K_N] = {0}; /* of this batch by kind, settled at its end */
 
 	for (pv_op *op = list, *next; op; op = next) {
 		next = op->next;
 		op->next = NULL;
 		if (op->write) {
-			writes++;
-			account_writes += op->accounts;
+			for (int k = 0; k < K_N; k++)
+				writes[k] += (op->kinds >> k) & 1;
 			delta->writes++;
 			/* After one failed BEGIN (the write lock stayed busy for BUSY_TIMEOUT_MS)
 			 * the rest of the batch fails at once instead of waiting again per write. */
@@ -1845,7 +1873,9 @@ static void run_batch(pv_store *st, pv_op *list)
 			}
 		} else if (op->run) {
 			delta->reads++;
+			st->running = op;
 			op->rc = op->run(st, op);
+			st->running = NULL;
 		} else {
 			op->rc = 0; /* flush marker */
 		}
@@ -1884,8 +1914,8 @@ static void run_batch(pv_store *st, pv_op *list)
 	}
 	publish(st, delta);
 	/* Committed (or failed): a read on another connection now sees them. */
-	atomic_fetch_sub_explicit(&st->unsettled_accounts, account_writes, memory_order_release);
-	atomic_fetch_sub_explicit(&st->unsettled, writes, memory_order_release);
+	for (int k = 0; k < K_N; k++)
+		atomic_fetch_sub_explicit(&st->unsettled[k], writes[k], memory_order_release);
 	wake |= finish_list(st, pend, 0);
 	if (wake && st->async)
 		uv_async_send(st->async);
@@ -1933,10 +1963,9 @@ static void *store_thread(void *arg)
 
 static void enqueue(pv_store *st, pv_op *op)
 {
-	if (op->write)
-		atomic_fetch_add_explicit(&st->unsettled, 1, memory_order_relaxed);
-	if (op->write && op->accounts)
-		atomic_fetch_add_explicit(&st->unsettled_accounts, 1, memory_order_relaxed);
+	for (int k = 0; op->write && k < K_N; k++)
+		if ((op->kinds >> k) & 1)
+			atomic_fetch_add_explicit(&st->unsettled[k], 1, memory_order_relaxed);
 	if (st->staging && !op->sync) {
 		/* Held back until pv_store_batch_end queues the whole group at once. */
 		op->next = NULL;
@@ -1989,30 +2018,34 @@ void pv_store_batch_end(pv_store *st)
 	st->stage_head = st->stage_tail = NULL;
 }
 
-/* A read may run on the loop thread's own connection when no write is waiting to be
- * committed: it then sees exactly what a read queued behind those writes would see
- * (nothing is queued, and WAL readers see every committed transaction).  This skips the
- * round trip to the storage thread: two context switches and ~7 futex calls per login
- * (the scheduler alone was 4.4 % of a login's CPU; 0.492 -> 0.474 ms per login,
- * bench/NOTES.md).  A read of accounts only (`accounts`: does the user exist, its
- * credentials) needs only the account writes settled: no other write changes what it
- * reads (q() enforces that).  Under load some write is always in flight, and such a
- * read queued behind it cost a commit of its own per message to an offline user
- * (bench/NOTES.md, tenth run).  Other threads, and other reads while writes are in
- * flight, queue as before. */
+/* A read may run on the loop thread's own connection when no write it could see is
+ * waiting to be committed: it then sees exactly what a read queued behind those writes
+ * would see (WAL readers see every committed transaction, and no queued write changes
+ * the rows it reads: kinds, checked by q()).  This skips the round trip to the storage
+ * thread: two context switches and ~7 futex calls per login (the scheduler alone was
+ * 4.4 % of a login's CPU; 0.492 -> 0.474 ms per login, bench/NOTES.md).  Under load
+ * some write is always in flight, and a read queued behind it costs a commit of its
+ * own and stalls the loop for it: once per message to an offline user before reads of
+ * accounts had a kind (bench/NOTES.md, tenth run).  Other threads, and reads that
+ * would see a queued write, queue as before. */
 static bool read_here(pv_store *st, const pv_op *op)
 {
 	if (!st->reader || op->write || !op->run || !pthread_equal(pthread_self(), st->loop_thread))
 		return false;
-	return atomic_load_explicit(op->accounts ? &st->unsettled_accounts : &st->unsettled,
-		memory_order_acquire) == 0;
+	for (int k = 0; k < K_N; k++)
+		if (((op->kinds >> k) & 1)
+			&& atomic_load_explicit(&st->unsettled[k], memory_order_acquire) != 0)
+			return false;
+	return true;
 }
 
 /* Queues op and waits until it is answered.  The caller still owns op. */
 static int call(pv_store *st, pv_op *op)
 {
 	if (read_here(st, op)) {
+		st->reader->running = op;
 		op->rc = op->run(st->reader, op);
+		st->reader->running = NULL;
 		pthread_mutex_lock(&st->mu);
 		st->stats.reads++;
 		st->stats.reads_loop++;
@@ -2348,6 +2381,44 @@ void pv_store_get_stats(pv_store *st, pv_store_stats *out)
 
 /* ---- public operations (any thread) ---- */
 
+/* pv_store_barrier's write, which writes nothing. */
+static int run_barrier(pv_store *st, pv_op *op)
+{
+	return 0;
+}
+
+/* The kinds of rows each operation touches (K_*).  Reads that a busy loop makes get the
+ * narrowest kind; writes made under load are marked so those reads need not wait for
+ * them.  Anything not listed is K_ALL. */
+static unsigned kinds_of(op_run_fn run)
+{
+	static const struct {
+		op_run_fn run;
+		unsigned kinds;
+	} t[] = {
+		/* routing to a user with no session, logins */
+		{run_user_exists, K_ACCOUNTS}, {run_user_get_cred, K_ACCOUNTS},
+		{run_user_create, K_ACCOUNTS}, {run_user_set_creds, K_ACCOUNTS},
+		{run_user_create_phone, K_ACCOUNTS | K_OTHER},
+		/* mod_blocking's and mod_consent's caches, filled per recipient */
+		{run_block_list, K_BLOCK}, {run_block_set, K_BLOCK}, {run_block_clear, K_BLOCK},
+		{run_consent_get, K_CONSENT}, {run_consent_set_policy, K_CONSENT},
+		{run_consent_set_provider, K_CONSENT}, {run_consent_set_sender, K_CONSENT},
+		/* the writes of a busy server */
+		{run_outq_append, K_OTHER}, {run_outq_ack, K_OTHER}, {run_sess_put, K_OTHER},
+		{run_sess_set_h, K_OTHER}, {run_sess_set_expiry, K_OTHER}, {run_sess_del, K_OTHER},
+		{run_offline_push, K_OTHER}, {run_offline_delete, K_OTHER},
+		{run_s2s_push, K_OTHER}, {run_s2s_ack, K_OTHER}, {run_s2s_hwm_set, K_OTHER},
+		{run_consent_evidence, K_OTHER}, {run_consent_log, K_OTHER},
+		{run_roster_put, K_OTHER}, {run_roster_del, K_OTHER}, {run_kv_put, K_OTHER},
+		{run_barrier, K_OTHER}, /* writes nothing */
+	};
+	for (size_t i = 0; i < PV_ARRAY_LEN(t); i++)
+		if (t[i].run == run)
+			return t[i].kinds;
+	return K_ALL;
+}
+
 static pv_scram_cred *creds_dup(const pv_scram_cred *creds, size_t n)
 {
 	if (!n)
@@ -2377,7 +2448,6 @@ static int account_write(pv_store *st, op_run_fn run, const char *host, const ch
 	if (!host || !user || creds_check(creds, ncreds) < 0)
 		return PV_EINVAL;
 	pv_op *op = op_new(run, true, host, user);
-	op->accounts = true;
 	op->creds = creds_dup(creds, ncreds);
 	op->ncreds = ncreds;
 	op->n1 = pv_wall_s();
@@ -2409,7 +2479,6 @@ int pv_store_user_get_cred(pv_store *st, const char *host, const char *user,
 	if (!host || !user || !mech || !out)
 		return PV_EINVAL;
 	pv_op *op = op_new(run_user_get_cred, false, host, user);
-	op->accounts = true;
 	op->s1 = pv_strdup(mech);
 	int rc = call(st, op);
 	if (rc == 0)
@@ -2423,7 +2492,6 @@ int pv_store_user_exists(pv_store *st, const char *host, const char *user)
 	if (!host || !user)
 		return PV_EINVAL;
 	pv_op *op = op_new(run_user_exists, false, host, user);
-	op->accounts = true;
 	int rc = call(st, op);
 	op_free(op);
 	return rc;
@@ -2677,11 +2745,6 @@ int pv_store_sess_list(pv_store *st, void (*cb)(void *ud, const pv_store_sess *s
 			cb(ud, &op->sessv[i]);
 	op_free(op);
 	return rc;
-}
-
-static int run_barrier(pv_store *st, pv_op *op)
-{
-	return 0;
 }
 
 void pv_store_barrier(pv_store *st, pv_store_done_fn done, void *ud)
@@ -3211,7 +3274,6 @@ int pv_store_user_create_phone(pv_store *st, const char *host, const char *user,
 	if (!host || !user || !e164 || creds_check(creds, ncreds) < 0)
 		return PV_EINVAL;
 	pv_op *op = op_new(run_user_create_phone, true, host, user);
-	op->accounts = true;
 	op->creds = creds_dup(creds, ncreds);
 	op->ncreds = ncreds;
 	op->n1 = pv_wall_s();
