@@ -520,7 +520,9 @@ def main():
            "stored message has arrived.",
            "- Interconnect: two instances of the same server with their own domains, s2s "
            "over STARTTLS with certificates from one test CA; half the users on each side "
-           "message users on the other side.",
+           "message users on the other side. peyvand runs with its consent filter (issue 4), "
+           "every user's policy opened to everyone, so each delivered message is checked and "
+           "its evidence record written; Prosody and ejabberd have no such filter.",
            "- Rounds (section 6): the same chat and login runs, shorter, repeated with "
            "every server restarted for each round; the servers' order is reversed every "
            "other round, so a drift of the machine's speed over the run does not favour "
