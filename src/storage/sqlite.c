@@ -332,9 +332,10 @@ enum {
 	K_ACCOUNTS = 1,              /* users, creds */
 	K_BLOCK = 2,                 /* blocklist */
 	K_CONSENT = 4,               /* consent_policy, consent_provider, consent_sender */
-	K_OTHER = 8,                 /* every other table */
-	K_ALL = 15,
-	K_N = 4
+	K_ROSTER = 8,                /* roster, roster_groups, roster_version */
+	K_OTHER = 16,                /* every other table */
+	K_ALL = 31,
+	K_N = 5
 };
 
 /* One result row of a list read; which fields mean what depends on the read. */
@@ -537,6 +538,11 @@ static unsigned kind_of(int qid)
 	case Q_CPROV_SET: case Q_CPROV_DEL: case Q_CPROV_DELETE_ALL: case Q_CSEND_LIST:
 	case Q_CSEND_SET: case Q_CSEND_DEL: case Q_CSEND_DELETE_ALL:
 		return K_CONSENT;
+	case Q_ROSTER_ITEMS: case Q_ROSTER_GROUPS: case Q_ROSTER_VER_GET: case Q_ROSTER_VER_SET:
+	case Q_ROSTER_VER_DELETE: case Q_ROSTER_UPSERT: case Q_ROSTER_DEL:
+	case Q_ROSTER_DELETE_ALL: case Q_GROUPS_DEL: case Q_GROUPS_INSERT:
+	case Q_GROUPS_DELETE_ALL:
+		return K_ROSTER;
 	default:
 		return K_OTHER;
 	}
@@ -2388,7 +2394,7 @@ static int run_barrier(pv_store *st, pv_op *op)
 }
 
 /* The kinds of rows each operation touches (K_*).  Reads that a busy loop makes get the
- * narrowest kind; writes made under load are marked so those reads need not wait for
+ * narrowest kind (a kind of its own for each read that is frequent under load); writes made under load are marked so those reads need not wait for
  * them.  Anything not listed is K_ALL. */
 static unsigned kinds_of(op_run_fn run)
 {
@@ -2404,13 +2410,15 @@ static unsigned kinds_of(op_run_fn run)
 		{run_block_list, K_BLOCK}, {run_block_set, K_BLOCK}, {run_block_clear, K_BLOCK},
 		{run_consent_get, K_CONSENT}, {run_consent_set_policy, K_CONSENT},
 		{run_consent_set_provider, K_CONSENT}, {run_consent_set_sender, K_CONSENT},
+		/* every login's presence, and mod_consent's check of a held sender */
+		{run_roster_get, K_ROSTER}, {run_roster_put, K_ROSTER}, {run_roster_del, K_ROSTER},
 		/* the writes of a busy server */
 		{run_outq_append, K_OTHER}, {run_outq_ack, K_OTHER}, {run_sess_put, K_OTHER},
 		{run_sess_set_h, K_OTHER}, {run_sess_set_expiry, K_OTHER}, {run_sess_del, K_OTHER},
 		{run_offline_push, K_OTHER}, {run_offline_delete, K_OTHER},
 		{run_s2s_push, K_OTHER}, {run_s2s_ack, K_OTHER}, {run_s2s_hwm_set, K_OTHER},
 		{run_consent_evidence, K_OTHER}, {run_consent_log, K_OTHER},
-		{run_roster_put, K_OTHER}, {run_roster_del, K_OTHER}, {run_kv_put, K_OTHER},
+		{run_kv_put, K_OTHER},
 		{run_barrier, K_OTHER}, /* writes nothing */
 	};
 	for (size_t i = 0; i < PV_ARRAY_LEN(t); i++)

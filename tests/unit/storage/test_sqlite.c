@@ -965,7 +965,7 @@ static void test_loop_reads_see_queued_writes(void **state)
 
 /* A read that a busy loop makes waits only for the writes that could change what it
  * reads (kinds in sqlite.c): accounts (does the user exist, its credentials), a block
- * list, consent settings.  Other writes held uncommitted (as above) do not hold them
+ * list, consent settings, a roster.  Other writes held uncommitted (as above) do not hold them
  * back, so routing to an offline user under load costs no commit of its own; a queued
  * write of their own kind is waited for. */
 typedef struct {
@@ -1022,17 +1022,23 @@ static void test_narrow_reads_pass_other_writes(void **state)
 	assert_int_equal(pv_store_block_list(f->st, "a.test", "juliet", count_jid, &n), 0);
 	assert_int_equal(pv_store_consent_get(f->st, "a.test", "juliet", &cs), 0);
 	pv_consent_fini(&cs);
+	pv_roster_item *items;
+	size_t nitems;
+	uint64_t ver;
+	assert_int_equal(pv_store_roster_get(f->st, "a.test", "juliet", &items, &nitems, &ver), 0);
+	assert_int_equal(nitems, 0);
+	pv_roster_items_free(items, nitems);
 	assert_int_equal(atomic_load(&s2.committed), 0); /* none of them waited */
 	pv_store_get_stats(f->st, &s1);
-	assert_int_equal(s1.reads_loop, s0.reads_loop + 5);
+	assert_int_equal(s1.reads_loop, s0.reads_loop + 6);
 	/* Any other read still waits for the offline messages. */
 	assert_int_equal(pv_store_offline_count(f->st, "a.test", "juliet"), 10);
 	assert_int_equal(atomic_load(&s2.committed), 1);
 	pthread_join(t, NULL);
 	run_until(f, &f->counted, 10);
 
-	/* A block list change held uncommitted: reads of accounts pass it, the block list
-	 * read waits for it and sees it. */
+	/* A block list and a roster change held uncommitted: reads of accounts pass them,
+	 * the block list and roster reads wait for them and see them. */
 	atomic_store(&s2.committed, 0);
 	assert_int_equal(sqlite3_exec(s2.sd.db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
 	pv_store_block_set(f->st, "a.test", "juliet", "spam.example", true, on_done, W(f, 0));
@@ -1041,6 +1047,21 @@ static void test_narrow_reads_pass_other_writes(void **state)
 	assert_int_equal(atomic_load(&s2.committed), 0);
 	assert_int_equal(pv_store_block_list(f->st, "a.test", "juliet", count_jid, &n), 1);
 	assert_int_equal(n, 1);
+	assert_int_equal(atomic_load(&s2.committed), 1);
+	pthread_join(t, NULL);
+
+	atomic_store(&s2.committed, 0);
+	assert_int_equal(sqlite3_exec(s2.sd.db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	pv_roster_item it = {.jid = "romeo@b.test", .sub = PV_SUB_BOTH, .in_roster = true};
+	pv_store_roster_put(f->st, "a.test", "juliet", &it, 7, on_done, W(f, 0));
+	assert_int_equal(pthread_create(&t, NULL, commit_later2, &s2), 0);
+	n = 0;
+	assert_int_equal(pv_store_block_list(f->st, "a.test", "juliet", count_jid, &n), 1);
+	assert_int_equal(atomic_load(&s2.committed), 0);
+	assert_int_equal(pv_store_roster_get(f->st, "a.test", "juliet", &items, &nitems, &ver), 0);
+	assert_int_equal(nitems, 1);
+	assert_int_equal(ver, 7);
+	pv_roster_items_free(items, nitems);
 	assert_int_equal(atomic_load(&s2.committed), 1);
 	pthread_join(t, NULL);
 
