@@ -293,13 +293,15 @@ static int server_exec(pv_server *srv, int argc, char **argv, pv_buf *out)
 		pv_buf_printf(out,
 			"uptime_s %lld\nconnections %zu\nsessions %zu\nc2s_accepted %llu\nauth_ok %llu\n"
 			"auth_fail %llu\nstanzas_in %llu\nstanzas_out %llu\nstream_errors %llu\n"
-			"offline_stored %llu\nresumed %llu\nstore_commits %llu\nstore_writes %llu\n",
+			"offline_stored %llu\nresumed %llu\nstore_commits %llu\nstore_writes %llu\n"
+			"store_reads %llu\nstore_reads_loop %llu\n",
 			(long long)(pv_wall_s() - srv->started), srv->worker.nconns, sessions,
 			(unsigned long long)srv->stats.c2s_accepted, (unsigned long long)srv->stats.c2s_auth_ok,
 			(unsigned long long)srv->stats.c2s_auth_fail, (unsigned long long)srv->stats.stanzas_in,
 			(unsigned long long)srv->stats.stanzas_out, (unsigned long long)srv->stats.stream_errors,
 			(unsigned long long)srv->stats.offline_stored, (unsigned long long)srv->stats.resumed,
-			(unsigned long long)ss.commits, (unsigned long long)ss.writes);
+			(unsigned long long)ss.commits, (unsigned long long)ss.writes,
+			(unsigned long long)ss.reads, (unsigned long long)ss.reads_loop);
 		pv_s2s_stats(srv, out);
 		return 0;
 	}

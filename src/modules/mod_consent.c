@@ -16,7 +16,8 @@
  * Config (hosts.<d>.consent): allow_everyone (true), max_held_per_sender (10),
  * max_held_bytes (16k per sender), max_requests (100 senders per user),
  * new_requests_per_domain (60 per minute), new_requests_per_sender (10 per hour),
- * max_rules (1000 provider and sender rules per user).
+ * max_rules (1000 provider and sender rules per user), cache_users (100000: settings
+ * kept in memory, see settings()).
  * Threading: the worker loop.  Settings are cached per user and re-read after every
  * change, so a change applies to the next stanza on every resource. */
 #include <stdio.h>
@@ -34,7 +35,8 @@ typedef struct bucket {
 
 typedef struct chost {
 	pv_host *h;
-	pv_map *cache;           /* user -> pv_consent* */
+	pv_map *cache, *cache_old; /* user -> pv_consent*: two generations (settings()) */
+	size_t cache_gen;        /* users per generation */
 	pv_map *by_sender;       /* sender bare JID -> bucket (new requests per hour) */
 	pv_map *by_domain;       /* sender domain -> bucket (new requests per minute) */
 	bool allow_everyone;
@@ -107,15 +109,28 @@ static void free_consent_or_null(void *p)
 		free_consent(p);
 }
 
+/* The user's settings, cached.  The cache holds at most two generations of cache_gen
+ * users: a user found in the older one moves to the current one, and when the current
+ * one is full the older one is dropped.  Whoever was not used during a whole generation
+ * is read again when next needed (a read of its own kind, which does not wait for the
+ * writes of a busy server: sqlite.c).  The pointer stays valid until the next call. */
 static const pv_consent *settings(chost *ch, const char *user)
 {
 	pv_consent *c = pv_map_get(ch->cache, user);
 	if (c)
 		return c;
-	c = pv_calloc(1, sizeof(*c));
-	if (pv_store_consent_get(pv_host_store(ch->h), pv_host_name(ch->h), user, c) != 0) {
-		pv_consent_fini(c);
-		memset(c, 0, sizeof(*c)); /* unreadable settings: off */
+	c = pv_map_del(ch->cache_old, user);
+	if (!c) {
+		c = pv_calloc(1, sizeof(*c));
+		if (pv_store_consent_get(pv_host_store(ch->h), pv_host_name(ch->h), user, c) != 0) {
+			pv_consent_fini(c);
+			memset(c, 0, sizeof(*c)); /* unreadable settings: off */
+		}
+	}
+	if (pv_map_count(ch->cache) >= ch->cache_gen) {
+		pv_map_free(ch->cache_old, free_consent);
+		ch->cache_old = ch->cache;
+		ch->cache = pv_map_new();
 	}
 	pv_map_put(ch->cache, user, c);
 	return c;
@@ -124,8 +139,10 @@ static const pv_consent *settings(chost *ch, const char *user)
 void pv_consent_invalidate(pv_host *h, const char *user)
 {
 	chost *ch = state_of(h);
-	if (ch)
+	if (ch) {
 		free_consent_or_null(pv_map_del(ch->cache, user));
+		free_consent_or_null(pv_map_del(ch->cache_old, user));
+	}
 }
 
 static bool in_roster(pv_host *h, const char *user, const char *sender)
@@ -758,6 +775,9 @@ static int consent_load(pv_host *h, const pv_conf *conf, void **state)
 	chost *ch = pv_calloc(1, sizeof(*ch));
 	ch->h = h;
 	ch->cache = pv_map_new();
+	ch->cache_old = pv_map_new();
+	long long users = pv_cfg_int(conf, "cache_users", 100000);
+	ch->cache_gen = users >= 2 && users <= 100000000 ? (size_t)users / 2 : 50000;
 	ch->by_sender = pv_map_new();
 	ch->by_domain = pv_map_new();
 	ch->allow_everyone = pv_cfg_bool(conf, "allow_everyone", true);
@@ -797,6 +817,7 @@ static void consent_unload(pv_host *h, void *state)
 		hosts = NULL;
 	}
 	pv_map_free(ch->cache, free_consent);
+	pv_map_free(ch->cache_old, free_consent);
 	pv_map_free(ch->by_sender, free_bucket);
 	pv_map_free(ch->by_domain, free_bucket);
 	pv_free(ch);

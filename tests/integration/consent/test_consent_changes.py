@@ -203,3 +203,45 @@ def test_writing_first_allows_the_answer(consent_providers, raw):
     assert "yes?" not in [child_text(e, "body") for e in a.seen], \
         "writing to a denied sender must not lift the deny"
     assert settings(a)["senders"] == {BOB: "deny"}, settings(a)
+
+
+@pytest.mark.pv_timeout(90)
+def test_settings_stay_right_through_a_tiny_cache(consent_providers, raw):
+    """consent.cache_users bounds the settings held in memory (two generations, see
+    mod_consent.c).  With room for two users, three recipients with different settings
+    are read again over and over; every decision must still follow each one's own
+    settings, also after a change made while the user's settings were out of the cache."""
+    servers = consent_providers([BALE, EITAA], consent={"cache_users": 2},
+                                users=users("alice", "carol", "dave", "bob"))
+    rcpt = {u: login(raw, servers[BALE], u) for u in ("alice", "carol", "dave")}
+    bob = login(raw, servers[EITAA], "bob")
+    set_consent(bob, policy="everyone")
+    set_consent(rcpt["alice"], policy="everyone")
+    set_consent(rcpt["dave"], senders={BOB: "allow"})   # carol stays off
+
+    def round_(name, open_to):
+        marks = {u: len(c.seen) for u, c in rcpt.items()}
+        for u in ("alice", "carol", "dave", "alice", "dave", "carol"):
+            bob.message(f"{u}@{BALE}", f"{name} {u}", id=f"{name}-{u}-{len(bob.seen)}")
+        remote_barrier(bob, BALE)
+        for u, c in rcpt.items():
+            local_barrier(c)
+            bodies = [child_text(e, "body") for e in c.seen[marks[u]:]
+                      if local(e.tag) == "message" and bare(e.get("from")) == BOB]
+            want = [f"{name} {u}"] * 2 if u in open_to else []
+            assert bodies == want, f"round {name}: {u} got {bodies}, expected {want}"
+
+    def reads():
+        r = servers[BALE].ctl("stats")
+        assert r.rc == 0, r
+        return int(dict(ln.split() for ln in r.out.splitlines())["store_reads"])
+
+    round_("one", {"alice", "dave"})
+    before = reads()
+    round_("two", {"alice", "dave"})
+    # One read per message asks whether the account exists; more mean that settings
+    # really left the cache and were read again (with room for 200 users: exactly 6).
+    assert reads() - before > 6, "the settings of three users fitted a cache for two"
+    set_consent(rcpt["carol"], policy="everyone")     # carol's settings were evicted
+    set_consent(rcpt["alice"], senders={BOB: "deny"})
+    round_("three", {"carol", "dave"})
