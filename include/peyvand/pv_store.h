@@ -321,6 +321,9 @@ int pv_store_report_list(pv_store *st, const char *host, int64_t after,
  * an error. */
 int pv_store_block_list(pv_store *st, const char *host, const char *user,
 	void (*cb)(void *ud, const char *jid), void *ud);
+/* The users of the host with a list (in no particular order); returns count or <0. */
+int pv_store_block_users(pv_store *st, const char *host,
+	void (*cb)(void *ud, const char *user), void *ud);
 void pv_store_block_set(pv_store *st, const char *host, const char *user, const char *jid,
 	bool blocked, pv_store_done_fn done, void *ud);
 void pv_store_block_clear(pv_store *st, const char *host, const char *user,

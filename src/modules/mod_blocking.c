@@ -52,7 +52,10 @@
  *   implement neither report-origin nor third-party processing).
  * Cache: each user's list is read from storage on first use and kept (sorted, so the
  *   filters cost four binary searches per stanza) in a per-host LRU of CACHE_USERS
- *   users, updated with each write this module makes.  A change made elsewhere (a
+ *   users, updated with each write this module makes.  Only users who may have a list
+ *   are read: the set of them is loaded with the module and grows with every block,
+ *   here or elsewhere; everyone else starts empty without a read (most users block no
+ *   one, and at scale the LRU misses a quarter of lookups: bench/NOTES.md, tenth run).  A change made elsewhere (a
  *   consent report, the admin socket: event "blocklist-changed") replaces the cached
  *   copy and is pushed, with its presence effects, as if the user had sent it.
  * Durability: every store write takes a hold, so the client's XEP-0198 ack of the set
@@ -65,6 +68,7 @@
 #include <string.h>
 
 #include "peyvand/pv_module.h"
+#include "peyvand/pv_map.h"
 
 #define NS_BLOCKING "urn:xmpp:blocking"
 #define NS_BLOCKING_ERRORS "urn:xmpp:blocking:errors"
@@ -95,6 +99,7 @@ typedef struct blk_list {
 typedef struct blk_state {
 	pv_host *host;
 	size_t max_items;
+	pv_map *listed;                  /* users who may have a stored list (see cache_get) */
 	blk_list *buckets[NBUCKETS];
 	size_t count;
 	blk_list *lru_head, *lru_tail;
@@ -264,8 +269,10 @@ static blk_list *cache_get(blk_state *bs, const char *user)
 	size_t b = hash_str(user);
 	l = pv_calloc(1, sizeof(*l));
 	l->user = pv_strdup(user);
-	int rc = pv_store_block_list(pv_host_store(bs->host), pv_host_name(bs->host), user,
-		list_load_cb, l);
+	/* Most users block no one: only those who may have a list are read. */
+	int rc = !pv_map_get(bs->listed, user) ? 0
+		: pv_store_block_list(pv_host_store(bs->host), pv_host_name(bs->host), user,
+			list_load_cb, l);
 	if (rc < 0) {
 		pv_warn("blocking", "loading the block list of %s@%s failed rc=%d", user,
 			pv_host_name(bs->host), rc);
@@ -291,6 +298,17 @@ static void cache_drop(blk_state *bs, const char *user)
 	blk_list *l = cache_find(bs, user);
 	if (l)
 		cache_remove(bs, l);
+}
+
+/* From now on the user's list is read on a cache miss. */
+static void mark_listed(blk_state *bs, const char *user)
+{
+	pv_map_put(bs->listed, user, bs);
+}
+
+static void listed_cb(void *ud, const char *user)
+{
+	mark_listed(ud, user);
 }
 
 static blk_state *state_of(const pv_host *h)
@@ -863,6 +881,7 @@ static void do_block(pv_event *ev, blk_state *bs, blk_list *l, const pv_xml *cmd
 	/* 3.3: "unavailable" to those allowed to see the user, before the entries stop it. */
 	presence_on_change(h, user, &fresh, fresh_jids, true);
 	pv_store *st = pv_host_store(h);
+	mark_listed(bs, user);
 	for (size_t i = 0; i < fresh.n; i++) {
 		pv_store_block_set(st, pv_host_name(h), user, fresh.v[i], true, pv_hold_store_done,
 			pv_hold_take());
@@ -963,6 +982,8 @@ static int on_set(pv_event *ev, void *ud)
 static int on_blocklist_changed(pv_event *ev, void *ud)
 {
 	blk_state *bs = ud;
+	if (ev->user)
+		mark_listed(bs, ev->user);
 	blk_list *old = ev->user ? cache_find(bs, ev->user) : NULL;
 	if (!old)
 		return PV_PASS;
@@ -1035,6 +1056,14 @@ static int blocking_load(pv_host *h, const pv_conf *conf, void **state)
 	const pv_conf *hc = pv_host_conf(h);
 	long long max = hc ? pv_cfg_int(hc, "blocking.max_items", DEF_MAX_ITEMS) : DEF_MAX_ITEMS;
 	bs->max_items = max > 0 ? (size_t)max : DEF_MAX_ITEMS;
+	bs->listed = pv_map_new();
+	int n = pv_store_block_users(pv_host_store(h), pv_host_name(h), listed_cb, bs);
+	if (n < 0) {
+		pv_error("blocking", "%s: reading who has a block list failed rc=%d", pv_host_name(h), n);
+		pv_map_free(bs->listed, NULL);
+		pv_free(bs);
+		return n;
+	}
 	for (size_t i = 0; i < PV_ARRAY_LEN(hooks); i++)
 		pv_hook(h, hooks[i].event, hooks[i].prio, hooks[i].fn, bs);
 	pv_host_add_feature(h, NS_BLOCKING);
@@ -1059,6 +1088,7 @@ static void blocking_unload(pv_host *h, void *state)
 	}
 	while (bs->lru_head)
 		cache_remove(bs, bs->lru_head);
+	pv_map_free(bs->listed, NULL);
 	pv_free(bs);
 }
 

@@ -97,7 +97,7 @@ enum {
 	Q_CEVID_INSERT, Q_CEVID_GET, Q_CEVID_DELETE_ALL,
 	Q_REQ_HOLD, Q_REQ_LIST, Q_REQ_INFO, Q_REQ_GET, Q_REQ_COUNT, Q_REQ_DROP, Q_REQ_DELETE_ALL,
 	Q_REPORT_ADD, Q_REPORT_LIST_HOST, Q_REPORT_LIST_ALL,
-	Q_BLOCK_LIST, Q_BLOCK_ADD, Q_BLOCK_DEL, Q_BLOCK_CLEAR,
+	Q_BLOCK_LIST, Q_BLOCK_USERS, Q_BLOCK_ADD, Q_BLOCK_DEL, Q_BLOCK_CLEAR,
 	/* phone numbers (issue 6) */
 	Q_PHONE_OF_USER, Q_PHONE_BY_NUMBER, Q_PHONE_INSERT, Q_PHONE_SET, Q_PHONE_FLAGS,
 	Q_PHONE_DELETE_ALL, Q_PHONE_GONE_SAVE, Q_PHONE_GONE_GET, Q_PHONE_GONE_DEL,
@@ -260,6 +260,7 @@ static const char *const q_sql[Q__N] = {
 	[Q_REPORT_LIST_ALL] = "SELECT id, stamp, host, user, sender, reason, text, evidence"
 		" FROM abuse_report WHERE id > ?2 ORDER BY id",
 	[Q_BLOCK_LIST] = "SELECT jid FROM blocklist WHERE host = ?1 AND user = ?2 ORDER BY jid",
+	[Q_BLOCK_USERS] = "SELECT DISTINCT user FROM blocklist WHERE host = ?1",
 	[Q_BLOCK_ADD] = "INSERT INTO blocklist (host, user, jid) VALUES (?1, ?2, ?3)"
 		" ON CONFLICT (host, user, jid) DO NOTHING",
 	[Q_BLOCK_DEL] = "DELETE FROM blocklist WHERE host = ?1 AND user = ?2 AND jid = ?3",
@@ -532,7 +533,8 @@ static unsigned kind_of(int qid)
 	case Q_USER_INSERT: case Q_USER_EXISTS: case Q_USER_LIST: case Q_USER_DELETE:
 	case Q_CRED_INSERT: case Q_CRED_GET: case Q_CRED_DELETE_ALL:
 		return K_ACCOUNTS;
-	case Q_BLOCK_LIST: case Q_BLOCK_ADD: case Q_BLOCK_DEL: case Q_BLOCK_CLEAR:
+	case Q_BLOCK_LIST: case Q_BLOCK_USERS: case Q_BLOCK_ADD: case Q_BLOCK_DEL:
+	case Q_BLOCK_CLEAR:
 		return K_BLOCK;
 	case Q_CPOL_GET: case Q_CPOL_SET: case Q_CPOL_DELETE_ALL: case Q_CPROV_LIST:
 	case Q_CPROV_SET: case Q_CPROV_DEL: case Q_CPROV_DELETE_ALL: case Q_CSEND_LIST:
@@ -1586,6 +1588,13 @@ static int run_block_list(pv_store *st, pv_op *op)
 	return each_row(st, Q_BLOCK_LIST, s, op, row_user);
 }
 
+static int run_block_users(pv_store *st, pv_op *op)
+{
+	sqlite3_stmt *s = q(st, Q_BLOCK_USERS);
+	bind_str(s, 1, op->host);
+	return each_row(st, Q_BLOCK_USERS, s, op, row_user);
+}
+
 static int run_block_set(pv_store *st, pv_op *op)
 {
 	return user_key_write(st, op, op->n1 ? Q_BLOCK_ADD : Q_BLOCK_DEL);
@@ -2407,7 +2416,8 @@ static unsigned kinds_of(op_run_fn run)
 		{run_user_create, K_ACCOUNTS}, {run_user_set_creds, K_ACCOUNTS},
 		{run_user_create_phone, K_ACCOUNTS | K_OTHER},
 		/* mod_blocking's and mod_consent's caches, filled per recipient */
-		{run_block_list, K_BLOCK}, {run_block_set, K_BLOCK}, {run_block_clear, K_BLOCK},
+		{run_block_list, K_BLOCK}, {run_block_users, K_BLOCK}, {run_block_set, K_BLOCK},
+		{run_block_clear, K_BLOCK},
 		{run_consent_get, K_CONSENT}, {run_consent_set_policy, K_CONSENT},
 		{run_consent_set_provider, K_CONSENT}, {run_consent_set_sender, K_CONSENT},
 		/* every login's presence, and mod_consent's check of a held sender */
@@ -3210,6 +3220,20 @@ int pv_store_block_list(pv_store *st, const char *host, const char *user,
 	if (!host || !user)
 		return PV_EINVAL;
 	pv_op *op = op_new(run_block_list, false, host, user);
+	int rc = call(st, op);
+	if (rc >= 0 && cb)
+		for (size_t i = 0; i < op->nrows; i++)
+			cb(ud, op->rows[i].s);
+	op_free(op);
+	return rc;
+}
+
+int pv_store_block_users(pv_store *st, const char *host,
+	void (*cb)(void *ud, const char *user), void *ud)
+{
+	if (!host)
+		return PV_EINVAL;
+	pv_op *op = op_new(run_block_users, false, host, NULL);
 	int rc = call(st, op);
 	if (rc >= 0 && cb)
 		for (size_t i = 0; i < op->nrows; i++)

@@ -144,6 +144,22 @@ int pv_store_block_list(pv_store *st, const char *host, const char *user,
 	return n;
 }
 
+int pv_store_block_users(pv_store *st, const char *host,
+	void (*cb)(void *ud, const char *user), void *ud)
+{
+	int n = 0;
+	for (size_t i = 0; i < db.nblock; i++) {
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = row_is(&db.block[j], host, db.block[i].user);
+		if (strcmp(db.block[i].host, host) == 0 && !seen) {
+			cb(ud, db.block[i].user);
+			n++;
+		}
+	}
+	return n;
+}
+
 void pv_store_block_set(pv_store *st, const char *host, const char *user, const char *jid,
 	bool blocked, pv_store_done_fn done, void *ud)
 {
@@ -309,6 +325,13 @@ static int setup_small(void **state)
 	return setup_with(state, "blocking:\n  max_items: 3\n");
 }
 
+/* Macbeth has a stored list before the module loads. */
+static int setup_listed(void **state)
+{
+	pv_store_block_set(&fake_store, HOST, "macbeth", "spam.example", true, NULL, NULL);
+	return setup_with(state, NULL);
+}
+
 static int teardown(void **state)
 {
 	fixture *f = *state;
@@ -459,8 +482,9 @@ static void test_block_get_push_unblock(void **state)
 	assert_str_take(pushes(), HAMLET "/b:unblock:|" HAMLET "/a:unblock:");
 	assert_int_equal(db.nblock, 0);
 	assert_str_take(list_of(f, f->a), "");
-	/* The list was read from storage once; the cache served the rest. */
-	assert_int_equal(db.block_reads, 1);
+	/* Hamlet had no list when the module loaded: nothing was read, the cache served
+	 * everything (the module wrote every change to it as well as to storage). */
+	assert_int_equal(db.block_reads, 0);
 }
 
 static void test_errors(void **state)
@@ -731,17 +755,40 @@ static void test_blocklist_changed(void **state)
 	assert_str_take(list_of(f, f->a), "bob@x.example eve@x.example");
 	char *got = filter(f, "filter/inbound", NULL, "<presence to='" HAMLET "'/>", "eve@x.example/r");
 	assert_str_take(got, "handled");
-	/* a user whose list is not cached: nothing to do until it is read */
+	/* a user whose list is not cached (and who had none at load): nothing to do until
+	 * it is read, but from now on it is read */
+	pv_store_block_set(&fake_store, HOST, "lear", "eve@x.example", true, NULL, NULL);
 	rec_reset();
 	ev.user = "lear";
 	pv_fire(f->h, "blocklist-changed", &ev);
 	assert_int_equal(rec.nsent, 0);
+	got = filter(f, "filter/inbound", NULL, "<presence to='lear@" HOST "'/>", "eve@x.example/r");
+	assert_str_take(got, "handled");
 	/* a deleted account's cached list is forgotten */
 	pv_store_block_clear(&fake_store, HOST, "hamlet", NULL, NULL);
 	ev.user = "hamlet";
 	pv_fire(f->h, "user-deleted", &ev);
 	got = filter(f, "filter/inbound", NULL, "<presence to='" HAMLET "'/>", "eve@x.example/r");
 	assert_str_take(got, "pass");
+}
+
+/* Only users who have a stored list are read (the set is loaded with the module): at
+ * scale most lookups are of users who block no one. */
+static void test_only_listed_users_are_read(void **state)
+{
+	fixture *f = *state;
+	char *got = filter(f, "filter/inbound", NULL, "<message to='macbeth@" HOST "'/>",
+		"x@spam.example/r");
+	assert_str_take(got, "handled");
+	assert_int_equal(db.block_reads, 1);
+	for (int i = 0; i < 3; i++) {
+		got = filter(f, "filter/inbound", NULL, "<presence to='" HAMLET "'/>", "x@spam.example/r");
+		assert_str_take(got, "pass");
+		got = filter(f, "filter/inbound", NULL, "<presence to='nobody@" HOST "'/>",
+			"x@spam.example/r");
+		assert_str_take(got, "pass");
+	}
+	assert_int_equal(db.block_reads, 1);
 }
 
 static void test_features_and_unload(void **state)
@@ -770,6 +817,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_presence_on_block_and_unblock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_report, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocklist_changed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_only_listed_users_are_read, setup_listed, teardown),
 		cmocka_unit_test_setup_teardown(test_features_and_unload, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

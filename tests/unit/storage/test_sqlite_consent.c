@@ -934,9 +934,18 @@ static void test_blocklist(void **state)
 	assert_string_equal(l.j[0], "ali@eitaa.example");
 	assert_string_equal(l.j[1], "spam.example");
 
+	/* Who has a list, once each, on this host only. */
+	pv_store_block_set(st, "b.test", "tybalt", "x.example", true, on_done, W(f, 0));
+	memset(&l, 0, sizeof l);
+	assert_int_equal(pv_store_block_users(st, H, collect_jid, &l), 2);
+	bool juliet = strcmp(l.j[0], "juliet") == 0 || strcmp(l.j[1], "juliet") == 0;
+	bool romeo = strcmp(l.j[0], "romeo") == 0 || strcmp(l.j[1], "romeo") == 0;
+	assert_true(juliet && romeo);
+
 	pv_store_block_clear(st, H, "juliet", on_done, W(f, 0));
 	assert_int_equal(pv_store_block_list(st, H, "juliet", NULL, NULL), 0);
 	assert_int_equal(pv_store_block_list(st, H, "romeo", NULL, NULL), 1);
+	assert_int_equal(pv_store_block_users(st, H, NULL, NULL), 1);
 }
 
 /* ---- account deletion ---- */
