@@ -908,14 +908,20 @@ static int run_roster_get(pv_store *st, pv_op *op)
 
 /* ---- offline (storage thread) ---- */
 
-static int run_offline_count(pv_store *st, pv_op *op)
+/* The number a count query over one user's rows (?1 host, ?2 user) gives. */
+static int count_hu(pv_store *st, int qid, pv_op *op)
 {
-	sqlite3_stmt *s = q(st, Q_OFFLINE_COUNT);
+	sqlite3_stmt *s = q(st, qid);
 	bind_hu(s, op);
 	int rc = sqlite3_step(s);
-	int ret = rc == SQLITE_ROW ? (int)sqlite3_column_int64(s, 0) : sqlerr(st, rc, Q_OFFLINE_COUNT);
+	int ret = rc == SQLITE_ROW ? (int)sqlite3_column_int64(s, 0) : sqlerr(st, rc, qid);
 	sqlite3_reset(s);
 	return ret;
+}
+
+static int run_offline_count(pv_store *st, pv_op *op)
+{
+	return count_hu(st, Q_OFFLINE_COUNT, op);
 }
 
 static int run_offline_push(pv_store *st, pv_op *op)
@@ -1520,12 +1526,7 @@ static int run_request_get(pv_store *st, pv_op *op)
 
 static int run_request_count(pv_store *st, pv_op *op)
 {
-	sqlite3_stmt *s = q(st, Q_REQ_COUNT);
-	bind_hu(s, op);
-	int rc = sqlite3_step(s);
-	int ret = rc == SQLITE_ROW ? (int)sqlite3_column_int64(s, 0) : sqlerr(st, rc, Q_REQ_COUNT);
-	sqlite3_reset(s);
-	return ret;
+	return count_hu(st, Q_REQ_COUNT, op);
 }
 
 /* A per-user write keyed by op->s1 (may be unused by the statement). */
@@ -2515,18 +2516,23 @@ int pv_store_user_exists(pv_store *st, const char *host, const char *user)
 	return rc;
 }
 
-int pv_store_user_list(pv_store *st, const char *host,
-	void (*cb)(void *ud, const char *user), void *ud)
+/* A read whose rows are one string each, handed to cb in order. */
+static int read_strings(pv_store *st, op_run_fn run, const char *host, const char *user,
+	void (*cb)(void *ud, const char *s), void *ud)
 {
-	if (!host)
-		return PV_EINVAL;
-	pv_op *op = op_new(run_user_list, false, host, NULL);
+	pv_op *op = op_new(run, false, host, user);
 	int rc = call(st, op);
 	if (rc >= 0 && cb)
 		for (size_t i = 0; i < op->nrows; i++)
 			cb(ud, op->rows[i].s);
 	op_free(op);
 	return rc;
+}
+
+int pv_store_user_list(pv_store *st, const char *host,
+	void (*cb)(void *ud, const char *user), void *ud)
+{
+	return host ? read_strings(st, run_user_list, host, NULL, cb, ud) : PV_EINVAL;
 }
 
 static pv_roster_item *item_dup(const pv_roster_item *it)
@@ -3217,29 +3223,13 @@ int pv_store_report_list(pv_store *st, const char *host, int64_t after,
 int pv_store_block_list(pv_store *st, const char *host, const char *user,
 	void (*cb)(void *ud, const char *jid), void *ud)
 {
-	if (!host || !user)
-		return PV_EINVAL;
-	pv_op *op = op_new(run_block_list, false, host, user);
-	int rc = call(st, op);
-	if (rc >= 0 && cb)
-		for (size_t i = 0; i < op->nrows; i++)
-			cb(ud, op->rows[i].s);
-	op_free(op);
-	return rc;
+	return host && user ? read_strings(st, run_block_list, host, user, cb, ud) : PV_EINVAL;
 }
 
 int pv_store_block_users(pv_store *st, const char *host,
 	void (*cb)(void *ud, const char *user), void *ud)
 {
-	if (!host)
-		return PV_EINVAL;
-	pv_op *op = op_new(run_block_users, false, host, NULL);
-	int rc = call(st, op);
-	if (rc >= 0 && cb)
-		for (size_t i = 0; i < op->nrows; i++)
-			cb(ud, op->rows[i].s);
-	op_free(op);
-	return rc;
+	return host ? read_strings(st, run_block_users, host, NULL, cb, ud) : PV_EINVAL;
 }
 
 void pv_store_block_set(pv_store *st, const char *host, const char *user, const char *jid,
