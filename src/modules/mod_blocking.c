@@ -55,9 +55,10 @@
  *   users, updated with each write this module makes.  Only users who may have a list
  *   are read: the set of them is loaded with the module and grows with every block,
  *   here or elsewhere; everyone else starts empty without a read (most users block no
- *   one, and at scale the LRU misses a quarter of lookups: bench/NOTES.md, tenth run).  A change made elsewhere (a
- *   consent report, the admin socket: event "blocklist-changed") replaces the cached
- *   copy and is pushed, with its presence effects, as if the user had sent it.
+ *   one, and at scale the LRU misses a quarter of lookups: bench/NOTES.md, tenth run).
+ *   A change made elsewhere (a consent report, the admin socket: event
+ *   "blocklist-changed") replaces the cached copy and is pushed, with its presence
+ *   effects, as if the user had sent it.
  * Durability: every store write takes a hold, so the client's XEP-0198 ack of the set
  *   waits for the commit; the result and pushes go out at once.
  * Config (host section "blocking"): max_items (1000).

@@ -525,7 +525,6 @@ static int sqlerr(pv_store *st, int rc, int qid)
 	return PV_EIO;
 }
 
-/* A cached statement, reset and with its bindings cleared, ready to bind. */
 /* The kind of rows a statement touches (see K_*). */
 static unsigned kind_of(int qid)
 {
@@ -550,6 +549,7 @@ static unsigned kind_of(int qid)
 	}
 }
 
+/* A cached statement, reset and with its bindings cleared, ready to bind. */
 static sqlite3_stmt *q(pv_store *st, int qid)
 {
 	sqlite3_stmt *s = st->stmt[qid];
@@ -2403,9 +2403,9 @@ static int run_barrier(pv_store *st, pv_op *op)
 	return 0;
 }
 
-/* The kinds of rows each operation touches (K_*).  Reads that a busy loop makes get the
- * narrowest kind (a kind of its own for each read that is frequent under load); writes made under load are marked so those reads need not wait for
- * them.  Anything not listed is K_ALL. */
+/* The kinds of rows each operation touches (K_*).  Each read a busy loop makes often
+ * gets a kind of its own; the writes made under load are marked with theirs, so those
+ * reads need not wait for them.  Anything not listed is K_ALL. */
 static unsigned kinds_of(op_run_fn run)
 {
 	static const struct {
