@@ -334,9 +334,10 @@ enum {
 	K_BLOCK = 2,                 /* blocklist */
 	K_CONSENT = 4,               /* consent_policy, consent_provider, consent_sender */
 	K_ROSTER = 8,                /* roster, roster_groups, roster_version */
-	K_OTHER = 16,                /* every other table */
-	K_ALL = 31,
-	K_N = 5
+	K_OFFLINE = 16,              /* offline */
+	K_OTHER = 32,                /* every other table */
+	K_ALL = 63,
+	K_N = 6
 };
 
 /* One result row of a list read; which fields mean what depends on the read. */
@@ -544,6 +545,9 @@ static unsigned kind_of(int qid)
 	case Q_ROSTER_DELETE_ALL: case Q_GROUPS_DEL: case Q_GROUPS_INSERT:
 	case Q_GROUPS_DELETE_ALL:
 		return K_ROSTER;
+	case Q_OFFLINE_PUSH: case Q_OFFLINE_LIST: case Q_OFFLINE_DELETE: case Q_OFFLINE_COUNT:
+	case Q_OFFLINE_DELETE_ALL:
+		return K_OFFLINE;
 	default:
 		return K_OTHER;
 	}
@@ -2421,12 +2425,14 @@ static unsigned kinds_of(op_run_fn run)
 		{run_block_clear, K_BLOCK},
 		{run_consent_get, K_CONSENT}, {run_consent_set_policy, K_CONSENT},
 		{run_consent_set_provider, K_CONSENT}, {run_consent_set_sender, K_CONSENT},
-		/* every login's presence, and mod_consent's check of a held sender */
+		/* every login's presence (its roster, its offline messages), and mod_consent's
+		 * check of a held sender */
 		{run_roster_get, K_ROSTER}, {run_roster_put, K_ROSTER}, {run_roster_del, K_ROSTER},
+		{run_offline_list, K_OFFLINE}, {run_offline_count, K_OFFLINE},
+		{run_offline_push, K_OFFLINE}, {run_offline_delete, K_OFFLINE},
 		/* the writes of a busy server */
 		{run_outq_append, K_OTHER}, {run_outq_ack, K_OTHER}, {run_sess_put, K_OTHER},
 		{run_sess_set_h, K_OTHER}, {run_sess_set_expiry, K_OTHER}, {run_sess_del, K_OTHER},
-		{run_offline_push, K_OTHER}, {run_offline_delete, K_OTHER},
 		{run_s2s_push, K_OTHER}, {run_s2s_ack, K_OTHER}, {run_s2s_hwm_set, K_OTHER},
 		{run_consent_evidence, K_OTHER}, {run_consent_log, K_OTHER},
 		{run_kv_put, K_OTHER},

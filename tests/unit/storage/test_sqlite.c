@@ -965,7 +965,7 @@ static void test_loop_reads_see_queued_writes(void **state)
 
 /* A read that a busy loop makes waits only for the writes that could change what it
  * reads (kinds in sqlite.c): accounts (does the user exist, its credentials), a block
- * list, consent settings, a roster.  Other writes held uncommitted (as above) do not hold them
+ * list, consent settings, a roster, the offline queue.  Other writes held uncommitted (as above) do not hold them
  * back, so routing to an offline user under load costs no commit of its own; a queued
  * write of their own kind is waited for. */
 typedef struct {
@@ -1063,6 +1063,15 @@ static void test_narrow_reads_pass_other_writes(void **state)
 	assert_int_equal(ver, 7);
 	pv_roster_items_free(items, nitems);
 	assert_int_equal(atomic_load(&s2.committed), 1);
+	pthread_join(t, NULL);
+
+	/* Other writes held (private data): the offline queue's read passes them. */
+	atomic_store(&s2.committed, 0);
+	assert_int_equal(sqlite3_exec(s2.sd.db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	pv_store_kv_put(f->st, "a.test", "juliet", "private", "k", "v", 1, on_done, W(f, 0));
+	assert_int_equal(pthread_create(&t, NULL, commit_later2, &s2), 0);
+	assert_int_equal(pv_store_offline_count(f->st, "a.test", "juliet"), 10);
+	assert_int_equal(atomic_load(&s2.committed), 0);
 	pthread_join(t, NULL);
 
 	/* An account write held uncommitted: the read queues behind it and sees it. */
