@@ -192,6 +192,9 @@ void pv_reply(pv_event *ev, pv_stanza *reply);
 void pv_reply_result(pv_event *ev, pv_xml *payload);
 /* pv_reply of a stanza error built with pv_stanza_error (no-op for error stanzas). */
 void pv_reply_error(pv_event *ev, const char *etype, const char *cond);
+/* The same for a stanza whose event is over (an answer that waited for storage): the
+ * error goes from its addressee back to its sender by routing. */
+void pv_bounce(pv_host *h, pv_stanza *st, const char *etype, const char *cond);
 /* Deliver a stanza to a local bare JID with the RFC 6121 8.5 rules (available resources
  * by priority, offline storage, errors).  Used by modules that generate messages. */
 void pv_deliver_bare(pv_host *h, pv_stanza *st);

@@ -47,6 +47,11 @@ static void bounce(pv_host *h, pv_session *origin, pv_stanza *st, const char *et
 	pv_stanza_unref(e);
 }
 
+void pv_bounce(pv_host *h, pv_stanza *st, const char *etype, const char *cond)
+{
+	bounce(h, NULL, st, etype, cond);
+}
+
 void pv_reply(pv_event *ev, pv_stanza *reply)
 {
 	if (!reply)

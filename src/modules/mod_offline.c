@@ -90,13 +90,8 @@ static void on_pushed(void *ud, int rc)
 		else
 			pv_error("offline", "%s: storing a message failed rc=%d", p->st->to.bare, rc);
 		/* XEP-0160 section 2, step 3; a failed write may succeed if sent again. */
-		pv_stanza *e = pv_stanza_error(p->st, full ? "cancel" : "wait",
-			full ? "service-unavailable" : "internal-server-error", NULL);
-		if (e) {
-			pv_stanza_set_from(e, p->st->to.full);
-			pv_route(p->host, e);
-			pv_stanza_unref(e);
-		}
+		pv_bounce(p->host, p->st, full ? "cancel" : "wait",
+			full ? "service-unavailable" : "internal-server-error");
 	}
 	pv_hold_release(p->hold);
 	pv_stanza_unref(p->st);
