@@ -14,7 +14,7 @@ OUT=${TLS_FLOOR_OUT:-/tmp/pv-tls-floor}
 CC=${CC:-cc}
 # shellcheck disable=SC2046
 $CC -std=c17 -O2 -DNDEBUG -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
-	-Iinclude -Isrc bench/micro/tls_floor.c src/net/tls.c src/util/util.c src/util/log.c \
+	-Iinclude -Isrc bench/micro/tls_floor.c src/net/tls.c src/net/conn.c src/net/tlsrec.c src/util/util.c src/util/log.c \
 	$(pkg-config --libs libssl libcrypto libuv) -lpthread -lm -o "$OUT"
 PIN1=
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then

@@ -26,6 +26,7 @@
  * (perf).  A uv_idle handle is active while anything is batched, so the loop never
  * sleeps in poll on unsent bytes. */
 #include "net/conn.h"
+#include "net/tlsrec.h"
 
 #include "peyvand/pv_log.h"
 #include "peyvand/pv_util.h"
@@ -112,7 +113,11 @@ struct pv_conn {
 	void *owner;
 	void (*connected)(pv_conn *c, int status);
 	SSL *ssl;
+	/* TLS 1.3 records after a server handshake (tlsrec.c); before it, the traffic
+	 * secrets the keylog callback gave.  NULL: OpenSSL does the records. */
+	pv_tlsrec *rec;
 	enum conn_state state;
+	bool tls;      /* every byte on the wire is TLS from here on (ssl may be gone) */
 	bool tls_done;
 	bool reading;
 	bool paused;
@@ -128,7 +133,7 @@ struct pv_conn {
 	struct batcher *batch; /* its loop's batcher; NULL: writes go out at once */
 	const char *why;
 	/* Ciphertext, seen by OpenSSL through the conn's BIO (see "TLS BIO"): */
-	const char *tin;   /* the socket read being fed (borrowed during on_read) */
+	char *tin;         /* the socket read being fed (borrowed during on_read) */
 	size_t tin_len;
 	pv_buf tkeep;      /* read but not yet taken by OpenSSL (paused owner), from */
 	size_t tkeep_off;  /* this offset on */
@@ -512,6 +517,7 @@ static void on_handle_closed(uv_handle_t *h)
 	}
 	if (c->ssl)
 		SSL_free(c->ssl);
+	pv_tlsrec_free(c->rec);
 	pv_buf_fini(&c->tkeep);
 	pv_buf_fini(&c->tout);
 	batcher_detach(c);
@@ -607,7 +613,12 @@ static void begin_close(pv_conn *c, const char *why)
 	c->why = why;
 	c->state = ST_CLOSING;
 	cancel_tls_queue(c);
-	if (c->ssl) {
+	if (pv_tlsrec_started(c->rec)) {
+		pv_tlsrec_alert(c->rec, &c->tout, PV_TLSALERT_CLOSE_NOTIFY);
+		flush_wbio(c, NULL, NULL);
+		if (c->state != ST_CLOSING)
+			return;
+	} else if (c->ssl) {
 		if (c->tls_done) {
 			ERR_clear_error();
 			SSL_shutdown(c->ssl); /* queues close_notify; we do not wait for the peer's */
@@ -803,6 +814,11 @@ static void flush_wbio_soon(pv_conn *c)
 static void tls_write_cbs(pv_conn *c, const char *p, size_t n, const wcb *cbs, size_t ncb,
 	bool sync_cbs)
 {
+	if (pv_tlsrec_started(c->rec)) {
+		pv_tlsrec_seal(c->rec, &c->tout, p, n);
+		flush_wbio_cbs(c, cbs, ncb, sync_cbs);
+		return;
+	}
 	/* Our BIO never blocks, so SSL_write takes every byte it is given; the chunking
 	 * keeps each call's length inside an int. */
 	while (n > 0) {
@@ -840,7 +856,7 @@ static void batch_send_now(pv_conn *c, bool sync_cbs)
 		return;
 	if (c->state >= ST_CLOSED)
 		cancel_cbs(c, o->cbs, o->ncb);
-	else if (c->ssl)
+	else if (c->tls)
 		tls_write_cbs(c, o->data, o->len, o->cbs, o->ncb, sync_cbs);
 	else
 		send_bytes(c, o->data, o->len, o->cbs, o->ncb, sync_cbs);
@@ -861,7 +877,7 @@ void pv_conn_write(pv_conn *c, const void *data, size_t n, pv_conn_write_fn cb, 
 		cancel_cb(c, cb, ud);
 		return;
 	}
-	if (c->ssl && !c->tls_done) {
+	if (c->tls && !c->tls_done) {
 		e = pv_malloc(sizeof *e + n);
 		e->n = n;
 		e->cb = cb;
@@ -876,7 +892,7 @@ void pv_conn_write(pv_conn *c, const void *data, size_t n, pv_conn_write_fn cb, 
 		batch_add(c, b, data, n, cb, ud);
 		return;
 	}
-	if (!c->ssl) {
+	if (!c->tls) {
 		wcb one = {cb, ud};
 		send_bytes(c, data, n, &one, cb ? 1 : 0, false);
 		return;
@@ -886,7 +902,7 @@ void pv_conn_write(pv_conn *c, const void *data, size_t n, pv_conn_write_fn cb, 
 
 void pv_conn_trim(pv_conn *c)
 {
-	if (!c->ssl || !c->tls_done || c->state != ST_OPEN || c->ob)
+	if (!c->tls || !c->tls_done || c->state != ST_OPEN || c->ob)
 		return;
 	/* An empty buffer still holds the allocation of its last use. */
 	tbuf_trim(&c->tkeep, 0);
@@ -899,6 +915,63 @@ size_t pv_conn_out_pending(const pv_conn *c)
 }
 
 /* ---- input ---- */
+
+/* Opens the records of the kept bytes, then of the socket read, as far as the owner
+ * lets us (pause, close); tlsrec.c decrypts them in place.  A partial record waits in
+ * tkeep for the rest. */
+static void rec_pump(pv_conn *c)
+{
+	while (c->state == ST_OPEN && !c->paused) {
+		bool kept = c->tkeep.len > c->tkeep_off;
+		if (kept && c->tin_len) {
+			/* the rest of a record begun in an earlier read */
+			pv_buf_append(&c->tkeep, c->tin, c->tin_len);
+			c->tin_len = 0;
+		}
+		uint8_t *p = (uint8_t *)(kept ? c->tkeep.data + c->tkeep_off : c->tin);
+		size_t n = kept ? c->tkeep.len - c->tkeep_off : c->tin_len, used, ptlen;
+		uint8_t *pt;
+		if (n == 0)
+			break;
+		pv_tlsrec_ev ev = pv_tlsrec_open(c->rec, p, n, &used, &pt, &ptlen, &c->tout);
+		if (ev == PV_TLSREC_MORE) {
+			if (!kept) {
+				pv_buf_append(&c->tkeep, c->tin, c->tin_len);
+				c->tin_len = 0;
+			}
+			break;
+		}
+		/* Consumed before the owner runs; pt stays valid (tkeep is only reset). */
+		if (kept) {
+			c->tkeep_off += used;
+			if (c->tkeep_off == c->tkeep.len) {
+				pv_buf_reset(&c->tkeep);
+				c->tkeep_off = 0;
+			}
+		} else {
+			c->tin += used;
+			c->tin_len -= used;
+		}
+		if (ev == PV_TLSREC_DATA) {
+			if (ptlen)
+				c->cb.on_data(c, (const char *)pt, ptlen);
+		} else if (ev != PV_TLSREC_NONE) {
+			flush_wbio(c, NULL, NULL); /* our alert, if any */
+			if (ev == PV_TLSREC_CLOSED) {
+				begin_close(c, "tls closed by peer");
+			} else {
+				if (log_allowed())
+					pv_info("net", "tls record refused peer=%s", c->peer_ip);
+				begin_close(c, "tls error");
+			}
+			return;
+		}
+	}
+	if (c->state == ST_OPEN) {
+		flush_wbio_soon(c); /* a KeyUpdate answer */
+		tbuf_trim(&c->tkeep, TBUF_KEEP);
+	}
+}
 
 /* Advances the handshake and decrypts whatever the rbio holds, as far as the
  * owner lets us (pause, close). */
@@ -921,6 +994,12 @@ static void tls_pump(pv_conn *c)
 			return;
 		}
 		c->tls_done = true;
+		/* What OpenSSL wrote in this call (its tickets) is in tout: from here on
+		 * tlsrec.c does the records, if it can (TLS 1.3). */
+		if (c->rec && pv_tlsrec_start(c->rec, c->ssl, c->tout.data, c->tout.len) < 0) {
+			pv_tlsrec_free(c->rec);
+			c->rec = NULL;
+		}
 		flush_wbio_soon(c);
 		/* Plaintext written during the handshake goes first, in order. */
 		while (c->state == ST_OPEN && (e = q_pop(&c->tls_q))) {
@@ -932,6 +1011,10 @@ static void tls_pump(pv_conn *c)
 			return;
 		if (c->cb.on_tls)
 			c->cb.on_tls(c);
+	}
+	if (c->rec) {
+		rec_pump(c);
+		return;
 	}
 	while (c->state == ST_OPEN && !c->paused) {
 		tls_err_clear();
@@ -969,7 +1052,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	pv_conn *c = s->data;
 
 	if (nread > 0 && c->state == ST_OPEN) {
-		if (!c->ssl) {
+		if (!c->tls) {
 			c->cb.on_data(c, buf->base, (size_t)nread);
 		} else {
 			/* OpenSSL reads it in place (tls_bread); what it leaves (the owner paused
@@ -1008,7 +1091,7 @@ static void on_timer(uv_timer_t *t)
 
 	if (c->state == ST_OPEN) {
 		/* Deferred drain after pv_conn_read_resume(). */
-		if (c->ssl && !c->paused)
+		if (c->tls && !c->paused)
 			tls_pump(c);
 	} else if (c->state == ST_CLOSING) {
 		pv_debug("net", "close deadline passed peer=%s flushed=%d", c->peer_ip,
@@ -1141,11 +1224,13 @@ static int tls_bdestroy(BIO *b)
 }
 
 static BIO_METHOD *t_bio_method;
+static int t_bio_type;
 static pthread_once_t bio_method_once = PTHREAD_ONCE_INIT;
 
 static void bio_method_make(void)
 {
-	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "peyvand conn");
+	int type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK;
+	BIO_METHOD *m = BIO_meth_new(type, "peyvand conn");
 
 	if (m && (!BIO_meth_set_read(m, tls_bread) || !BIO_meth_set_write(m, tls_bwrite) ||
 		  !BIO_meth_set_ctrl(m, tls_bctrl) || !BIO_meth_set_create(m, tls_bcreate) ||
@@ -1154,12 +1239,30 @@ static void bio_method_make(void)
 		m = NULL;
 	}
 	t_bio_method = m;
+	t_bio_type = type;
 }
 
 static const BIO_METHOD *tls_bio_method(void)
 {
 	pthread_once(&bio_method_once, bio_method_make);
 	return t_bio_method;
+}
+
+/* Where an SSL of ours keeps its pv_tlsrec: in the conn its BIO reads for. */
+static pv_tlsrec **rec_slot(const SSL *ssl)
+{
+	BIO *b = SSL_get_rbio(ssl);
+	const BIO_METHOD *m = tls_bio_method();
+
+	if (!b || !m || BIO_method_type(b) != t_bio_type)
+		return NULL;
+	pv_conn *c = BIO_get_data(b);
+	return c ? &c->rec : NULL;
+}
+
+void pv_conn_tls_ctx_init(SSL_CTX *ctx)
+{
+	pv_tlsrec_ctx_init(ctx, rec_slot);
 }
 
 static int tls_setup(pv_conn *c, SSL_CTX *ctx, bool server)
@@ -1182,6 +1285,7 @@ static int tls_setup(pv_conn *c, SSL_CTX *ctx, bool server)
 	else
 		SSL_set_connect_state(ssl);
 	c->ssl = ssl;
+	c->tls = true;
 	c->tls_done = false;
 	return 0;
 }
@@ -1276,7 +1380,7 @@ uv_loop_t *pv_conn_loop(pv_conn *c)
 
 int pv_conn_starttls(pv_conn *c, SSL_CTX *ctx)
 {
-	if (!ctx || c->ssl || c->state != ST_OPEN)
+	if (!ctx || c->tls || c->state != ST_OPEN)
 		return PV_EINVAL;
 	batch_send(c); /* <proceed/> and anything before it go out in plaintext */
 	if (c->state != ST_OPEN)
@@ -1290,7 +1394,7 @@ int pv_conn_client_tls(pv_conn *c, SSL_CTX *ctx, const char *sni)
 {
 	int r;
 
-	if (!ctx || c->ssl || c->state > ST_OPEN)
+	if (!ctx || c->tls || c->state > ST_OPEN)
 		return PV_EINVAL;
 	batch_send(c); /* the plaintext phase ends here */
 	if (c->state > ST_OPEN)
@@ -1317,12 +1421,26 @@ int pv_conn_client_tls(pv_conn *c, SSL_CTX *ctx, const char *sni)
 
 bool pv_conn_is_tls(const pv_conn *c)
 {
-	return c->ssl != NULL;
+	return c->tls;
 }
 
 bool pv_conn_tls_done(const pv_conn *c)
 {
-	return c->ssl != NULL && c->tls_done;
+	return c->tls && c->tls_done;
+}
+
+bool pv_conn_tls_own_records(const pv_conn *c)
+{
+	return pv_tlsrec_started(c->rec);
+}
+
+void pv_conn_tls_release(pv_conn *c)
+{
+	/* OpenSSL keeps nothing a conn whose records are ours still needs. */
+	if (c->ssl && pv_tlsrec_started(c->rec)) {
+		SSL_free(c->ssl); /* and the conn's BIO with it */
+		c->ssl = NULL;
+	}
 }
 
 SSL *pv_conn_ssl(const pv_conn *c)
@@ -1332,9 +1450,10 @@ SSL *pv_conn_ssl(const pv_conn *c)
 
 const char *pv_conn_tls_version(const pv_conn *c)
 {
-	if (!c->ssl || !c->tls_done)
+	if (!c->tls || !c->tls_done)
 		return NULL;
-	return SSL_get_version(c->ssl);
+	/* tlsrec.c only ever takes TLS 1.3 over */
+	return c->ssl ? SSL_get_version(c->ssl) : "TLSv1.3";
 }
 
 const char *pv_conn_tls_sni(const pv_conn *c)
@@ -1409,7 +1528,7 @@ void pv_conn_read_resume(pv_conn *c)
 	read_start(c);
 	/* Records already decrypted or buffered would wait for the next socket read;
 	 * drain them from the loop rather than re-entering the owner from here. */
-	if (c->ssl && (SSL_has_pending(c->ssl) || c->tkeep.len > 0))
+	if (c->tls && ((c->ssl && SSL_has_pending(c->ssl)) || c->tkeep.len > 0))
 		timer_start(c, 0);
 }
 

@@ -7,7 +7,8 @@
  * socket, calls on_close exactly once, and frees itself after on_close returns.  A conn
  * is never freed inside one of its own callbacks.  on_close is also called when the
  * peer closes or an error occurs.
- * TLS: SSL_MODE_RELEASE_BUFFERS is set so idle connections hold no record buffers.
+ * TLS: SSL_MODE_RELEASE_BUFFERS is set so idle connections hold no record buffers.  On a
+ * server's TLS 1.3 connection tlsrec.c does the records once the handshake is done.
  * Output: writes are queued; pv_conn_out_pending() tells the queued byte count so the
  * owner can enforce an output bound (slow reader).  Writes made during one turn of
  * the loop leave together at its end (one TLS record run, one write(2) per conn);
@@ -78,6 +79,13 @@ int pv_conn_client_tls(pv_conn *c, SSL_CTX *ctx, const char *sni);
 SSL *pv_conn_ssl(const pv_conn *c);
 bool pv_conn_is_tls(const pv_conn *c);
 bool pv_conn_tls_done(const pv_conn *c);
+/* True once tlsrec.c, not OpenSSL, does the conn's records (TLS 1.3, server side). */
+bool pv_conn_tls_own_records(const pv_conn *c);
+/* The owner needs nothing more of the TLS object (peer certificate, channel bindings,
+ * SNI): a conn whose records tlsrec.c does frees it, most of an idle session's memory.
+ * pv_conn_ssl and pv_conn_tls_sni return NULL afterwards, pv_conn_tls_cb PV_ENOENT;
+ * pv_conn_tls_version still answers.  Harmless on any other conn. */
+void pv_conn_tls_release(pv_conn *c);
 const char *pv_conn_tls_version(const pv_conn *c);  /* "TLSv1.3" or NULL */
 const char *pv_conn_tls_sni(const pv_conn *c);      /* server name the client asked for */
 /* Channel binding data for SCRAM-*-PLUS: type "tls-exporter" (RFC 9266, TLS 1.3) or
@@ -122,6 +130,9 @@ int pv_listen_port(const uv_tcp_t *l);
 /* Server context: TLS 1.2+, modern AEAD ciphers only, no compression, no renegotiation,
  * SSL_MODE_RELEASE_BUFFERS.  Loads cert chain + key (PEM).  NULL on error (logged). */
 SSL_CTX *pv_tls_server_ctx(const char *cert_file, const char *key_file);
+/* Lets conns of a server context do their TLS 1.3 records themselves (tlsrec.c) once
+ * the handshake is done; pv_tls_server_ctx calls it. */
+void pv_conn_tls_ctx_init(SSL_CTX *ctx);
 /* Client context (s2s): same protocol policy; verifies against the system CA store
  * but does not abort the handshake on failure: the caller checks
  * SSL_get_verify_result(pv_conn_ssl(c)) and applies its own policy. */

@@ -104,6 +104,7 @@ SSL_CTX *pv_tls_server_ctx(const char *cert_file, const char *key_file)
 		log_ssl_error("key does not match certificate", key_file);
 		goto fail;
 	}
+	pv_conn_tls_ctx_init(ctx);
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);

@@ -576,6 +576,10 @@ static void sasl_finish(pv_c2s *c, pv_sasl_rc rc, unsigned char *out, size_t out
 		pv_free(c->cb); /* no more SASL on this stream (RFC 6120 6.4.8) */
 		c->cb = NULL;
 		c->cblen = 0;
+		/* Nor any other use for OpenSSL's object: with our own TLS 1.3 records it
+		 * goes (net/conn.h), most of an idle session's memory. */
+		if (c->conn)
+			pv_conn_tls_release(c->conn);
 		if (c->sasl2) {
 			sasl2_success(c, out, out ? outlen : 0);
 		} else {

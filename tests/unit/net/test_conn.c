@@ -5,8 +5,9 @@
  * out_pending accounting, direct TLS, STARTTLS with trailing plaintext dropped,
  * TLS 1.2 minimum, channel bindings (RFC 9266 tls-exporter on 1.3, RFC 5929
  * tls-unique on 1.2) equal on both ends, SNI context switching, read pause/resume
- * with TLS records held inside OpenSSL, on_close exactly once, and that every
- * handle is gone afterwards (uv_loop_close succeeds). */
+ * with TLS records held inside OpenSSL or tlsrec.c, on_close exactly once, and that every
+ * handle is gone afterwards (uv_loop_close succeeds).  A server's TLS 1.3 records are
+ * tlsrec.c's (own_records), also after OpenSSL's object is released. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -47,6 +48,7 @@ typedef struct end {
 	pv_buf rx;
 	int connect_status;
 	char version[16];
+	bool own_records;
 	char cipher[64];
 	char sni[64];
 	char peer_ip[64];
@@ -76,6 +78,9 @@ typedef struct tctx {
 	int empty_cbs;
 	bool tls_at_connect; /* client starts TLS before the TCP connect completes */
 	int pauses;
+	bool release_tls; /* the server drops OpenSSL's object once TLS is up */
+	bool released;
+	char version_after[16];
 	bool timed_out;
 	bool finished;
 	/* split echo: the server answers in three writes of one turn (batching) */
@@ -132,6 +137,7 @@ static void record_tls(end *e, pv_conn *c)
 
 	e->tls++;
 	snprintf(e->version, sizeof e->version, "%s", v ? v : "");
+	e->own_records = pv_conn_tls_own_records(c);
 	snprintf(e->cipher, sizeof e->cipher, "%s",
 		SSL_CIPHER_get_name(SSL_get_current_cipher(pv_conn_ssl(c))));
 	snprintf(e->sni, sizeof e->sni, "%s", s ? s : "");
@@ -245,6 +251,12 @@ static void srv_tls(pv_conn *c)
 	tctx *t = pv_conn_owner(c);
 
 	record_tls(&t->srv, c);
+	if (t->release_tls) {
+		pv_conn_tls_release(c);
+		t->released = pv_conn_ssl(c) == NULL;
+		snprintf(t->version_after, sizeof t->version_after, "%s", pv_conn_tls_version(c));
+		assert_int_equal(pv_conn_tls_cb(c, "tls-exporter", t->srv.exporter, 64), PV_ENOENT);
+	}
 }
 
 static void srv_close(pv_conn *c, const char *why)
@@ -664,12 +676,43 @@ static void test_tls_bulk_pause(void **state)
 	assert_true(t.pending_after_write >= BULK_N);
 	assert_true(t.pending_after_write < BULK_N + 2048);
 	check_bulk(&t);
+	assert_true(t.srv.own_records); /* the pauses hold tlsrec's records, not OpenSSL's */
 	assert_true(t.pauses > 1);
 	/* at most one record per delivery here, since the server pauses every time */
 	assert_true(t.srv.data_calls >= BULK_N / 16384);
 	assert_string_equal(t.cli.why, "tls closed by peer");
 	tctx_fini(&t);
 	SSL_CTX_free(cctx);
+}
+
+/* After pv_conn_tls_release the records (tlsrec.c) go on alone: echo, a paused bulk
+ * read, close_notify both ways. */
+static void test_tls_after_release(void **state)
+{
+	(void)state;
+	for (int bulk = 0; bulk < 2; bulk++) {
+		SSL_CTX *cctx = pv_tls_client_ctx();
+		tctx t;
+
+		tctx_init(&t, bulk ? M_TLS_BULK : M_TLS_ECHO, g_sctx, cctx);
+		t.release_tls = true;
+		tctx_run(&t, "127.0.0.1");
+		assert_true(t.srv.own_records);
+		assert_true(t.released);
+		assert_string_equal(t.version_after, "TLSv1.3");
+		if (bulk) {
+			check_bulk(&t);
+			assert_true(t.pauses > 1);
+			assert_string_equal(t.cli.why, "tls closed by peer");
+		} else {
+			assert_int_equal(t.cli.rx.len, strlen(PING));
+			assert_memory_equal(t.cli.rx.data, PING, strlen(PING));
+			assert_string_equal(t.cli.why, "closed");
+			assert_string_equal(t.srv.why, "tls closed by peer");
+		}
+		tctx_fini(&t);
+		SSL_CTX_free(cctx);
+	}
 }
 
 static void test_local_close_once(void **state)
@@ -824,6 +867,9 @@ static void test_tls_versions(void **state)
 			assert_int_equal(t.cli.tls, 1);
 			assert_string_equal(t.srv.version, tc->version);
 			assert_string_equal(t.cli.version, tc->version);
+			/* tlsrec.c takes a server's TLS 1.3 records over; a client keeps OpenSSL's */
+			assert_int_equal(t.srv.own_records, strcmp(tc->version, "TLSv1.3") == 0);
+			assert_false(t.cli.own_records);
 			assert_string_equal(t.srv.sni, "localhost");
 			assert_int_equal(t.srv.exporter_len, tc->exporter_len);
 			assert_int_equal(t.cli.exporter_len, tc->exporter_len);
@@ -872,6 +918,7 @@ static void test_tls13_suite_choice(void **state)
 		assert_string_equal(t.srv.version, "TLSv1.3");
 		assert_string_equal(t.srv.cipher, cases[i].want);
 		assert_string_equal(t.cli.cipher, cases[i].want);
+		assert_true(t.srv.own_records);
 		tctx_fini(&t);
 		SSL_CTX_free(cctx);
 	}
@@ -888,6 +935,7 @@ static void test_starttls(void **state)
 	assert_int_equal(t.srv.tls, 1);
 	assert_int_equal(t.cli.tls, 1);
 	assert_string_equal(t.srv.version, "TLSv1.3");
+	assert_true(t.srv.own_records);
 	/* only the TLS-phase echo arrived at the server after the switch */
 	assert_int_equal(t.srv.rx.len, strlen(PING));
 	assert_memory_equal(t.srv.rx.data, PING, strlen(PING));
@@ -1031,6 +1079,7 @@ int main(void)
 		cmocka_unit_test(test_tls13_suite_choice),
 		cmocka_unit_test(test_starttls),
 		cmocka_unit_test(test_tls_bulk_pause),
+		cmocka_unit_test(test_tls_after_release),
 		cmocka_unit_test(test_channel_binding_unique_per_conn),
 		cmocka_unit_test(test_tls_at_connect),
 		cmocka_unit_test(test_sni_switch),
