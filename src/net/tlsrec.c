@@ -134,13 +134,31 @@ void pv_tlsrec_ctx_init(SSL_CTX *ctx, pv_tlsrec **(*slot)(const SSL *ssl))
 
 /* ---- keys (RFC 8446 section 7.1 HKDF-Expand-Label, 7.2 updates, 7.3 keys) ---- */
 
-static bool expand_label(const suite *s, const uint8_t *secret, const char *label, uint8_t *out,
-	size_t outlen)
+/* An HKDF-Expand context with s's hash, for the derivations of one key change: set
+ * once, since naming the digest fetches it again (EVP_MD_fetch was the biggest part of
+ * a key change, perf of a login storm).  NULL if the library fails. */
+static EVP_KDF_CTX *kdf_new(const suite *s)
+{
+	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+	EVP_KDF_CTX *k = hkdf ? EVP_KDF_CTX_new(hkdf) : NULL;
+	OSSL_PARAM p[] = {
+		OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
+		OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)s->md, 0),
+		OSSL_PARAM_construct_end(),
+	};
+
+	if (k && EVP_KDF_CTX_set_params(k, p) != 1) {
+		EVP_KDF_CTX_free(k);
+		k = NULL;
+	}
+	return k;
+}
+
+static bool expand_label(EVP_KDF_CTX *k, const suite *s, const uint8_t *secret, const char *label,
+	uint8_t *out, size_t outlen)
 {
 	uint8_t info[2 + 1 + 6 + 16 + 1];
 	size_t ll = strlen(label);
-	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
-	bool ok = false;
 
 	PV_ASSERT(ll <= 16);
 	info[0] = (uint8_t)(outlen >> 8);
@@ -149,27 +167,21 @@ static bool expand_label(const suite *s, const uint8_t *secret, const char *labe
 	memcpy(info + 3, "tls13 ", 6);
 	memcpy(info + 9, label, ll);
 	info[9 + ll] = 0; /* empty context */
-	EVP_KDF_CTX *k = hkdf ? EVP_KDF_CTX_new(hkdf) : NULL;
-	if (k) {
-		OSSL_PARAM p[] = {
-			OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
-			OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)s->md, 0),
-			OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, s->hashlen),
-			OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, 10 + ll),
-			OSSL_PARAM_construct_end(),
-		};
-		ok = EVP_KDF_derive(k, out, outlen, p) == 1;
-		EVP_KDF_CTX_free(k);
-	}
-	return ok;
+	/* Each call's key and info replace the last ones. */
+	OSSL_PARAM p[] = {
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, s->hashlen),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, 10 + ll),
+		OSSL_PARAM_construct_end(),
+	};
+	return k && EVP_KDF_derive(k, out, outlen, p) == 1;
 }
 
 /* Keys one direction from its current secret; its sequence starts again at 0. */
-static bool dir_key(const suite *s, dir *d, bool enc)
+static bool dir_key(const suite *s, EVP_KDF_CTX *k, dir *d, bool enc)
 {
 	uint8_t key[32];
-	bool ok = expand_label(s, d->secret, "key", key, s->keylen) &&
-		  expand_label(s, d->secret, "iv", d->iv, IVLEN);
+	bool ok = expand_label(k, s, d->secret, "key", key, s->keylen) &&
+		  expand_label(k, s, d->secret, "iv", d->iv, IVLEN);
 
 	if (ok && !d->aead)
 		ok = (d->aead = EVP_CIPHER_CTX_new()) != NULL;
@@ -184,12 +196,15 @@ static bool dir_key(const suite *s, dir *d, bool enc)
 static bool dir_update(const suite *s, dir *d, bool enc)
 {
 	uint8_t next[48];
-	bool ok = expand_label(s, d->secret, "traffic upd", next, s->hashlen);
+	EVP_KDF_CTX *k = kdf_new(s);
+	bool ok = expand_label(k, s, d->secret, "traffic upd", next, s->hashlen);
 
 	if (ok)
 		memcpy(d->secret, next, s->hashlen);
 	OPENSSL_cleanse(next, sizeof next);
-	return ok && dir_key(s, d, enc);
+	ok = ok && dir_key(s, k, d, enc);
+	EVP_KDF_CTX_free(k);
+	return ok;
 }
 
 /* Section 5.3: the sequence number, big-endian and left-padded, XORed into the IV. */
@@ -225,8 +240,12 @@ static int start(pv_tlsrec *r, uint16_t suite_id, uint64_t write_seq)
 	for (size_t i = 0; i < PV_ARRAY_LEN(suites); i++)
 		if (suites[i].id == suite_id && suites[i].evp)
 			r->s = &suites[i];
-	if (!r->s || r->rd.slen != r->s->hashlen || r->wr.slen != r->s->hashlen ||
-	    !dir_key(r->s, &r->rd, false) || !dir_key(r->s, &r->wr, true))
+	if (!r->s || r->rd.slen != r->s->hashlen || r->wr.slen != r->s->hashlen)
+		return PV_EINVAL;
+	EVP_KDF_CTX *k = kdf_new(r->s);
+	bool ok = dir_key(r->s, k, &r->rd, false) && dir_key(r->s, k, &r->wr, true);
+	EVP_KDF_CTX_free(k);
+	if (!ok)
 		return PV_EINVAL;
 	r->wr.seq = write_seq;
 	r->started = true;
