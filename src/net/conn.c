@@ -961,7 +961,8 @@ static void rec_pump(pv_conn *c)
 				begin_close(c, "tls closed by peer");
 			} else {
 				if (log_allowed())
-					pv_info("net", "tls record refused peer=%s", c->peer_ip);
+					pv_info("net", "tls record refused peer=%s alert=%u", c->peer_ip,
+						pv_tlsrec_last_alert(c->rec));
 				begin_close(c, "tls error");
 			}
 			return;

@@ -30,6 +30,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <pthread.h>
@@ -78,6 +79,7 @@ struct pv_tlsrec {
 	dir rd, wr;
 	uint64_t rekey_after;
 	bool started;
+	uint8_t alert; /* the last fatal alert we sent, for the log */
 };
 
 /* ---- taking the secrets ---- */
@@ -297,6 +299,11 @@ void pv_tlsrec_free(pv_tlsrec *r)
 	pv_free(r);
 }
 
+uint8_t pv_tlsrec_last_alert(const pv_tlsrec *r)
+{
+	return r ? r->alert : 0;
+}
+
 void pv_tlsrec_set_rekey_after(pv_tlsrec *r, uint64_t records)
 {
 	r->rekey_after = records;
@@ -378,6 +385,8 @@ void pv_tlsrec_alert(pv_tlsrec *r, pv_buf *out, uint8_t desc)
 
 static pv_tlsrec_ev fail(pv_tlsrec *r, pv_buf *out, uint8_t alert)
 {
+	ERR_clear_error(); /* what a failed decryption left; SSL_get_error elsewhere reads it */
+	r->alert = alert;
 	pv_tlsrec_alert(r, out, alert);
 	return PV_TLSREC_FAILED;
 }

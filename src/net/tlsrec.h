@@ -75,6 +75,9 @@ void pv_tlsrec_alert(pv_tlsrec *r, pv_buf *out, uint8_t desc);
 pv_tlsrec_ev pv_tlsrec_open(pv_tlsrec *r, uint8_t *in, size_t len, size_t *used, uint8_t **pt,
 	size_t *ptlen, pv_buf *out);
 
+/* The fatal alert the last PV_TLSREC_FAILED sent (0 if it was the peer's alert). */
+uint8_t pv_tlsrec_last_alert(const pv_tlsrec *r);
+
 /* Tests: the write key is renewed after this many records (default 2^24). */
 void pv_tlsrec_set_rekey_after(pv_tlsrec *r, uint64_t records);
 

@@ -330,6 +330,7 @@ static void expect_alert(pair *p, pv_buf *in, uint8_t desc)
 	pv_buf_init(&got);
 	pv_buf_init(&out);
 	assert_int_equal(server_open(p, in, &got, &out, NULL), PV_TLSREC_FAILED);
+	assert_int_equal(pv_tlsrec_last_alert(p->rec), desc);
 	assert_int_equal(got.len, 0);
 	assert_true(out.len > 0);
 	assert_int_equal(BIO_write(p->c_in, out.data, (int)out.len), (int)out.len);
@@ -424,6 +425,7 @@ static void test_peer_alerts(void **state)
 	pv_tlsrec_seal_record(p.peer, &p.in, PV_TLSREC_ALERT, fatal, 2);
 	assert_int_equal(server_open(&p, &p.in, &p.got, &p.out, NULL), PV_TLSREC_FAILED);
 	assert_int_equal(p.out.len, 0);
+	assert_int_equal(pv_tlsrec_last_alert(p.rec), 0);
 	pair_close(&p);
 }
 
