@@ -19,7 +19,7 @@ cd "$(dirname "$0")/../.."
 SECS=${1:-30}
 [ $# -gt 0 ] && shift
 OUT=${FUZZ_BUILD:-build-fuzz}
-ALL="xmlstream xmlparse jid sasl config origin"
+ALL="xmlstream xmlparse jid sasl config origin tlsrec"
 TARGETS=${*:-$ALL}
 
 # clang and its libFuzzer runtime are not part of the normal build's packages.
@@ -49,6 +49,7 @@ srcs() {
 	jid) echo "$JID $UTIL" ;;
 	sasl) echo "$SASL $JID $UTIL" ;;
 	config) echo "src/core/config.c $UTIL" ;;
+	tlsrec) echo "src/net/tlsrec.c $UTIL" ;;
 	origin) echo "src/xmpp/s2s_origin.c src/xmpp/s2s_auth.c src/core/config.c src/xmpp/stanza.c $JID src/util/xml.c src/util/xmlparse.c $UTIL" ;;
 	*) echo "unknown fuzz target: $1" >&2; exit 2 ;;
 	esac
@@ -60,6 +61,7 @@ libs() {
 	jid | sasl) pkg-config --libs libidn2 icu-uc libcrypto ;;
 	config) pkg-config --libs yaml-0.1 libcrypto ;;
 	origin) pkg-config --libs expat libssl libcrypto libidn2 icu-uc yaml-0.1 ;;
+	tlsrec) pkg-config --libs libssl libcrypto ;;
 	esac
 }
 maxlen() {
