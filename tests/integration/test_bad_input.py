@@ -4,6 +4,9 @@ disconnected; a second client, logged in before, keeps working and is pinged
 afterwards; the server stays up.  The server's log is checked for sanitizer reports
 at teardown (conftest)."""
 import base64
+import os
+import socket
+import ssl
 import threading
 import time
 
@@ -514,3 +517,37 @@ def test_read_rate_throttles_a_flooder(server_factory, raw):
     assert elapsed >= 2.5, f"~360 KiB at read_rate 64k arrived in {elapsed:.2f}s: not throttled"
     assert max(rtts) < 2, f"the other session waited {max(rtts):.2f}s for a ping"
     flooder.ping(timeout=10)          # throttled, not disconnected
+
+
+# --- TLS records (src/net/tlsrec.c does a server's TLS 1.3 records) -------------------
+
+@pytest.mark.parametrize("record,alert", [
+    (bytes([23, 3, 3, 0, 40]) + bytes(40), "BAD_RECORD_MAC"),        # not sealed by the key
+    (bytes([20, 3, 3, 0, 1, 1]), "UNEXPECTED_MESSAGE"),              # change_cipher_spec now
+    (bytes([21, 3, 3, 0, 2, 2, 40]), "UNEXPECTED_MESSAGE"),          # an unprotected alert
+    (bytes([23, 3, 3, 0x41, 0x01]), "RECORD_OVERFLOW"),              # longer than 2^14 + 256
+], ids=["bad-mac", "ccs", "plain-alert", "overflow"])
+def test_bad_tls_record_gets_its_alert(server_factory, raw, record, alert):
+    """A record the TLS 1.3 rules refuse, written under the client's TLS layer: the
+    server answers with the RFC 8446 alert, closes that connection only, and logs it."""
+    srv = server_factory({"log_level": "info"})
+    bystander = login_raw(raw, srv, "bob", "bystander", presence=True)
+    c = offender(srv, raw, "auth")
+    assert c.sock.version() == "TLSv1.3"
+    under = socket.socket(fileno=os.dup(c.sock.fileno()))
+    under.sendall(record)
+    under.close()
+    with pytest.raises(ssl.SSLError, match=alert):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            c.sock.settimeout(1)
+            try:
+                if not c.sock.recv(65536):
+                    break
+            except socket.timeout:
+                pass
+    deadline = time.monotonic() + 5
+    while "tls record refused" not in srv.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "tls record refused" in srv.log_text(), srv.log_tail(30)
+    still_fine(srv, bystander)
