@@ -13,7 +13,8 @@
  * OpaqueString (RFC 8265), as RFC 7622 / RFC 6120 intend.
  *
  * Threading: pure computation on the caller's thread; the only shared state is the
- * per-process fallback secret, created once under pthread_once. */
+ * per-process fallback secret and the HMAC templates, each created once under
+ * pthread_once and only read afterwards. */
 #include "xmpp/sasl/sasl.h"
 
 #include <limits.h>
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -68,12 +70,51 @@ static const EVP_MD *md_for(const char *mech, size_t *hlen)
 	return NULL;
 }
 
+/* HMAC from a context made once per digest and copied for each use.  OpenSSL 3.0's
+ * HMAC() looks the MAC and the digest up by name on every call: 2.75 % of a reconnect
+ * storm's CPU for the two HMACs of a login (perf), 1,170 against 750 ns even hot. */
+static EVP_MAC_CTX *hmac_sha1, *hmac_sha256;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static EVP_MAC_CTX *hmac_template(EVP_MAC *mac, const char *digest)
+{
+	EVP_MAC_CTX *c = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	OSSL_PARAM p[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)digest, 0),
+		OSSL_PARAM_construct_end(),
+	};
+	if (c && EVP_MAC_CTX_set_params(c, p) != 1) {
+		EVP_MAC_CTX_free(c);
+		c = NULL;
+	}
+	return c;
+}
+
+static void hmac_load(void)
+{
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	hmac_sha1 = hmac_template(mac, "SHA1");
+	hmac_sha256 = hmac_template(mac, "SHA256");
+	EVP_MAC_free(mac); /* the contexts keep their own references */
+}
+
 static void hmac(const EVP_MD *md, const void *key, size_t klen, const void *d, size_t n,
 	unsigned char *out)
 {
-	unsigned int olen = 0;
+	pthread_once(&hmac_once, hmac_load);
+	EVP_MAC_CTX *t = md == EVP_sha1() ? hmac_sha1 : md == EVP_sha256() ? hmac_sha256 : NULL;
+	EVP_MAC_CTX *c = t ? EVP_MAC_CTX_dup(t) : NULL;
+	size_t olen = 0;
+
 	PV_ASSERT(klen <= INT_MAX);
-	PV_ASSERT(HMAC(md, key, (int)klen, d, n, out, &olen) != NULL);
+	if (!c) { /* a digest without a template, or a library that failed to make one */
+		unsigned int ol = 0;
+		PV_ASSERT(HMAC(md, key, (int)klen, d, n, out, &ol) != NULL);
+		return;
+	}
+	PV_ASSERT(EVP_MAC_init(c, key, klen, NULL) == 1 && EVP_MAC_update(c, d, n) == 1 &&
+		  EVP_MAC_final(c, out, &olen, EVP_MAX_MD_SIZE) == 1);
+	EVP_MAC_CTX_free(c);
 }
 
 static void digest(const EVP_MD *md, const void *d, size_t n, unsigned char *out)
