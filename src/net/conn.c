@@ -117,7 +117,6 @@ struct pv_conn {
 	 * secrets the keylog callback gave.  NULL: OpenSSL does the records. */
 	pv_tlsrec *rec;
 	enum conn_state state;
-	bool tls;      /* every byte on the wire is TLS from here on (ssl may be gone) */
 	bool tls_done;
 	bool reading;
 	bool paused;
@@ -140,6 +139,13 @@ struct pv_conn {
 	pv_buf tout;       /* made by OpenSSL, not yet handed to libuv */
 	char peer_ip[INET6_ADDRSTRLEN];
 };
+
+/* Every byte on the wire is TLS from here on: OpenSSL's object, or after
+ * pv_conn_tls_release only tlsrec.c's records. */
+static inline bool is_tls(const pv_conn *c)
+{
+	return c->ssl || c->rec;
+}
 
 /* ---- shared read buffer ---- */
 
@@ -856,7 +862,7 @@ static void batch_send_now(pv_conn *c, bool sync_cbs)
 		return;
 	if (c->state >= ST_CLOSED)
 		cancel_cbs(c, o->cbs, o->ncb);
-	else if (c->tls)
+	else if (is_tls(c))
 		tls_write_cbs(c, o->data, o->len, o->cbs, o->ncb, sync_cbs);
 	else
 		send_bytes(c, o->data, o->len, o->cbs, o->ncb, sync_cbs);
@@ -877,7 +883,7 @@ void pv_conn_write(pv_conn *c, const void *data, size_t n, pv_conn_write_fn cb, 
 		cancel_cb(c, cb, ud);
 		return;
 	}
-	if (c->tls && !c->tls_done) {
+	if (is_tls(c) && !c->tls_done) {
 		e = pv_malloc(sizeof *e + n);
 		e->n = n;
 		e->cb = cb;
@@ -892,7 +898,7 @@ void pv_conn_write(pv_conn *c, const void *data, size_t n, pv_conn_write_fn cb, 
 		batch_add(c, b, data, n, cb, ud);
 		return;
 	}
-	if (!c->tls) {
+	if (!is_tls(c)) {
 		wcb one = {cb, ud};
 		send_bytes(c, data, n, &one, cb ? 1 : 0, false);
 		return;
@@ -902,7 +908,7 @@ void pv_conn_write(pv_conn *c, const void *data, size_t n, pv_conn_write_fn cb, 
 
 void pv_conn_trim(pv_conn *c)
 {
-	if (!c->tls || !c->tls_done || c->state != ST_OPEN || c->ob)
+	if (!is_tls(c) || !c->tls_done || c->state != ST_OPEN || c->ob)
 		return;
 	/* An empty buffer still holds the allocation of its last use. */
 	tbuf_trim(&c->tkeep, 0);
@@ -1053,7 +1059,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	pv_conn *c = s->data;
 
 	if (nread > 0 && c->state == ST_OPEN) {
-		if (!c->tls) {
+		if (!is_tls(c)) {
 			c->cb.on_data(c, buf->base, (size_t)nread);
 		} else {
 			/* OpenSSL reads it in place (tls_bread); what it leaves (the owner paused
@@ -1092,7 +1098,7 @@ static void on_timer(uv_timer_t *t)
 
 	if (c->state == ST_OPEN) {
 		/* Deferred drain after pv_conn_read_resume(). */
-		if (c->tls && !c->paused)
+		if (is_tls(c) && !c->paused)
 			tls_pump(c);
 	} else if (c->state == ST_CLOSING) {
 		pv_debug("net", "close deadline passed peer=%s flushed=%d", c->peer_ip,
@@ -1286,7 +1292,6 @@ static int tls_setup(pv_conn *c, SSL_CTX *ctx, bool server)
 	else
 		SSL_set_connect_state(ssl);
 	c->ssl = ssl;
-	c->tls = true;
 	c->tls_done = false;
 	return 0;
 }
@@ -1381,7 +1386,7 @@ uv_loop_t *pv_conn_loop(pv_conn *c)
 
 int pv_conn_starttls(pv_conn *c, SSL_CTX *ctx)
 {
-	if (!ctx || c->tls || c->state != ST_OPEN)
+	if (!ctx || is_tls(c) || c->state != ST_OPEN)
 		return PV_EINVAL;
 	batch_send(c); /* <proceed/> and anything before it go out in plaintext */
 	if (c->state != ST_OPEN)
@@ -1395,7 +1400,7 @@ int pv_conn_client_tls(pv_conn *c, SSL_CTX *ctx, const char *sni)
 {
 	int r;
 
-	if (!ctx || c->tls || c->state > ST_OPEN)
+	if (!ctx || is_tls(c) || c->state > ST_OPEN)
 		return PV_EINVAL;
 	batch_send(c); /* the plaintext phase ends here */
 	if (c->state > ST_OPEN)
@@ -1422,12 +1427,12 @@ int pv_conn_client_tls(pv_conn *c, SSL_CTX *ctx, const char *sni)
 
 bool pv_conn_is_tls(const pv_conn *c)
 {
-	return c->tls;
+	return is_tls(c);
 }
 
 bool pv_conn_tls_done(const pv_conn *c)
 {
-	return c->tls && c->tls_done;
+	return is_tls(c) && c->tls_done;
 }
 
 bool pv_conn_tls_own_records(const pv_conn *c)
@@ -1451,7 +1456,7 @@ SSL *pv_conn_ssl(const pv_conn *c)
 
 const char *pv_conn_tls_version(const pv_conn *c)
 {
-	if (!c->tls || !c->tls_done)
+	if (!is_tls(c) || !c->tls_done)
 		return NULL;
 	/* tlsrec.c only ever takes TLS 1.3 over */
 	return c->ssl ? SSL_get_version(c->ssl) : "TLSv1.3";
@@ -1529,7 +1534,7 @@ void pv_conn_read_resume(pv_conn *c)
 	read_start(c);
 	/* Records already decrypted or buffered would wait for the next socket read;
 	 * drain them from the loop rather than re-entering the owner from here. */
-	if (c->tls && ((c->ssl && SSL_has_pending(c->ssl)) || c->tkeep.len > 0))
+	if (is_tls(c) && ((c->ssl && SSL_has_pending(c->ssl)) || c->tkeep.len > 0))
 		timer_start(c, 0);
 }
 
