@@ -47,8 +47,13 @@ def machine():
     except OSError:
         pass
     root = Path(__file__).resolve().parents[1]
-    rev = sh("git", "-C", str(root), "rev-parse", "--short", "HEAD")
-    dirty = sh("git", "-C", str(root), "status", "--porcelain", "--untracked-files=no")
+    # bench/run says what the binaries were built from; the tree at the end of a long
+    # run may differ.
+    rev = os.environ.get("BENCH_BUILT_REV")
+    if not rev:
+        rev = sh("git", "-C", str(root), "rev-parse", "--short", "HEAD")
+        if sh("git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"):
+            rev += " (with uncommitted changes)"
     return {
         "host": platform.node(),
         "nproc": os.cpu_count(),
@@ -56,7 +61,7 @@ def machine():
         "memory": mem,
         "kernel": platform.release(),
         "open files (hard)": sh("sh", "-c", "ulimit -Hn"),
-        "peyvand": f"0.1.0 git {rev}{' (with uncommitted changes)' if dirty else ''}, "
+        "peyvand": f"0.1.0 git {rev}, "
                    "RelWithDebInfo build",
         "prosody": pkg_version("prosody") + " (lua " + pkg_version("lua5.4") + ")",
         "ejabberd": pkg_version("ejabberd") + " (erlang " + pkg_version("erlang-base") + ")",
