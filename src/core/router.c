@@ -192,12 +192,25 @@ static bool filtered(pv_host *h, pv_session *origin, pv_stanza *st)
 	return false;
 }
 
+/* The hook a stanza of this kind fires for an address of this form ("message/bare",
+ * pv_module.h).  A table rather than snprintf: it ran for every routed stanza (chat_ir.sh,
+ * issue 5: about 640 instructions of a routed message's 30,500). */
+enum { AT_HOST, AT_BARE, AT_FULL };
+static const char *hook_name(const pv_stanza *st, int at)
+{
+	static const char *const names[3][3] = {
+		{"message/host", "message/bare", "message/full"},
+		{"presence/host", "presence/bare", "presence/full"},
+		{"iq/host", "iq/bare", "iq/full"},
+	};
+	return names[st->kind == PV_ST_MESSAGE ? 0 : st->kind == PV_ST_PRESENCE ? 1 : 2][at];
+}
+
 void pv_router_dispatch(pv_host *h, pv_session *origin, pv_stanza *st)
 {
 	if (filtered(h, origin, st))
 		return;
 	pv_event ev = {.host = h, .origin = origin, .stanza = st};
-	const char *kind = st->kind == PV_ST_MESSAGE ? "message" : st->kind == PV_ST_PRESENCE ? "presence" : "iq";
 
 	/* To the server itself. */
 	if (!st->to.local && !st->to.resource) {
@@ -205,9 +218,7 @@ void pv_router_dispatch(pv_host *h, pv_session *origin, pv_stanza *st)
 			iq_event(h, origin, st, "host");
 			return;
 		}
-		char name[32];
-		snprintf(name, sizeof(name), "%s/host", kind);
-		if (pv_fire(h, name, &ev) == PV_HANDLED)
+		if (pv_fire(h, hook_name(st, AT_HOST), &ev) == PV_HANDLED)
 			return;
 		if (st->kind == PV_ST_MESSAGE && !type_is(st, "error") && !type_is(st, "headline") &&
 		    !type_is(st, "groupchat"))
@@ -232,9 +243,7 @@ void pv_router_dispatch(pv_host *h, pv_session *origin, pv_stanza *st)
 			iq_event(h, origin, st, "bare");
 			return;
 		}
-		char name[32];
-		snprintf(name, sizeof(name), "%s/bare", kind);
-		if (pv_fire(h, name, &ev) == PV_HANDLED)
+		if (pv_fire(h, hook_name(st, AT_BARE), &ev) == PV_HANDLED)
 			return;
 		if (!user_exists(h, user)) {
 			/* 8.5.1: no such account.  Subscription requests are answered by the
@@ -255,9 +264,7 @@ void pv_router_dispatch(pv_host *h, pv_session *origin, pv_stanza *st)
 		return;
 	}
 	/* Full JID (RFC 6121 8.5.3). */
-	char name[32];
-	snprintf(name, sizeof(name), "%s/full", kind);
-	if (pv_fire(h, name, &ev) == PV_HANDLED)
+	if (pv_fire(h, hook_name(st, AT_FULL), &ev) == PV_HANDLED)
 		return;
 	pv_session *target = pv_host_find_resource(h, user, st->to.resource);
 	if (target) {

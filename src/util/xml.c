@@ -29,6 +29,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/types.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* ---- memory: interned names, one allocation per node -------------------------------
  *
@@ -590,11 +593,39 @@ static const unsigned char esc_mask[256] = {
 	['\n'] = 1 << ESC_ATTR, ['\t'] = 1 << ESC_ATTR,
 };
 
+/* The first byte at or after i that some mode escapes (or a control byte below CR, which
+ * the table then lets through), else n.  Sixteen bytes a step where SSE2 is there: the
+ * byte-by-byte scan was about 1,470 instructions of a routed message's 30,500, nearly
+ * all of them skipping bytes that need nothing (chat_ir.sh, issue 5). */
+static size_t next_special(const char *s, size_t i, size_t n)
+{
+#ifdef __SSE2__
+	const __m128i ctl = _mm_set1_epi8(0x0d), fe = _mm_set1_epi8((char)0xfe),
+		      fd = _mm_set1_epi8((char)0xfd), amp = _mm_set1_epi8('&'),
+		      quot = _mm_set1_epi8('"'), lt = _mm_set1_epi8('<');
+	for (; n - i >= 16; i += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+		/* <= CR (tab, LF, CR), & or ' (0x26, 0x27), ", < or > (0x3c, 0x3e) */
+		__m128i m = _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v);
+		m = _mm_or_si128(m, _mm_cmpeq_epi8(_mm_and_si128(v, fe), amp));
+		m = _mm_or_si128(m, _mm_cmpeq_epi8(v, quot));
+		m = _mm_or_si128(m, _mm_cmpeq_epi8(_mm_and_si128(v, fd), lt));
+		unsigned bits = (unsigned)_mm_movemask_epi8(m);
+		if (bits)
+			return i + (size_t)__builtin_ctz(bits);
+	}
+#endif
+	for (; i < n; i++)
+		if (esc_mask[(unsigned char)s[i]])
+			return i;
+	return n;
+}
+
 static void escape(const char *s, size_t n, int mode, pv_buf *out)
 {
 	const unsigned char bit = (unsigned char)(1u << mode);
 	size_t run = 0; /* start of the pending run of bytes that need no escaping */
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = next_special(s, 0, n); i < n; i = next_special(s, i + 1, n)) {
 		if (!(esc_mask[(unsigned char)s[i]] & bit))
 			continue;
 		const char *rep = NULL;

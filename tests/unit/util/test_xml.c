@@ -332,6 +332,76 @@ static void test_escape(void **state)
 	pv_buf_fini(&b);
 }
 
+/* What each mode should write for one byte (XML 1.0 2.4, 3.3.3), byte by byte: the
+ * reference the 16-byte scan of xml.c is held to. */
+static void ref_escape(const unsigned char *s, size_t n, char mode, pv_buf *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *rep = NULL;
+		switch (s[i]) {
+		case '&': rep = "&amp;"; break;
+		case '<': rep = "&lt;"; break;
+		case '>': rep = "&gt;"; break;
+		case '\r': rep = "&#13;"; break;
+		case '"': rep = mode != 't' ? "&quot;" : NULL; break;
+		case '\'': rep = mode != 't' ? "&apos;" : NULL; break;
+		case '\n': rep = mode == 'a' ? "&#10;" : NULL; break;
+		case '\t': rep = mode == 'a' ? "&#9;" : NULL; break;
+		default: break;
+		}
+		if (rep)
+			pv_buf_puts(out, rep);
+		else
+			pv_buf_append(out, (const char *)s + i, 1);
+	}
+}
+
+/* Every byte value at every offset of a 16-byte step and across steps, in text, in an
+ * attribute and through pv_xml_escape, among ASCII and non-ASCII filler: the scan must
+ * find each byte a mode escapes and let every other byte through. */
+static void test_escape_every_byte_everywhere(void **state)
+{
+	(void)state;
+	static const char *const fillers[] = { "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKL",
+		"\xd8\xb3\xd9\x84\xd8\xa7\xd9\x85 \xd8\xaf\xd9\x86\xdb\x8c\xd8\xa7 \xd8\xb3\xd9\x84"
+		"\xd8\xa7\xd9\x85 \xd8\xaf\xd9\x86\xdb\x8c\xd8\xa7 \xd8\xb3\xd9\x84\xd8\xa7" };
+	for (size_t f = 0; f < PV_ARRAY_LEN(fillers); f++) {
+		size_t len = strlen(fillers[f]);
+		for (unsigned c = 1; c < 256; c++) {
+			for (size_t at = 0; at < len; at++) {
+				unsigned char in[64];
+				memcpy(in, fillers[f], len);
+				in[at] = (unsigned char)c;
+				if (at + 17 < len)
+					in[at + 17] = (unsigned char)c; /* a second one, a step later */
+				in[len] = 0;
+				pv_buf got, want;
+				pv_buf_init(&got);
+				pv_buf_init(&want);
+				pv_xml_escape((const char *)in, len, &got);
+				ref_escape(in, len, 'x', &want);
+				assert_string_equal(got.data, want.data);
+
+				pv_xml *x = pv_xml_new("e", "jabber:client");
+				pv_xml_set_attr(x, "a", (const char *)in);
+				pv_xml_add_text(x, (const char *)in, len);
+				pv_buf_reset(&got);
+				pv_buf_reset(&want);
+				pv_xml_serialize(x, "jabber:client", &got);
+				pv_buf_puts(&want, "<e a='");
+				ref_escape(in, len, 'a', &want);
+				pv_buf_puts(&want, "'>");
+				ref_escape(in, len, 't', &want);
+				pv_buf_puts(&want, "</e>");
+				assert_string_equal(got.data, want.data);
+				pv_xml_free(x);
+				pv_buf_fini(&got);
+				pv_buf_fini(&want);
+			}
+		}
+	}
+}
+
 /* ---- memory: interned names, one allocation per node (issue 5) -------------------------
  * Which pointers are interned, inline or heap is checked where it is visible; that every
  * replaced or freed string goes back the right way is what ASan (Debug build) and
@@ -645,6 +715,7 @@ int main(void)
 		cmocka_unit_test(test_serialize_appends),
 		cmocka_unit_test(test_serialize_as),
 		cmocka_unit_test(test_escape),
+		cmocka_unit_test(test_escape_every_byte_everywhere),
 		cmocka_unit_test(test_intern),
 		cmocka_unit_test(test_mem_built),
 		cmocka_unit_test(test_mem_mixed),
